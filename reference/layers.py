@@ -1,0 +1,420 @@
+"""The building blocks of Deep Speech 2, each one idea (DS2 sections 3.1-3.5).
+
+* :func:`clipped_relu` — ``sigma(x) = min(max(x, 0), 20)`` (section 3.1).
+* :func:`conv_output_length`, :func:`mask_time`, :class:`MaskedConv` — 2-D convolution over
+  (frequency, time) whose padding frames are re-zeroed, so an utterance's outputs do not
+  depend on what it is batched with (section 3.4).
+* :func:`gru_cell`, :func:`gru_layer`, :func:`bidirectional_gru` — the GRU with PyTorch's gate
+  layout, unrolled over padded sequences, two directions **summed** (sections 3.1, 3.3).
+* :class:`SequenceWiseBatchNorm` — BatchNorm of the input-to-hidden projection ``W x`` with
+  statistics over all valid (time, batch) frames (section 3.2).
+* :class:`RecurrentLayer` — ``h_t = f(B(W x_t) + U h_{t-1})``: one DS2 recurrent layer.
+* :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.5).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .validation import check_lengths, check_tensor
+
+__all__ = [
+    "clipped_relu", "ClippedReLU", "conv_output_length", "time_mask", "mask_time", "MaskedConv",
+    "gru_cell", "gru_layer", "bidirectional_gru", "reverse_padded", "SequenceWiseBatchNorm",
+    "MaskedBatchNorm2d", "RecurrentLayer", "row_conv", "RowConv",
+]
+
+RELU_CLIP = 20.0  # DS2 section 3.1: "sigma(x) = min{max{x, 0}, 20}"
+
+
+# ----------------------------------------------------------------------------- activation
+def clipped_relu(x: torch.Tensor, ceiling: float = RELU_CLIP) -> torch.Tensor:
+    """``min(max(x, 0), ceiling)``: a ReLU that cannot blow up the recurrence."""
+    return x.clamp(min=0.0, max=ceiling)
+
+
+class ClippedReLU(nn.Module):
+    """Module form of :func:`clipped_relu`."""
+
+    def __init__(self, ceiling: float = RELU_CLIP):
+        super().__init__()
+        self.ceiling = ceiling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return clipped_relu(x, self.ceiling)
+
+    def extra_repr(self) -> str:
+        return f"ceiling={self.ceiling}"
+
+
+# ----------------------------------------------------------------------------- convolution
+def conv_output_length(length, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1):
+    """Frames out of a convolution: ``floor((L + 2p - d(k - 1) - 1) / s) + 1``.
+
+    Works for a Python int (returns int) and for an int tensor of lengths (returns int64).
+    """
+    span = dilation * (kernel_size - 1) + 1
+    if isinstance(length, torch.Tensor):
+        if length.is_floating_point():
+            raise ValueError(f"length must be an integer tensor, got dtype {length.dtype}")
+        return torch.div(length.long() + 2 * padding - span, stride, rounding_mode="floor") + 1
+    return (int(length) + 2 * padding - span) // stride + 1
+
+
+def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """``(B, T)`` bool, True for valid frames ``t < lengths[b]``."""
+    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def mask_time(x: torch.Tensor, lengths) -> torch.Tensor:
+    """Zero the frames ``t >= lengths[b]`` of ``x`` ``(B, C, F, T)`` (a new tensor)."""
+    check_tensor(x, "x", 4)
+    lengths = check_lengths(lengths, x.shape[0], x.shape[-1])
+    mask = time_mask(lengths.to(x.device), x.shape[-1])          # (B, T)
+    return x * mask[:, None, None, :].to(x.dtype)                # broadcast over C, F
+
+
+class _MaskedBatchNorm(nn.Module):
+    """BatchNorm whose statistics only see valid frames; same parameters, buffers and update
+    rule as ``torch.nn.BatchNorm1d`` (biased variance to normalise, unbiased variance in
+    the running estimate, ``momentum=None`` for a cumulative average)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+    def _normalize(self, x, mask, dims, shape):
+        """``x`` normalised per feature; ``mask`` broadcasts against ``x``; ``dims`` are reduced."""
+        mask = mask.to(x.dtype)
+        if self.training:
+            n = mask.sum(dims).reshape(-1)[0].clamp_min(1.0)         # valid frames (mask has one feature column)
+            mean = (x * mask).sum(dims) / n                          # (features,)
+            var = ((x - mean.view(shape)).square() * mask).sum(dims) / n  # biased, used to normalise
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                unbiased = var * n / (n - 1).clamp_min(1.0)
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * unbiased.detach())
+        else:
+            mean, var = self.running_mean, self.running_var
+        x_hat = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return (x_hat * self.weight.view(shape) + self.bias.view(shape)) * mask
+
+
+class SequenceWiseBatchNorm(_MaskedBatchNorm):
+    """Sequence-wise BatchNorm (DS2 section 3.2) of ``(T, B, H)`` sequences.
+
+    "For each hidden unit, we compute the mean and variance statistics over all items in the
+    minibatch over the length of the sequence."  Only valid frames ``t < lengths[b]`` count
+    (padding would drag the mean towards 0 and make outputs depend on batch mates); the
+    result equals ``nn.BatchNorm1d`` applied to the valid frames, and padded frames come out 0.
+    ``include_padding=True`` reproduces the common mistake, for comparison only.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 include_padding: bool = False):
+        super().__init__(num_features, eps, momentum)
+        self.include_padding = include_padding
+
+    def forward(self, x: torch.Tensor, lengths) -> torch.Tensor:
+        check_tensor(x, "x", 3, floating=True)
+        T, B, H = x.shape
+        if H != self.num_features:
+            raise ValueError(f"x has {H} features, this SequenceWiseBatchNorm expects {self.num_features}")
+        lengths = check_lengths(lengths, B, T)
+        valid = time_mask(lengths.to(x.device), T).transpose(0, 1).unsqueeze(2)   # (T, B, 1)
+        stats = torch.ones_like(valid) if self.include_padding else valid
+        out = self._normalize(x, stats, (0, 1), (1, 1, H))
+        return out * valid.to(x.dtype)
+
+
+class MaskedBatchNorm2d(_MaskedBatchNorm):
+    """BatchNorm of conv feature maps ``(B, C, F, T)``: per channel over valid (batch, freq, time)."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        valid = time_mask(lengths.to(x.device), x.shape[-1])[:, None, None, :]     # (B, 1, 1, T)
+        valid = valid.expand(-1, 1, x.shape[2], -1)                                  # (B, 1, F, T)
+        return self._normalize(x, valid, (0, 2, 3), (1, -1, 1, 1))
+
+
+class MaskedConv(nn.Module):
+    """Conv2d over (frequency, time) -> masked BatchNorm -> clipped ReLU -> re-zero padding.
+
+    DS2 section 3.4 (Table 4 sizes); no conv bias, since BatchNorm adds one.  Output lengths
+    come from this layer's own kernel, stride, padding and dilation.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int],
+                 stride: tuple[int, int], batch_norm: bool = True):
+        super().__init__()
+        padding = (kernel_size[0] // 2, kernel_size[1] // 2)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=not batch_norm)
+        self.bn = MaskedBatchNorm2d(out_channels) if batch_norm else None
+
+    def output_lengths(self, lengths):
+        """Frames out of this layer for ``lengths`` frames in (time is the conv's last axis)."""
+        c = self.conv
+        return conv_output_length(lengths, c.kernel_size[1], c.stride[1], c.padding[1], c.dilation[1])
+
+    def output_size(self, n_freq: int) -> int:
+        """Frequency bins out of this layer."""
+        c = self.conv
+        return conv_output_length(n_freq, c.kernel_size[0], c.stride[0], c.padding[0], c.dilation[0])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv(x)                                # (B, C, F', T')
+        lengths = self.output_lengths(lengths)
+        if self.bn is not None:
+            x = self.bn(x, lengths)
+        return mask_time(clipped_relu(x), lengths), lengths
+
+
+# ----------------------------------------------------------------------------- GRU
+def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """One GRU step, exactly ``torch.nn.GRUCell`` (gates in the order r, z, n).
+
+    Args:
+        x: ``(B, I)``; h: ``(B, H)``; weight_ih: ``(3H, I)``; weight_hh: ``(3H, H)``;
+        bias_ih, bias_hh: ``(3H,)`` or ``None``.
+
+    ``r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)``, ``z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)``,
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``.
+    """
+    gx = F.linear(x, weight_ih, bias_ih)
+    return _gru_step(gx, h, weight_hh, bias_hh)
+
+
+def _gru_step(gx, h, weight_hh, bias_hh):
+    """GRU step given the precomputed input projection ``gx = W_i x + b_i`` ``(B, 3H)``."""
+    gh = F.linear(h, weight_hh, bias_hh)                    # (B, 3H)
+    rx, zx, nx = gx.chunk(3, dim=-1)
+    rh, zh, nh = gh.chunk(3, dim=-1)
+    r = torch.sigmoid(rx + rh)
+    z = torch.sigmoid(zx + zh)
+    n = torch.tanh(nx + r * nh)
+    return (1 - z) * n + z * h
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of ``x`` ``(T, B, ...)`` within its own length; padding stays put.
+
+    Applying it twice is the identity, so a backward direction is
+    ``reverse_padded(forward_rnn(reverse_padded(x)))``.
+    """
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device).unsqueeze(1)                      # (T, 1)
+    lengths = lengths.to(x.device).unsqueeze(0)                            # (1, B)
+    idx = torch.where(t < lengths, lengths - 1 - t, t)                     # (T, B)
+    idx = idx.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(0, idx)
+
+
+def _check_rnn_input(x, lengths):
+    check_tensor(x, "x", 3, floating=True)
+    return check_lengths(lengths, x.shape[1], x.shape[0])
+
+
+def _valid(lengths, T, like):
+    """``(T, B, 1)`` float mask of valid frames."""
+    return time_mask(lengths.to(like.device), T).transpose(0, 1).unsqueeze(2).to(like.dtype)
+
+
+def _unroll(gx, step, h0):
+    """Run ``h = step(gx[t], h)`` over time; returns ``(T, B, H)``."""
+    h, outs = h0, []
+    for t in range(gx.shape[0]):
+        h = step(gx[t], h)
+        outs.append(h)
+    return torch.stack(outs)
+
+
+def gru_layer(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse: bool = False):
+    """A GRU unrolled over a padded batch.
+
+    Args:
+        x: ``(T, B, I)``; lengths: ``(B,)``; weights as in :func:`gru_cell`.
+        reverse: run each sequence backwards from its own last valid step ``lengths[b] - 1``.
+
+    Returns:
+        ``(T, B, H)`` hidden states, 0 at padded steps.
+    """
+    lengths = _check_rnn_input(x, lengths)
+    H = weight_hh.shape[1]
+    if reverse:
+        x = reverse_padded(x, lengths)
+    gx = F.linear(x, weight_ih, bias_ih)                                   # all steps at once: (T, B, 3H)
+    out = _unroll(gx, lambda g, h: _gru_step(g, h, weight_hh, bias_hh), x.new_zeros(x.shape[1], H))
+    if reverse:
+        out = reverse_padded(out, lengths)
+    return out * _valid(lengths, x.shape[0], out)
+
+
+def _weights(w):
+    w = tuple(w)
+    if len(w) not in (2, 4):
+        raise ValueError(f"expected (weight_ih, weight_hh[, bias_ih, bias_hh]), got {len(w)} tensors")
+    return w
+
+
+def bidirectional_gru(x, lengths, forward_weights, backward_weights):
+    """DS2's bidirectional GRU: forward and backward layers **summed** (not concatenated).
+
+    Each ``*_weights`` is ``(weight_ih, weight_hh[, bias_ih, bias_hh])``.  Returns ``(T, B, H)``.
+    """
+    return (gru_layer(x, lengths, *_weights(forward_weights))
+            + gru_layer(x, lengths, *_weights(backward_weights), reverse=True))
+
+
+def _fused_gru(gx, weight_hh, bias_hh):
+    """Fast path: torch's native GRU kernel on a precomputed (batch-normalised) projection.
+
+    ``torch._VF.gru`` always multiplies its input by ``weight_ih``; an identity matrix
+    passes ``gx`` through unchanged, so the recurrence is exactly :func:`_gru_step` (tested
+    against the Python loop).  Used for speed only; the readable path is :func:`_unroll`.
+    """
+    G = gx.shape[-1]
+    eye = torch.eye(G, dtype=gx.dtype, device=gx.device)
+    zero = gx.new_zeros(G)
+    bias_hh = zero if bias_hh is None else bias_hh
+    h0 = gx.new_zeros(1, gx.shape[1], weight_hh.shape[1])
+    out, _ = torch._VF.gru(gx, h0, [eye, weight_hh, zero, bias_hh], True, 1, 0.0, False, False, False)
+    return out
+
+
+# ----------------------------------------------------------------------------- DS2 recurrent layer
+class RecurrentLayer(nn.Module):
+    """One DS2 recurrent layer: ``h_t = f(B(W x_t) + U h_{t-1})`` (DS2 section 3.2, eq. 4).
+
+    The input-to-hidden projection ``W x`` of all frames is computed at once and
+    sequence-wise batch-normalised; the recurrent term ``U h`` is never normalised.  A
+    bidirectional layer has its own ``W`` and ``U`` per direction and **sums** the two
+    directions' outputs (DS2 section 3.3 keeps the size of the next layer unchanged).
+
+    Args:
+        input_size, hidden_size: sizes of ``x_t`` and ``h_t``.
+        rnn_type: ``'gru'`` or ``'rnn'`` (simple recurrence with clipped ReLU, DS2 eq. 3).
+        bidirectional: two directions, summed.
+        batch_norm: ``'wx'`` (paper), ``'input'`` (normalise ``x`` itself, as a popular port
+            does) or ``'none'``.
+        bn_include_padding: count padded frames in the BatchNorm statistics (a mistake, for ablations).
+        merge: ``'sum'`` (paper) or ``'concat'`` (output ``2H``, for ablations).
+        fused: use torch's native GRU kernel for the recurrence (same maths, ~2x faster).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, rnn_type: str = "gru", bidirectional: bool = True,
+                 batch_norm: str = "wx", bn_include_padding: bool = False, merge: str = "sum", fused: bool = True):
+        super().__init__()
+        if rnn_type not in ("gru", "rnn"):
+            raise ValueError(f"rnn_type must be 'gru' or 'rnn', got {rnn_type!r}")
+        if batch_norm not in ("wx", "input", "none"):
+            raise ValueError(f"batch_norm must be 'wx', 'input' or 'none', got {batch_norm!r}")
+        if merge not in ("sum", "concat"):
+            raise ValueError(f"merge must be 'sum' or 'concat', got {merge!r}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.rnn_type, self.bidirectional, self.batch_norm = rnn_type, bidirectional, batch_norm
+        self.merge, self.fused = merge, fused
+        gates = 3 if rnn_type == "gru" else 1
+        directions = 2 if bidirectional else 1
+        self.gate_size = gates * hidden_size
+        proj = directions * self.gate_size
+        # W of all directions in one matrix: one matmul for every frame of the batch
+        self.weight_ih = nn.Parameter(torch.empty(proj, input_size))
+        self.bias_ih = None if batch_norm == "wx" else nn.Parameter(torch.zeros(proj))  # BN's shift is the bias
+        self.weight_hh = nn.ParameterList([nn.Parameter(torch.empty(self.gate_size, hidden_size)) for _ in range(directions)])
+        self.bias_hh = nn.ParameterList([nn.Parameter(torch.zeros(self.gate_size)) for _ in range(directions)])
+        self.bn = None
+        if batch_norm != "none":
+            self.bn = SequenceWiseBatchNorm(proj if batch_norm == "wx" else input_size,
+                                            include_padding=bn_include_padding)
+        self.reset_parameters()
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * (2 if self.bidirectional and self.merge == "concat" else 1)
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)                 # nn.GRU's initialisation
+        for p in [self.weight_ih, *self.weight_hh, *self.bias_hh] + ([self.bias_ih] if self.bias_ih is not None else []):
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, rnn_type={self.rnn_type!r}, bidirectional={self.bidirectional}, "
+                f"batch_norm={self.batch_norm!r}, merge={self.merge!r}")
+
+    def _recur(self, gx, d, lengths):
+        """Recurrence of direction ``d`` over its projection ``gx`` ``(T, B, G)``, in time order."""
+        U, b = self.weight_hh[d], self.bias_hh[d]
+        if self.rnn_type == "gru":
+            if self.fused:
+                return _fused_gru(gx, U, b)
+            step = lambda g, h: _gru_step(g, h, U, b)
+        else:
+            step = lambda g, h: clipped_relu(g + F.linear(h, U, b))
+        return _unroll(gx, step, gx.new_zeros(gx.shape[1], self.hidden_size))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(T, B, input_size)`` -> ``(T, B, output_size)``, 0 at padded frames."""
+        if self.batch_norm == "input":
+            x = self.bn(x, lengths)
+        gx = F.linear(x, self.weight_ih, self.bias_ih)             # (T, B, directions * G)
+        if self.batch_norm == "wx":
+            gx = self.bn(gx, lengths)
+        valid = _valid(lengths, x.shape[0], gx)
+        outs = []
+        for d, g in enumerate(gx.split(self.gate_size, dim=-1)):
+            if d == 1:                                             # backward: each sequence from its own end
+                outs.append(reverse_padded(self._recur(reverse_padded(g, lengths), d, lengths), lengths))
+            else:
+                outs.append(self._recur(g, d, lengths))
+        out = outs[0] + outs[1] if len(outs) == 2 and self.merge == "sum" else torch.cat(outs, dim=-1)
+        return out * valid
+
+
+# ----------------------------------------------------------------------------- row convolution
+def row_conv(x: torch.Tensor, weight: torch.Tensor, lengths) -> torch.Tensor:
+    """Lookahead convolution (DS2 section 3.5, eq. 5): ``out[t, b, i] = sum_j weight[j, i] * x[t + j, b, i]``.
+
+    Args:
+        x: ``(T, B, H)``; weight: ``(tau + 1, H)``; lengths: ``(B,)``.
+
+    Frames ``t + j >= lengths[b]`` count as 0, so the future of one utterance never leaks
+    from padding or batch mates; outputs at padded frames are 0.
+    """
+    check_tensor(x, "x", 3, floating=True)
+    check_tensor(weight, "weight", 2, floating=True)
+    T, B, H = x.shape
+    if weight.shape[1] != H:
+        raise ValueError(f"weight must be (tau + 1, {H}) to match x's {H} features, got {tuple(weight.shape)}")
+    lengths = check_lengths(lengths, B, T)
+    valid = _valid(lengths, T, x)
+    x = x * valid                                                     # nothing past the end
+    context = weight.shape[0]
+    padded = F.pad(x, (0, 0, 0, 0, 0, context - 1))                  # (T + tau, B, H)
+    out = sum(weight[j] * padded[j : j + T] for j in range(context))
+    return out * valid
+
+
+class RowConv(nn.Module):
+    """Module form of :func:`row_conv` with ``tau`` future frames of context."""
+
+    def __init__(self, hidden_size: int, lookahead: int):
+        super().__init__()
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        self.weight = nn.Parameter(torch.empty(lookahead + 1, hidden_size))
+        nn.init.uniform_(self.weight, -1.0 / math.sqrt(lookahead + 1), 1.0 / math.sqrt(lookahead + 1))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return row_conv(x, self.weight, lengths)

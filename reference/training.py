@@ -1,0 +1,166 @@
+"""Training Deep Speech 2 (DS2 sections 3.1, 4 and 5).
+
+* :func:`train_step` — CTC loss, backward, gradient-norm clipping, one optimiser step; a
+  non-finite loss or gradient skips the update instead of poisoning the weights.
+* :func:`evaluate` — corpus WER with greedy decoding.
+* :func:`fit` — epochs of SortaGrad minibatches with a time budget, a tqdm bar, periodic
+  held-out WER and checkpoints; returns the history that the lessons plot.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .ctc import greedy_decode
+from .data import Batch, collate_batch, sortagrad_batches
+from .metrics import char_error_rate, word_error_rate
+
+__all__ = ["train_step", "evaluate", "transcribe_batches", "fit", "History", "make_batches"]
+
+
+def train_step(model, batch, optimizer, max_grad_norm: float = 400.0) -> float:
+    """One optimisation step on ``batch``; returns the batch's mean CTC loss (before the step).
+
+    The loss is ``F.ctc_loss(..., reduction='mean', zero_infinity=True)``: each utterance's
+    loss divided by its target length, averaged; an utterance too short for its transcript
+    contributes 0 instead of ``inf``.  The gradient norm is clipped to ``max_grad_norm``
+    (400 here, as deepspeech.pytorch; DS2 clips to keep the recurrence stable).  If the loss
+    or the gradient norm is not finite the step is skipped (weights unchanged) and the
+    non-finite loss is returned, so the caller can count it.
+    """
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    log_probs, out_lengths = model(batch.features, batch.feature_lengths)        # (T', B, V), (B,)
+    loss = F.ctc_loss(log_probs, batch.targets, out_lengths, batch.target_lengths,
+                      blank=0, reduction="mean", zero_infinity=True)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        return value
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if not torch.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        return value
+    optimizer.step()
+    return value
+
+
+@torch.no_grad()
+def transcribe_batches(model, batches, encoder) -> tuple[list[str], list[str]]:
+    """Greedy transcripts of ``batches`` in eval mode: ``(references, hypotheses)``."""
+    was_training = model.training
+    model.eval()
+    refs, hyps = [], []
+    try:
+        for batch in batches:
+            log_probs, out_lengths = model(batch.features, batch.feature_lengths)
+            hyps += greedy_decode(log_probs, encoder, out_lengths)
+            refs += list(batch.transcripts)
+    finally:
+        model.train(was_training)
+    return refs, hyps
+
+
+def evaluate(model, batches, encoder) -> float:
+    """Corpus-level WER of greedy decoding over ``batches`` (the model's mode is restored)."""
+    refs, hyps = transcribe_batches(model, batches, encoder)
+    if not refs:
+        raise ValueError("evaluate needs at least one batch")
+    return word_error_rate(refs, hyps)
+
+
+def make_batches(dataset, encoder, batch_size: int, epoch: int = 0, seed: int = 0, n_fft=None) -> list[Batch]:
+    """Collate a dataset into SortaGrad minibatches (features are computed once here)."""
+    return [collate_batch([dataset[i] for i in idx], encoder, n_fft=n_fft)
+            for idx in sortagrad_batches(dataset, batch_size, epoch, seed)]
+
+
+@dataclass
+class History:
+    """What happened during :func:`fit`: per step loss, per evaluation WER/CER, timings."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
+    eval_wer: list[float] = field(default_factory=list)
+    eval_cer: list[float] = field(default_factory=list)
+    skipped: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = None, epochs: int = 10,
+        batch_size: int = 16, lr: float = 1e-3, seconds: float | None = None, eval_every: int = 100,
+        seed: int = 0, sortagrad: bool = True, max_grad_norm: float = 400.0, optimizer=None,
+        progress: bool = True, on_eval: Callable | None = None, n_fft=None, target_wer: float | None = None) -> History:
+    """Train ``model`` with SortaGrad minibatches; stop after ``epochs`` or ``seconds`` of training.
+
+    Features are computed once per utterance (spectrograms do not change between epochs);
+    minibatch composition is fixed (length buckets), only their order changes per epoch:
+    increasing length in epoch 0 (SortaGrad; ``sortagrad=False`` shuffles epoch 0 too),
+    random afterwards.  Held-out WER is measured every ``eval_every`` steps and at the end;
+    evaluation time is not counted in the ``seconds`` budget.  ``target_wer`` stops early.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft)
+    valid = make_batches(valid_set, encoder, 64, n_fft=n_fft) if valid_set else None
+    hist = History()
+    start, train_time, step = time.perf_counter(), 0.0, 0
+    bar = tqdm(total=int(seconds) if seconds else epochs * len(batches), disable=not progress,
+               unit="s" if seconds else "step", desc="training", dynamic_ncols=True)
+
+    def run_eval():
+        refs, hyps = transcribe_batches(model, valid, encoder)
+        hist.eval_step.append(step)
+        hist.eval_seconds.append(train_time)
+        hist.eval_wer.append(word_error_rate(refs, hyps))
+        hist.eval_cer.append(char_error_rate(refs, hyps))
+        bar.set_postfix(loss=f"{hist.loss[-1]:.3f}" if hist.loss else "-", wer=f"{hist.eval_wer[-1]:.3f}")
+        if on_eval:
+            on_eval(hist, model)
+
+    done = False
+    for epoch in range(epochs):
+        if epoch == 0 and sortagrad:
+            order = list(range(len(batches)))
+        else:   # a random order over the same minibatches, from (seed, epoch) only
+            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + (0 if sortagrad else 7))
+            order = torch.randperm(len(batches), generator=g).tolist()
+        for i in order:
+            t0 = time.perf_counter()
+            loss = train_step(model, batches[i], optimizer, max_grad_norm)
+            dt = time.perf_counter() - t0
+            train_time += dt
+            step += 1
+            if not math.isfinite(loss):
+                hist.skipped += 1
+            hist.step.append(step)
+            hist.loss.append(loss)
+            hist.seconds.append(train_time)
+            bar.update(dt if seconds else 1)
+            if valid and step % eval_every == 0:
+                run_eval()
+                if target_wer is not None and hist.eval_wer[-1] <= target_wer:
+                    done = True
+            if seconds and train_time >= seconds:
+                done = True
+            if done:
+                break
+        if done:
+            break
+    if valid and (not hist.eval_step or hist.eval_step[-1] != step):
+        run_eval()
+    bar.close()
+    return hist
