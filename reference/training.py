@@ -93,15 +93,23 @@ class History:
     eval_wer: list[float] = field(default_factory=list)
     eval_cer: list[float] = field(default_factory=list)
     skipped: int = 0
+    position: tuple = (0, 0)        # (epoch, minibatch index within it) to resume from
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        h = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        h.position = tuple(h.position)
+        return h
 
 
 def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = None, epochs: int = 10,
         batch_size: int = 16, lr: float = 1e-3, seconds: float | None = None, eval_every: int = 100,
         seed: int = 0, sortagrad: bool = True, max_grad_norm: float = 400.0, optimizer=None,
-        progress: bool = True, on_eval: Callable | None = None, n_fft=None, target_wer: float | None = None) -> History:
+        progress: bool = True, on_eval: Callable | None = None, n_fft=None, target_wer: float | None = None,
+        history: History | None = None, start_epoch: int = 0, start_index: int = 0) -> History:
     """Train ``model`` with SortaGrad minibatches; stop after ``epochs`` or ``seconds`` of training.
 
     Features are computed once per utterance (spectrograms do not change between epochs);
@@ -109,6 +117,10 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     increasing length in epoch 0 (SortaGrad; ``sortagrad=False`` shuffles epoch 0 too),
     random afterwards.  Held-out WER is measured every ``eval_every`` steps and at the end;
     evaluation time is not counted in the ``seconds`` budget.  ``target_wer`` stops early.
+
+    Resuming: pass the saved ``history`` and the ``(start_epoch, start_index)`` position
+    (``on_eval`` receives it as ``hist.position``); the minibatch order of an epoch depends
+    only on ``(seed, epoch)``, so training continues exactly where it stopped.
     """
     from tqdm.auto import tqdm
 
@@ -116,8 +128,9 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft)
     valid = make_batches(valid_set, encoder, 64, n_fft=n_fft) if valid_set else None
-    hist = History()
-    start, train_time, step = time.perf_counter(), 0.0, 0
+    hist = history or History()
+    train_time = hist.seconds[-1] if hist.seconds else 0.0
+    step = hist.step[-1] if hist.step else 0
     bar = tqdm(total=int(seconds) if seconds else epochs * len(batches), disable=not progress,
                unit="s" if seconds else "step", desc="training", dynamic_ncols=True)
 
@@ -132,13 +145,16 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
             on_eval(hist, model)
 
     done = False
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         if epoch == 0 and sortagrad:
             order = list(range(len(batches)))
         else:   # a random order over the same minibatches, from (seed, epoch) only
             g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + (0 if sortagrad else 7))
             order = torch.randperm(len(batches), generator=g).tolist()
-        for i in order:
+        first = start_index if epoch == start_epoch else 0
+        for pos in range(first, len(order)):
+            i = order[pos]
+            hist.position = (epoch, pos + 1) if pos + 1 < len(order) else (epoch + 1, 0)
             t0 = time.perf_counter()
             loss = train_step(model, batches[i], optimizer, max_grad_norm)
             dt = time.perf_counter() - t0

@@ -1,0 +1,73 @@
+"""Saving and loading trained models: config + weights + alphabet in one file.
+
+A checkpoint is a ``torch.save`` of plain data only (loaded with ``weights_only=True``, so
+loading never runs code from the file):
+
+    {"format": "ds2-checkpoint", "version": 1, "config": {...}, "alphabet": [...],
+     "language": "english", "state_dict": {...}, "optimizer": {...} | None,
+     "epoch": int, "step": int, "history": {...}}
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .model import DeepSpeech2, DeepSpeech2Config
+from .text import CharEncoder
+
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model"]
+
+FORMAT, VERSION = "ds2-checkpoint", 1
+
+
+def save_checkpoint(path, model: DeepSpeech2, encoder: CharEncoder, optimizer=None, epoch: int = 0,
+                    step: int = 0, history: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically (a temp file renamed into place: a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
+        "alphabet": list(encoder.symbols), "language": encoder.language,
+        "state_dict": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+        "epoch": int(epoch), "step": int(step), "history": history or {}, "extra": extra or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Read and validate a checkpoint; ``FileNotFoundError`` / ``ValueError`` say what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (train one with `python -m reference.train`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a Deep Speech 2 checkpoint of this course (no format {FORMAT!r})")
+    if state.get("version") != VERSION:
+        raise ValueError(f"{str(path)!r} has checkpoint version {state.get('version')}, expected {VERSION}")
+    for key in ("config", "alphabet", "state_dict"):
+        if key not in state:
+            raise ValueError(f"{str(path)!r} is missing {key!r}")
+    return state
+
+
+def load_model(path, device: str = "cpu") -> tuple[DeepSpeech2, CharEncoder, dict]:
+    """``(model in eval mode, encoder, checkpoint dict)`` from a checkpoint file."""
+    state = load_checkpoint(path)
+    encoder = CharEncoder(state.get("language", "english"))
+    if list(encoder.symbols) != list(state["alphabet"]):
+        raise ValueError(f"checkpoint alphabet {state['alphabet']} differs from the {encoder.language} alphabet")
+    config = DeepSpeech2Config.from_dict(state["config"])
+    model = DeepSpeech2(config=config)
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"weights in {str(path)!r} do not fit its config: {str(err)[:300]}") from None
+    return model.to(device).eval(), encoder, state

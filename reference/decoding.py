@@ -1,0 +1,236 @@
+"""CTC prefix beam search with a language model (DS2 section 3.8).
+
+Greedy decoding (``reference/ctc.py``) takes the most likely symbol of every frame.  DS2
+instead searches for the transcription ``y`` that maximises
+
+    Q(y) = log p_ctc(y | x) + alpha * log p_lm(y) + beta * word_count(y)
+
+* ``p_ctc(y | x)`` sums the probabilities of *every* frame-level alignment that collapses
+  to ``y`` (merge repeats, then drop blanks; a doubled letter needs a blank in between);
+* ``p_lm(y)`` is a word language model (:mod:`reference.lm`), including the end of sentence;
+* ``word_count(y) = len(y.split())``; ``beta`` rewards words, balancing the LM's preference
+  for short sentences.  ``alpha`` and ``beta`` are tuned on held-out data.
+
+Prefix beam search (Hannun et al. 2014, "First-pass large vocabulary continuous speech
+recognition using bi-directional recurrent DNNs"; used by DS2) scans the frames once and
+keeps, for each candidate *prefix* ``l`` of a transcription, two numbers:
+
+    p_b(l)  = probability of all alignments of frames 1..t that collapse to l and end in a blank
+    p_nb(l) = the same for alignments that end in l's last symbol
+
+At frame ``t`` with symbol probabilities ``p_t``:
+
+    blank:          p_b(l)      += (p_b(l) + p_nb(l)) * p_t(blank)
+    repeat last c:  p_nb(l)     += p_nb(l) * p_t(c)                # "a a" collapses to "a"
+    new symbol c:   p_nb(l + c) += (p_b(l) + p_nb(l)) * p_t(c)     # c != last symbol of l
+                    p_nb(l + c) += p_b(l) * p_t(c)                 # c == last: "a _ a" is "aa"
+
+Paths that reach the same prefix are *summed*, never maxed: that is what makes
+``p_b + p_nb`` equal ``p_ctc`` of the prefix.  The language model scores whole words, so
+its term (and ``beta``) is added when a word is completed by a space, and for the last,
+open word plus ``</s>`` at the end.  After each frame only the ``beam_width`` prefixes
+with the best ``Q`` so far survive: ``log(p_b + p_nb)`` plus the LM and ``beta`` terms of
+the prefix's completed words.  Everything is in log space.
+
+    >>> import torch
+    >>> from reference.text import CharEncoder
+    >>> enc = CharEncoder()
+    >>> lp = torch.full((3, 29), -30.0); lp[0, 1] = lp[1, 0] = lp[2, 2] = 0.0   # "a _ b"
+    >>> prefix_beam_search(lp.log_softmax(-1), enc, beam_width=4)[0][0]
+    'ab'
+"""
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["prefix_beam_search", "DEFAULT_CHAR_CUTOFF"]
+
+NEG_INF = -math.inf
+
+#: Default per-frame pruning of symbols: a symbol whose log probability at a frame is below
+#: this (probability below 2e-9) is not tried at that frame.  Paths through such a symbol
+#: have a negligible share of any hypothesis worth keeping; pass ``char_cutoff=None`` for
+#: the exact search, which considers every symbol at every frame.
+DEFAULT_CHAR_CUTOFF = -20.0
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """``log(exp(a) + exp(b))`` for Python floats, exact at ``-inf``."""
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+def prefix_beam_search(
+    log_probs: torch.Tensor,
+    encoder,
+    beam_width: int = 16,
+    lm=None,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    char_cutoff: float | None = DEFAULT_CHAR_CUTOFF,
+) -> list[tuple[str, float]]:
+    """CTC prefix beam search with an optional word language model (DS2 section 3.8).
+
+    Args:
+        log_probs: ``(T, V)`` natural-log probabilities of one utterance (rows of a
+            log-softmax; slice ``log_probs[:length, b]`` out of the model's ``(T', B, V)``).
+        encoder: a :class:`reference.text.CharEncoder`; ``V`` must be its ``vocab_size``;
+            its ``blank_idx`` is the CTC blank and the space symbol separates words.
+        beam_width: number of prefixes kept after every frame (and at most returned).
+        lm: a :class:`reference.lm.LanguageModel`, or ``None`` for no language model.
+        alpha: weight of the language model (ignored when ``lm`` is ``None``).
+        beta: reward per word (applies with or without ``lm``).
+        char_cutoff: symbols with ``log_probs[t, c] < char_cutoff`` are skipped at frame
+            ``t`` (the frame's most likely symbol and the blank are always tried); ``None``
+            tries every symbol.  See :data:`DEFAULT_CHAR_CUTOFF`.
+
+    Returns:
+        Up to ``beam_width`` pairs ``(text, Q(text))``, best first (ties by text).  ``text``
+        is the labelling exactly as emitted, so leading, trailing or double spaces are kept
+        (``" ".join(text.split())`` normalises); words are ``text.split()``, the same split
+        ``word_count`` and the LM use.  ``Q = log p_ctc + alpha log p_lm + beta word_count``;
+        with a beam wide enough to keep every prefix, it is exact.
+    """
+    lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, char_cutoff)
+    n_frames, vocab = lp.shape
+    blank = int(encoder.blank_idx)
+    symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
+    use_lm = lm is not None and alpha != 0.0
+    alpha = float(alpha) if use_lm else 0.0
+    beta = float(beta)
+
+    lm_cache: dict[tuple[tuple[str, ...], str], float] = {}
+
+    def word_score(history: tuple[str, ...], word: str) -> float:
+        """alpha log p(word | history) + beta, cached."""
+        if not use_lm:
+            return beta
+        key = (history, word)
+        s = lm_cache.get(key)
+        if s is None:
+            s = lm_cache[key] = alpha * float(lm.score(history, word)) + beta
+        return s
+
+    # Candidate symbols per frame (blank excluded), pruned by char_cutoff.
+    rows = lp.tolist()
+    candidates: list[list[tuple[str, float]]] = []
+    best_per_frame = np.argmax(lp, axis=1) if n_frames else []
+    for t in range(n_frames):
+        row = rows[t]
+        keep = []
+        for c in range(vocab):
+            if c == blank:
+                continue
+            v = row[c]
+            if v == NEG_INF:
+                continue
+            if char_cutoff is None or v >= char_cutoff or c == best_per_frame[t]:
+                keep.append((symbols[c], v))
+        candidates.append(keep)
+
+    # prefix -> [log p_b, log p_nb, bonus]; bonus = sum over the *completed* words of the prefix
+    # of (alpha log p_lm(word | previous words) + beta).  A word is completed by the space after
+    # it: in "ab c", "ab" is completed and "c" is still open.  The bonus depends on the text
+    # only, so prefixes merged by different paths always agree on it.
+    beam: dict[str, list[float]] = {"": [0.0, NEG_INF, 0.0]}
+    logaddexp = _logaddexp
+    for t in range(n_frames):
+        p_blank = rows[t][blank]
+        chars = candidates[t]
+        nxt: dict[str, list[float]] = {}
+        for prefix, (pb, pnb, bonus) in beam.items():
+            p_total = logaddexp(pb, pnb)
+            same = nxt.get(prefix)
+            if same is None:
+                same = nxt[prefix] = [NEG_INF, NEG_INF, bonus]
+            if p_blank != NEG_INF:
+                same[0] = logaddexp(same[0], p_total + p_blank)
+            last = prefix[-1] if prefix else None
+            closes_word = last is not None and last != " "
+            for sym, p in chars:
+                if sym == last:
+                    # "a a" stays "a"; only "a _ a" makes "aa"
+                    same[1] = logaddexp(same[1], pnb + p)
+                    p_ext = pb + p
+                else:
+                    p_ext = p_total + p
+                ext = prefix + sym
+                entry = nxt.get(ext)
+                if entry is None:  # the usual case: a prefix not reached yet in this frame
+                    ext_bonus = bonus
+                    if sym == " " and closes_word:
+                        words = prefix.split()
+                        ext_bonus += word_score(tuple(words[:-1]), words[-1])
+                    nxt[ext] = [NEG_INF, p_ext, ext_bonus]
+                else:
+                    entry[1] = logaddexp(entry[1], p_ext)
+        # Drop impossible prefixes (e.g. "aa" with no blank yet), keep the best beam_width by Q.
+        scored = [
+            (logaddexp(v[0], v[1]) + v[2], k) for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF
+        ]
+        if len(scored) > beam_width:
+            scored = heapq.nlargest(beam_width, scored)
+        beam = {k: nxt[k] for _, k in scored}
+
+    # Close the open last word and the sentence: + alpha log p(w_last | ...) + beta + alpha log p(</s> | words).
+    results = []
+    for prefix, (pb, pnb, bonus) in beam.items():
+        words = tuple(prefix.split())
+        if prefix and prefix[-1] != " ":
+            bonus += word_score(words[:-1], words[-1])
+        if use_lm:
+            bonus += alpha * float(lm.end_score(words))
+        results.append((prefix, logaddexp(pb, pnb) + bonus))
+    results.sort(key=lambda r: (-r[1], r[0]))
+    return results[:beam_width]
+
+
+def _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, char_cutoff) -> np.ndarray:
+    """Validate the arguments of :func:`prefix_beam_search`; return ``log_probs`` as float64 numpy."""
+    if isinstance(log_probs, np.ndarray):
+        log_probs = torch.from_numpy(log_probs)
+    if not isinstance(log_probs, torch.Tensor):
+        raise ValueError(f"log_probs must be a (T, V) torch.Tensor, got {type(log_probs).__name__}")
+    if log_probs.dim() != 2:
+        hint = " (take one utterance: log_probs[:length, b])" if log_probs.dim() == 3 else ""
+        raise ValueError(f"log_probs must be 2-D (T, V), got shape {tuple(log_probs.shape)}{hint}")
+    if not log_probs.is_floating_point():
+        raise ValueError(f"log_probs must be a floating tensor of log-probabilities, got dtype {log_probs.dtype}")
+    for name in ("vocab_size", "blank_idx", "decode"):
+        if not hasattr(encoder, name):
+            raise ValueError(f"encoder must be a CharEncoder (with vocab_size, blank_idx, decode), got {encoder!r}")
+    if log_probs.shape[1] != encoder.vocab_size:
+        raise ValueError(
+            f"log_probs has {log_probs.shape[1]} symbols per frame but the encoder has "
+            f"vocab_size={encoder.vocab_size}: expected shape (T, {encoder.vocab_size})"
+        )
+    lp = log_probs.detach().to("cpu", torch.float64).numpy()
+    if np.isnan(lp).any():
+        raise ValueError("log_probs contains NaN")
+    if lp.size and lp.max() > 1e-4:
+        raise ValueError(
+            f"log_probs must be log-probabilities (<= 0), got a maximum of {lp.max():.4g}: "
+            "did you pass logits or probabilities? apply log_softmax over the symbols first"
+        )
+    if isinstance(beam_width, bool) or not isinstance(beam_width, (int, np.integer)) or beam_width < 1:
+        raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if char_cutoff is not None and (
+        isinstance(char_cutoff, bool) or not isinstance(char_cutoff, (int, float)) or math.isnan(char_cutoff)
+    ):
+        raise ValueError(f"char_cutoff must be a number (a log probability) or None, got {char_cutoff!r}")
+    if lm is not None and not (callable(getattr(lm, "score", None)) and callable(getattr(lm, "end_score", None))):
+        raise ValueError(
+            f"lm must be None or a LanguageModel with score(history, word) and end_score(history), got {lm!r}"
+        )
+    return np.minimum(lp, 0.0)
+

@@ -1,0 +1,177 @@
+"""Train Deep Speech 2: ``python -m reference.train [--preset demo] [--seconds 60] [--out runs/demo]``.
+
+Writes ``OUT/checkpoint.pt`` (config + weights + alphabet + optimizer + history) at every
+evaluation and at the end, ``OUT/history.json`` and ``OUT/curves.png`` (loss and held-out
+WER against training seconds).  ``--resume`` continues from ``OUT/checkpoint.pt``.
+
+Presets (``--preset``):
+
+* ``demo`` — synthetic speech (``reference.synthetic``), 1-2 words per utterance, held-out
+  utterances from other sentences *and* other speakers; a small DS2 (1 conv, 3 BiGRU x 128).
+* ``espeak`` — eSpeak NG speech (``reference.corpus``), 1-6 words, noise and speed
+  augmentation, held-out sentences and held-out voices (the capstone; issue 4).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .model import DeepSpeech2, DeepSpeech2Config
+from .text import CharEncoder
+from .training import History, fit
+
+PRESETS = {
+    "demo": dict(data="synthetic", n_train=2000, n_valid=200, min_words=1, max_words=2, seconds=60.0, epochs=100,
+                 batch_size=16, lr=2e-3, eval_every=50,
+                 model=dict(n_conv=1, conv_channels=(16,), n_rnn=3, rnn_hidden=128)),
+    "espeak": dict(data="espeak", n_train=12000, n_valid=400, min_words=1, max_words=6, seconds=300.0, epochs=100,
+                   batch_size=16, lr=1e-3, eval_every=200,
+                   model=dict(n_conv=1, conv_channels=(16,), n_rnn=3, rnn_hidden=192)),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reference.train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="data and model recipe")
+    p.add_argument("--out", default=None, help="output folder (default runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--seconds", type=float, help="training-time budget (evaluation excluded)")
+    p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--eval-every", type=int, help="steps between held-out evaluations")
+    p.add_argument("--n-train", type=int, help="training utterances")
+    p.add_argument("--n-valid", type=int, help="held-out utterances")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    p.add_argument("--target-wer", type=float, help="stop once held-out WER is at or below this")
+    p.add_argument("--no-sortagrad", action="store_true", help="shuffle epoch 0 too (ablation)")
+    p.add_argument("--cache", default="data_cache", help="folder for the eSpeak corpus cache")
+    m = p.add_argument_group("model (overrides the preset)")
+    m.add_argument("--n-conv", type=int)
+    m.add_argument("--conv-channels", type=int, nargs="+")
+    m.add_argument("--n-rnn", type=int)
+    m.add_argument("--rnn-hidden", type=int)
+    m.add_argument("--rnn-type", choices=["gru", "rnn"])
+    m.add_argument("--unidirectional", action="store_true", help="forward-only recurrences (streaming)")
+    m.add_argument("--lookahead", type=int, help="row-convolution future frames (unidirectional only)")
+    m.add_argument("--batch-norm", choices=["wx", "input", "none"])
+    m.add_argument("--bn-include-padding", action="store_true", help="count padding in BN statistics (ablation)")
+    m.add_argument("--merge", choices=["sum", "concat"])
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def load_data(recipe: dict, seed: int, cache: str, progress: bool = True):
+    """``(train, valid, extra_tests)`` for a recipe."""
+    if recipe["data"] == "synthetic":
+        from .synthetic import generate_synthetic_dataset
+        kw = dict(min_words=recipe["min_words"], max_words=recipe["max_words"])
+        train = generate_synthetic_dataset(recipe["n_train"], seed=seed * 2 + 1, **kw)
+        valid = generate_synthetic_dataset(recipe["n_valid"], seed=seed * 2 + 2, **kw)   # other sentences, other speakers
+        return train, valid, {}
+    from .corpus import build_corpus
+    splits = build_corpus(cache, n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=seed, progress=progress)
+    return splits["train"], splits["test_sentences"], {k: v for k, v in splits.items() if k not in ("train", "test_sentences")}
+
+
+def plot_history(hist: History, path: Path, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.plot(hist.seconds, hist.loss, lw=0.8)
+    a.set(xlabel="training seconds", ylabel="CTC loss (per symbol)", yscale="log", title="training loss")
+    b.plot(hist.eval_seconds, [100 * w for w in hist.eval_wer], "o-", label="WER")
+    b.plot(hist.eval_seconds, [100 * c for c in hist.eval_cer], "s--", label="CER")
+    b.set(xlabel="training seconds", ylabel="%", title="held-out error", ylim=(0, 100))
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    recipe = dict(PRESETS[args.preset])
+    recipe["model"] = dict(recipe["model"])
+    for key in ("seconds", "epochs", "batch_size", "lr", "eval_every", "n_train", "n_valid"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    for key in ("n_conv", "n_rnn", "rnn_hidden", "rnn_type", "lookahead", "batch_norm", "merge"):
+        if getattr(args, key) is not None:
+            recipe["model"][key] = getattr(args, key)
+    if args.conv_channels:
+        recipe["model"]["conv_channels"] = tuple(args.conv_channels)
+    if args.unidirectional:
+        recipe["model"]["bidirectional"] = False
+    if args.bn_include_padding:
+        recipe["model"]["bn_include_padding"] = True
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out or f"runs/{args.preset}")
+    ckpt_path = out / "checkpoint.pt"
+    encoder = CharEncoder("english")
+
+    t0 = time.perf_counter()
+    try:
+        train, valid, extra = load_data(recipe, args.seed, args.cache, progress=not args.quiet)
+    except Exception as err:  # the corpus explains itself (e.g. eSpeak missing); no traceback
+        print(f"error: could not load the {recipe['data']} data: {err}", file=sys.stderr)
+        return 2
+    print(f"data: {len(train)} train / {len(valid)} held-out utterances ({recipe['data']}) in {time.perf_counter() - t0:.1f} s")
+
+    torch.manual_seed(args.seed)
+    history, start = None, (0, 0)
+    if args.resume:
+        state = load_checkpoint(ckpt_path)
+        config = DeepSpeech2Config.from_dict(state["config"])
+        model = DeepSpeech2(config=config)
+        model.load_state_dict(state["state_dict"])
+        history = History.from_dict(state["history"])
+        start = history.position
+        print(f"resuming from {ckpt_path} at step {state['step']} (epoch {start[0]}, minibatch {start[1]})")
+    else:
+        config = DeepSpeech2Config(n_freq=161, vocab_size=encoder.vocab_size, **recipe["model"])
+        model = DeepSpeech2(config=config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    if args.resume and state.get("optimizer"):
+        optimizer.load_state_dict(state["optimizer"])
+    print(f"model: {model.num_parameters():,} parameters, config {json.dumps(asdict(config))}")
+    print(f"threads: {torch.get_num_threads()}")
+
+    def checkpoint(hist, m):
+        save_checkpoint(ckpt_path, m, encoder, optimizer, epoch=hist.position[0],
+                        step=hist.step[-1] if hist.step else 0, history=hist.to_dict(), extra={"recipe": recipe})
+
+    hist = fit(model, train, encoder, valid_set=valid, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+               seconds=recipe["seconds"], eval_every=recipe["eval_every"], seed=args.seed, optimizer=optimizer,
+               sortagrad=not args.no_sortagrad, progress=not args.quiet, on_eval=checkpoint,
+               target_wer=args.target_wer, history=history, start_epoch=start[0], start_index=start[1])
+    checkpoint(hist, model)
+    (out / "history.json").write_text(json.dumps(hist.to_dict()))
+    plot_history(hist, out / "curves.png", f"{args.preset}: {model.num_parameters():,} parameters")
+    print(f"trained {hist.step[-1] if hist.step else 0} steps in {hist.seconds[-1] if hist.seconds else 0:.1f} s "
+          f"({hist.skipped} skipped); held-out WER {100 * hist.eval_wer[-1]:.2f} %, CER {100 * hist.eval_cer[-1]:.2f} %")
+    if extra:
+        from .training import make_batches, transcribe_batches
+        from .metrics import word_error_rate
+        for name, split in extra.items():
+            refs, hyps = transcribe_batches(model, make_batches(split, encoder, 64), encoder)
+            print(f"  {name}: WER {100 * word_error_rate(refs, hyps):.2f} % on {len(split)} utterances")
+    print(f"wrote {ckpt_path}, {out / 'history.json'}, {out / 'curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Tests for reference/lm.py: interpolated modified Kneser-Ney, checked by hand and by its properties."""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+
+from reference.lm import (
+    EOS,
+    FALLBACK_DISCOUNTS,
+    ArpaLM,
+    LanguageModel,
+    NGramLM,
+    estimate_discounts,
+)
+
+
+def toy_corpus(n: int, seed: int) -> list[str]:
+    """Sentences from a tiny seeded grammar: enough structure for an n-gram to learn."""
+    rng = random.Random(seed)
+    dets = ["the", "a", "every", "my"]
+    adjs = ["small", "red", "old", "quiet", "happy"]
+    nouns = ["cat", "dog", "bird", "child", "teacher", "car"]
+    verbs = ["sees", "likes", "follows", "hears", "finds"]
+    advs = ["today", "again", "quickly", "at night"]
+    out = []
+    for _ in range(n):
+        words = [rng.choice(dets)]
+        if rng.random() < 0.5:
+            words.append(rng.choice(adjs))
+        words += [rng.choice(nouns), rng.choice(verbs), rng.choice(dets), rng.choice(nouns)]
+        if rng.random() < 0.3:
+            words.append(rng.choice(advs))
+        out.append(" ".join(words))
+    return out
+
+
+def total_probability(lm: NGramLM, history) -> float:
+    """Sum of p(w | history) over the vocabulary, <unk> (any unseen word) and </s>."""
+    p = sum(math.exp(lm.score(history, w)) for w in lm.vocab)
+    p += math.exp(lm.score(history, "never-seen-word"))  # the <unk> class
+    return p + math.exp(lm.end_score(history))
+
+
+# --------------------------------------------------------------------------- by hand
+# Corpus "a b", "a b", "b" -> <s> a b </s> | <s> a b </s> | <s> b </s>.
+# Bigrams (highest order: raw counts): (<s> a)=2, (a b)=2, (b </s>)=3, (<s> b)=1.
+# Unigrams (continuation counts, distinct left neighbours): a={<s>}=1, b={a,<s>}=2, </s>={b}=1; sum 4.
+# Vocabulary for the uniform floor: a, b, </s>, <unk> -> |V| = 4.
+# Discounts given explicitly: unigrams (0.5, 1.0, 1.5), bigrams (0.6, 1.2, 1.8).
+HAND_CORPUS = ["a b", "a b", "b"]
+HAND_DISCOUNTS = [(0.5, 1.0, 1.5), (0.6, 1.2, 1.8)]
+# gamma() = (D1 * #{a, </s>} + D2 * #{b}) / 4 = (0.5 * 2 + 1.0 * 1) / 4 = 0.5
+P_UNI = {
+    "a": (1 - 0.5) / 4 + 0.5 / 4,  # 0.25
+    "b": (2 - 1.0) / 4 + 0.5 / 4,  # 0.375
+    EOS: (1 - 0.5) / 4 + 0.5 / 4,  # 0.25
+    "<unk>": 0.5 / 4,  # 0.125
+}
+# history "a": a(a b) = 2, total 2, gamma(a) = 1.2 * 1 / 2 = 0.6
+P_AFTER_A = {
+    "b": (2 - 1.2) / 2 + 0.6 * P_UNI["b"],  # 0.625
+    "a": 0.6 * P_UNI["a"],
+    EOS: 0.6 * P_UNI[EOS],
+    "<unk>": 0.6 * P_UNI["<unk>"],
+}
+# history <s>: a(<s> a) = 2, a(<s> b) = 1, total 3, gamma(<s>) = (1.2 * 1 + 0.6 * 1) / 3 = 0.6
+P_AFTER_BOS = {
+    "a": (2 - 1.2) / 3 + 0.6 * P_UNI["a"],
+    "b": (1 - 0.6) / 3 + 0.6 * P_UNI["b"],
+    EOS: 0.6 * P_UNI[EOS],
+}
+# history "b": a(b </s>) = 3, total 3, gamma(b) = 1.8 * 1 / 3 = 0.6
+P_END_AFTER_B = (3 - 1.8) / 3 + 0.6 * P_UNI[EOS]  # 0.55
+
+
+@pytest.fixture(scope="module")
+def hand_lm() -> NGramLM:
+    return NGramLM.train(HAND_CORPUS, order=2, discounts=HAND_DISCOUNTS)
+
+
+def test_hand_computed_unigrams_use_continuation_counts(hand_lm):
+    # A unigram is only reached as a back-off from an unseen history.
+    unseen = ("zzz",)  # -> <unk>, never a history
+    for w in ("a", "b"):
+        assert hand_lm.score(unseen, w) == pytest.approx(math.log(P_UNI[w]), abs=1e-12)
+    assert hand_lm.end_score(unseen) == pytest.approx(math.log(P_UNI[EOS]), abs=1e-12)
+    assert hand_lm.score(unseen, "qqq") == pytest.approx(math.log(P_UNI["<unk>"]), abs=1e-12)
+    assert sum(P_UNI.values()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_hand_computed_bigrams(hand_lm):
+    for w, p in P_AFTER_A.items():
+        got = hand_lm.end_score(("a",)) if w == EOS else hand_lm.score(("a",), "other" if w == "<unk>" else w)
+        assert got == pytest.approx(math.log(p), abs=1e-12), w
+    for w, p in P_AFTER_BOS.items():
+        got = hand_lm.end_score(()) if w == EOS else hand_lm.score((), w)
+        assert got == pytest.approx(math.log(p), abs=1e-12), w
+    assert hand_lm.end_score(("a", "b")) == pytest.approx(math.log(P_END_AFTER_B), abs=1e-12)
+    expected = math.log(P_AFTER_BOS["a"] * P_AFTER_A["b"] * P_END_AFTER_B)
+    assert hand_lm.sentence_logprob(["a", "b"]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_discounts_formula_by_hand():
+    # n1..n4 = 10, 5, 3, 2: Y = 10 / 20 = 0.5
+    d1, d2, d3 = estimate_discounts((10, 5, 3, 2))
+    assert d1 == pytest.approx(1 - 2 * 0.5 * 5 / 10)  # 0.5
+    assert d2 == pytest.approx(2 - 3 * 0.5 * 3 / 5)  # 1.1
+    assert d3 == pytest.approx(3 - 4 * 0.5 * 2 / 3)  # 1.667
+    assert estimate_discounts((3, 0, 1, 1)) is None  # not estimable: fall back
+
+
+def test_estimated_discounts_of_highest_order_come_from_raw_count_of_counts():
+    corpus = toy_corpus(400, seed=1)
+    lm = NGramLM.train(corpus, order=3)
+    trigrams = Counter()
+    for s in corpus:
+        toks = ["<s>"] + s.split() + ["</s>"]
+        # with one <s> the first "trigram" is the bigram (<s>, w1): count true trigrams only
+        for i in range(2, len(toks)):
+            trigrams[tuple(toks[i - 2 : i + 1])] += 1
+    n = Counter(trigrams.values())
+    assert lm.discounts[2] == pytest.approx(estimate_discounts([n[1], n[2], n[3], n[4]]))
+    # tiny corpus: fallback values
+    assert NGramLM.train(["a b"], order=2).discounts[1] == FALLBACK_DISCOUNTS
+
+
+# --------------------------------------------------------------------------- properties
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_distribution_sums_to_one_for_many_histories(order):
+    lm = NGramLM.train(toy_corpus(300, seed=2), order=order)
+    histories = [
+        (),
+        ("the",),
+        ("the", "red"),
+        ("the", "red", "cat", "sees"),
+        ("a", "dog", "likes", "my", "old", "car", "today"),  # longer than the order
+        ("unseen",),
+        ("the", "unseen"),
+        ("cat", "cat"),  # words never seen together
+    ]
+    for h in histories:
+        assert total_probability(lm, h) == pytest.approx(1.0, abs=1e-6), h
+
+
+def test_estimated_discounts_sum_to_one_and_hand_model_too(hand_lm):
+    for h in [(), ("a",), ("b",), ("a", "b"), ("x",)]:
+        assert total_probability(hand_lm, h) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_unseen_words_get_finite_probability():
+    lm = NGramLM.train(toy_corpus(200, seed=3), order=3)
+    for h in [(), ("the",), ("zebra", "xylophone")]:
+        s = lm.score(h, "zebra")
+        assert math.isfinite(s) and s < 0
+    assert math.isfinite(lm.sentence_logprob("zebra eats the xylophone".split()))
+
+
+def test_trigram_beats_unigram_on_held_out_text():
+    train, held_out = toy_corpus(2000, seed=4), toy_corpus(200, seed=5)
+    ppl = {n: NGramLM.train(train, order=n).perplexity(held_out) for n in (1, 2, 3)}
+    assert ppl[3] < ppl[1]
+    assert ppl[2] < ppl[1]
+    assert all(math.isfinite(p) for p in ppl.values())
+
+
+def test_continuation_counts_make_francisco_a_rare_unigram():
+    # "francisco" is frequent but only after "san"; "glasses" is rarer but follows many words.
+    corpus = ["san francisco"] * 20 + [f"{w} glasses" for w in ("my", "your", "his", "her", "new")]
+    lm = NGramLM.train(corpus, order=2)
+    unseen_history = ("reading",)
+    assert lm.score(unseen_history, "glasses") > lm.score(unseen_history, "francisco")
+    assert lm.score(("san",), "francisco") > lm.score(("san",), "glasses")
+
+
+def test_history_is_truncated_to_the_order():
+    lm = NGramLM.train(toy_corpus(300, seed=6), order=2)
+    assert lm.score(("my", "old", "the"), "cat") == lm.score(("the",), "cat")
+    assert lm.end_score(("x", "y", "cat")) == lm.end_score(("cat",))
+
+
+def test_lowercases_queries_and_training():
+    lm = NGramLM.train(["The Cat"], order=2)
+    assert lm.vocab == {"the", "cat"}
+    assert lm.score(("THE",), "Cat") == lm.score(("the",), "cat")
+
+
+def test_sentence_logprob_is_the_sum_of_scores():
+    lm = NGramLM.train(toy_corpus(300, seed=7), order=3)
+    words = "the red cat sees a bird".split()
+    expected = sum(lm.score(words[:i], w) for i, w in enumerate(words)) + lm.end_score(words)
+    assert lm.sentence_logprob(words) == pytest.approx(expected)
+    assert lm.sentence_logprob([]) == lm.end_score(())
+
+
+def test_is_a_language_model():
+    assert isinstance(NGramLM.train(["a"], order=1), LanguageModel)
+    with pytest.raises(TypeError):
+        LanguageModel()  # abstract
+
+
+# --------------------------------------------------------------------------- persistence
+def test_json_round_trip_is_exact(tmp_path):
+    lm = NGramLM.train(toy_corpus(300, seed=8), order=3)
+    path = tmp_path / "lm.json"
+    lm.save(path)
+    back = NGramLM.load(path)
+    assert back.order == 3 and back.vocab == lm.vocab and back.discounts == lm.discounts
+    for h, w in [((), "the"), (("the",), "cat"), (("a", "red"), "dog"), (("x",), "y")]:
+        assert back.score(h, w) == lm.score(h, w)
+    assert back.end_score(("the", "cat")) == lm.end_score(("the", "cat"))
+
+
+def test_arpa_export_reproduces_the_model(tmp_path):
+    lm = NGramLM.train(toy_corpus(300, seed=9), order=3)
+    path = tmp_path / "lm.arpa"
+    lm.to_arpa(path)
+    text = path.read_text()
+    assert text.startswith("\\data\\\nngram 1=") and text.rstrip().endswith("\\end\\")
+    arpa = ArpaLM.load(path)
+    assert arpa.order == 3
+    rng = random.Random(0)
+    words = sorted(lm.vocab) + ["unseen"]
+    for _ in range(300):
+        h = tuple(rng.choice(words) for _ in range(rng.randint(0, 3)))
+        w = rng.choice(words)
+        assert arpa.score(h, w) == pytest.approx(lm.score(h, w), abs=1e-8), (h, w)
+        assert arpa.end_score(h) == pytest.approx(lm.end_score(h), abs=1e-8), h
+
+
+# --------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(order=0),
+        dict(order=2.0),
+        dict(discounts=(0.5, 1.0)),
+        dict(discounts=(1.5, 1.0, 1.5)),  # D1 > 1
+        dict(discounts=(0.0, 1.0, 1.5)),  # D1 = 0 would give unseen words no mass
+    ],
+)
+def test_train_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        NGramLM.train(["a b c"], **kwargs)
+
+
+def test_train_rejects_bad_corpora():
+    with pytest.raises(ValueError, match="zero sentences"):
+        NGramLM.train([], order=2)
+    with pytest.raises(ValueError, match="single str"):
+        NGramLM.train("a b c", order=2)
+    with pytest.raises(ValueError, match="reserved"):
+        NGramLM.train(["a </s> b"], order=2)
+
+
+def test_score_rejects_bad_queries():
+    lm = NGramLM.train(["a b"], order=2)
+    with pytest.raises(ValueError, match="tuple"):
+        lm.score("a", "b")  # history as a str
+    with pytest.raises(ValueError, match="whitespace"):
+        lm.score((), "a b")
+    with pytest.raises(ValueError):
+        lm.score((), "")
+    with pytest.raises(ValueError, match="<s>"):
+        lm.score((), "<s>")
+
+
+def test_load_rejects_other_files(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="NGramLM.save"):
+        NGramLM.load(p)
