@@ -1,0 +1,74 @@
+# Deep Speech 2 from scratch. Every target creates .venv on first use and installs into it.
+#   make grade    grade exercises/ against the reference and print the scoreboard (the main job)
+#   make test     run the test suite (what CI runs)
+# See README.md for the rest.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ONLY   ?=
+FILES  ?= exercises
+DIR    ?= build/nbgrader-course
+SECONDS ?= 60
+PYTEST_ARGS ?=
+
+.PHONY: help setup grade test test-fast demo train transcribe lessons lab exercises check-exercises \
+        bench handin nbgrader-course clean
+
+help:
+	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+	@echo "Targets: setup grade test test-fast demo train lessons lab exercises check-exercises bench handin nbgrader-course clean"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import torch, numpy, matplotlib, nbformat, pytest" || { echo "error: installing requirements.txt into $(VENV) failed"; exit 1; }
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import reference" || { echo "error: installing the course package into $(VENV) failed"; exit 1; }
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install everything
+
+grade: $(STAMP)  ## grade exercises/ (FILES=..., ONLY=exNN)
+	$(PY) -m autograder $(FILES) $(if $(ONLY),--only $(ONLY))
+
+test: $(STAMP)  ## the whole test suite (reference, autograder, exercises, lessons)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the test suite without slow tests (training runs, notebooks)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP)  ## train the demo model on synthetic speech for SECONDS (default 60) and report held-out WER
+	$(PY) -m reference.train --preset demo --seconds $(SECONDS) --out runs/demo
+
+train: $(STAMP)  ## the capstone: train on synthesized eSpeak speech (ARGS=... for more options)
+	$(PY) -m reference.train --preset espeak --out runs/espeak $(ARGS)
+
+lessons: $(STAMP)  ## execute every lesson headless and render HTML into build/lessons
+	$(PY) -m tools.run_lessons --html build/lessons
+
+lab: $(STAMP)  ## open the lessons in JupyterLab
+	$(VENV)/bin/jupyter lab lessons/
+
+exercises: $(STAMP)  ## regenerate exercises/ from solutions/
+	$(PY) -m autograder.generate
+
+check-exercises: $(STAMP)  ## fail if exercises/ differs from what solutions/ generate
+	$(PY) -m autograder.generate --check
+
+bench: $(STAMP)  ## every benchmark; each prints its figures and thread count
+	$(PY) benchmarks/bench_demo.py
+	$(PY) benchmarks/bench_rnn.py
+	$(PY) benchmarks/bench_ctc.py
+	$(PY) benchmarks/bench_beam_search.py --quick
+	$(PY) benchmarks/bench_autograder.py
+
+handin: $(STAMP)  ## zip exercises/ with a manifest for submission
+	$(PY) -m autograder handin exercises -o handin.zip
+
+nbgrader-course: $(STAMP)  ## build an nbgrader course directory in DIR
+	$(PY) -m autograder nbgrader $(DIR)
+
+clean:
+	rm -rf build runs .pytest_cache

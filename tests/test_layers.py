@@ -1,0 +1,165 @@
+"""Layers against torch's own modules: nn.GRUCell, nn.GRU (packed), nn.BatchNorm1d on valid frames, nn.Conv2d."""
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from reference import (SequenceWiseBatchNorm, bidirectional_gru, clipped_relu, conv_output_length, gru_cell,
+                       gru_layer, mask_time, row_conv)
+from reference.layers import MaskedBatchNorm2d, RecurrentLayer, reverse_padded
+
+LENGTHS = torch.tensor([7, 3, 5, 1])
+
+
+def test_clipped_relu():
+    x = torch.tensor([-5.0, 0.0, 3.0, 20.0, 25.0])
+    assert clipped_relu(x).tolist() == [0, 0, 3, 20, 20]
+    assert clipped_relu(x, 4.0).tolist() == [0, 0, 3, 4, 4]
+
+
+@pytest.mark.parametrize("k,s,p,d", [(11, 2, 5, 1), (11, 1, 5, 1), (41, 2, 20, 1), (3, 3, 0, 2), (5, 2, 0, 1)])
+def test_conv_output_length_matches_conv2d(k, s, p, d):
+    conv = nn.Conv2d(1, 1, (1, k), (1, s), (0, p), (1, d))
+    for L in range(max(1, d * (k - 1) + 1 - 2 * p), 40):
+        assert conv(torch.zeros(1, 1, 1, L)).shape[-1] == conv_output_length(L, k, s, p, d)
+    lengths = torch.arange(20, 30)
+    assert conv_output_length(lengths, k, s, p, d).tolist() == [conv_output_length(int(L), k, s, p, d) for L in lengths]
+
+
+def test_mask_time():
+    x = torch.randn(4, 2, 3, 7)
+    y = mask_time(x, LENGTHS)
+    for b, L in enumerate(LENGTHS.tolist()):
+        assert y[b, ..., L:].eq(0).all() and torch.equal(y[b, ..., :L], x[b, ..., :L])
+    with pytest.raises(ValueError, match="lengths"):
+        mask_time(x, torch.tensor([1, 2]))
+
+
+def test_gru_cell_matches_nn_grucell():
+    cell = nn.GRUCell(5, 4).double()
+    x, h = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(gru_cell(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), cell(x, h))
+
+
+def packed_gru(gru, x, lengths):
+    out, _ = gru(pack_padded_sequence(x, lengths, enforce_sorted=False))
+    out, _ = pad_packed_sequence(out, total_length=x.shape[0])
+    return out
+
+
+def test_gru_layer_and_bidirectional_match_packed_nn_gru():
+    torch.manual_seed(0)
+    x = torch.randn(7, 4, 5, dtype=torch.float64)
+    gru = nn.GRU(5, 3, bidirectional=True).double()
+    ref = packed_gru(gru, x, LENGTHS)                      # (T, B, 2H): [forward, backward]
+    fw = (gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
+    bw = (gru.weight_ih_l0_reverse, gru.weight_hh_l0_reverse, gru.bias_ih_l0_reverse, gru.bias_hh_l0_reverse)
+    torch.testing.assert_close(gru_layer(x, LENGTHS, *fw), ref[..., :3])
+    torch.testing.assert_close(gru_layer(x, LENGTHS, *bw, reverse=True), ref[..., 3:])
+    torch.testing.assert_close(bidirectional_gru(x, LENGTHS, fw, bw), ref[..., :3] + ref[..., 3:])
+
+
+def test_reverse_padded_is_an_involution_that_keeps_padding():
+    x = torch.arange(7 * 4, dtype=torch.float32).view(7, 4)
+    r = reverse_padded(x, LENGTHS)
+    assert r[:3, 1].tolist() == x[:3, 1].flip(0).tolist() and torch.equal(r[3:, 1], x[3:, 1])
+    assert torch.equal(reverse_padded(r, LENGTHS), x)
+
+
+def batchnorm_on_valid_frames(bn_ref, x, lengths):
+    valid = torch.cat([x[: int(L), b] for b, L in enumerate(lengths)])      # (N, H)
+    return bn_ref(valid)
+
+
+def test_sequence_wise_batchnorm_equals_batchnorm1d_on_valid_frames():
+    torch.manual_seed(0)
+    x = torch.randn(7, 4, 6, dtype=torch.float64) * 3 + 1
+    ours, ref = SequenceWiseBatchNorm(6).double(), nn.BatchNorm1d(6).double()
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5); ours.bias.uniform_(-1, 1)
+        ref.weight.copy_(ours.weight); ref.bias.copy_(ours.bias)
+    for _ in range(3):                                               # train mode, several updates
+        y = ours(x, LENGTHS)
+        y_ref = batchnorm_on_valid_frames(ref, x, LENGTHS)
+        torch.testing.assert_close(torch.cat([y[: int(L), b] for b, L in enumerate(LENGTHS)]), y_ref)
+        assert y[7:, 0].numel() == 0 and y[3:, 1].eq(0).all() and y[1:, 3].eq(0).all()
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name))
+    ours.eval(); ref.eval()
+    y = ours(x, LENGTHS)
+    torch.testing.assert_close(torch.cat([y[: int(L), b] for b, L in enumerate(LENGTHS)]), batchnorm_on_valid_frames(ref, x, LENGTHS))
+    assert set(dict(ours.named_parameters())) == set(dict(ref.named_parameters()))
+    assert set(dict(ours.named_buffers())) == set(dict(ref.named_buffers()))
+
+
+def test_sequence_wise_batchnorm_gradients_match():
+    torch.manual_seed(1)
+    x = torch.randn(7, 4, 3, dtype=torch.float64, requires_grad=True)
+    ours, ref = SequenceWiseBatchNorm(3).double(), nn.BatchNorm1d(3).double()
+    w = torch.randn(7, 4, 3, dtype=torch.float64)
+    (ours(x, LENGTHS) * w).sum().backward()
+    g_ours = x.grad.clone(); x.grad = None
+    y_ref = batchnorm_on_valid_frames(ref, x, LENGTHS)
+    w_valid = torch.cat([w[: int(L), b] for b, L in enumerate(LENGTHS)])
+    (y_ref * w_valid).sum().backward()
+    torch.testing.assert_close(g_ours, x.grad)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+
+
+def test_padding_in_statistics_changes_the_result():
+    x = torch.randn(7, 4, 3) + 5
+    good, bad = SequenceWiseBatchNorm(3), SequenceWiseBatchNorm(3, include_padding=True)
+    assert not torch.allclose(good(x, LENGTHS), bad(x, LENGTHS))
+
+
+def test_masked_batchnorm2d_equals_batchnorm_over_valid_frames():
+    torch.manual_seed(2)
+    x = torch.randn(4, 2, 3, 7, dtype=torch.float64)
+    ours, ref = MaskedBatchNorm2d(2).double(), nn.BatchNorm1d(2).double()
+    y = ours(x, LENGTHS)
+    valid = torch.cat([x[b, :, :, : int(L)].reshape(2, -1).T for b, L in enumerate(LENGTHS)])   # (N, C)
+    y_ref = ref(valid)
+    torch.testing.assert_close(torch.cat([y[b, :, :, : int(L)].reshape(2, -1).T for b, L in enumerate(LENGTHS)]), y_ref)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "rnn"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_recurrent_layer_fused_equals_loop_and_gradients(rnn_type, bidirectional):
+    torch.manual_seed(3)
+    x = torch.randn(7, 4, 5, dtype=torch.float64, requires_grad=True)
+    a = RecurrentLayer(5, 3, rnn_type, bidirectional, fused=True).double()
+    b = RecurrentLayer(5, 3, rnn_type, bidirectional, fused=False).double()
+    b.load_state_dict(a.state_dict())
+    ya, yb = a(x, LENGTHS), b(x, LENGTHS)
+    torch.testing.assert_close(ya, yb)
+    ga, = torch.autograd.grad(ya.square().sum(), x)
+    gb, = torch.autograd.grad(yb.square().sum(), x)
+    torch.testing.assert_close(ga, gb)
+    assert ya[3:, 1].eq(0).all()
+
+
+def test_recurrent_layer_is_the_paper_equation():
+    """h_t = GRU(BN(W x_t), h_{t-1}) with the two directions summed, via the graded functions."""
+    torch.manual_seed(4)
+    x = torch.randn(7, 4, 5, dtype=torch.float64)
+    layer = RecurrentLayer(5, 3).double()
+    wx = layer.bn(x @ layer.weight_ih.T, LENGTHS)                     # (T, B, 6H)
+    eye = torch.eye(9, dtype=torch.float64)
+    fw = gru_layer(wx[..., :9], LENGTHS, eye, layer.weight_hh[0], None, layer.bias_hh[0])
+    bw = gru_layer(wx[..., 9:], LENGTHS, eye, layer.weight_hh[1], None, layer.bias_hh[1], reverse=True)
+    layer.bn.num_batches_tracked.zero_()
+    torch.testing.assert_close(layer(x, LENGTHS), fw + bw)
+    assert layer.bias_ih is None, "no bias on W x when BatchNorm follows it"
+
+
+def test_row_conv_matches_loop():
+    torch.manual_seed(5)
+    x, w = torch.randn(7, 4, 3), torch.randn(3, 3)
+    out = row_conv(x, w, LENGTHS)
+    for b, L in enumerate(LENGTHS.tolist()):
+        for t in range(7):
+            expected = sum(w[j] * x[t + j, b] for j in range(3) if t + j < L) if t < L else torch.zeros(3)
+            torch.testing.assert_close(out[t, b], expected)
+    with pytest.raises(ValueError, match="weight must be"):
+        row_conv(x, torch.randn(3, 4), LENGTHS)

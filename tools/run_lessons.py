@@ -1,0 +1,76 @@
+"""Execute the lessons headless: ``python -m tools.run_lessons [--html build/lessons] [NAMES...]``.
+
+Each notebook runs top to bottom in a fresh kernel with ``lessons/`` as its working
+directory; a failing cell fails the run (exit 1) with the cell's error.  A notebook stored
+with outputs is an error too (lessons are committed clean).  With ``--html DIR`` each
+executed notebook is rendered to ``DIR/NN_name.html``.  Prints the seconds each lesson took.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = ROOT / "lessons"
+
+
+def lesson_paths(names=()) -> list[Path]:
+    paths = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
+    if names:
+        paths = [p for p in paths if any(p.name.startswith(n) or p.stem == n for n in names)]
+    return paths
+
+
+def stored_outputs(nb) -> list[int]:
+    """Indices of code cells that carry outputs or execution counts."""
+    return [i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+
+
+def execute(path: Path, timeout: int = 600):
+    """Run one notebook; returns the executed notebook (raises on a failing cell)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(LESSONS)}})
+    client.execute()
+    return nb
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("names", nargs="*", help="lesson numbers or names (default: all)")
+    p.add_argument("--html", help="render executed notebooks to this folder")
+    args = p.parse_args(argv)
+    import nbformat
+
+    failures, total = [], time.perf_counter()
+    for path in lesson_paths(args.names):
+        dirty = stored_outputs(nbformat.read(path, as_version=4))
+        if dirty:
+            failures.append(path.name)
+            print(f"FAIL {path.name}: stored outputs in code cells {dirty} (clear them before committing)")
+            continue
+        t0 = time.perf_counter()
+        try:
+            nb = execute(path)
+        except Exception as err:  # noqa: BLE001 - report every lesson, then fail
+            failures.append(path.name)
+            print(f"FAIL {path.name} after {time.perf_counter() - t0:.1f} s: {str(err)[-2000:]}")
+            continue
+        print(f"ok   {path.name} {time.perf_counter() - t0:.1f} s", flush=True)
+        if args.html:
+            from nbconvert import HTMLExporter
+            out = Path(args.html)
+            out.mkdir(parents=True, exist_ok=True)
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
+    print(f"{len(lesson_paths(args.names)) - len(failures)} passed, {len(failures)} failed in {time.perf_counter() - total:.1f} s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
