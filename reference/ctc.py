@@ -170,11 +170,15 @@ class _CTCNegLogLikelihood(torch.autograd.Function):
         with torch.no_grad():
             alpha = _alpha_recursion(log_probs, ext, ext_lengths, input_lengths)   # (T, B, L)
             B = ext.shape[0]
-            last = alpha[input_lengths - 1, torch.arange(B)]                      # (B, L)
+            last = alpha[(input_lengths - 1).clamp_min(0), torch.arange(B)]         # (B, L)
             end = last.gather(1, (ext_lengths - 1).unsqueeze(1))
             end2 = last.gather(1, (ext_lengths - 2).clamp_min(0).unsqueeze(1))
             end2 = torch.where((ext_lengths > 1).unsqueeze(1), end2, torch.full_like(end2, NEG))
             log_p = torch.logsumexp(torch.cat([end, end2], dim=1), dim=1)         # (B,)
+            # no frames at all: only the empty target is possible, with probability 1
+            empty = input_lengths == 0
+            log_p = torch.where(empty & (ext_lengths == 1), torch.zeros_like(log_p), log_p)
+            log_p = torch.where(empty & (ext_lengths > 1), torch.full_like(log_p, NEG), log_p)
         ctx.save_for_backward(log_probs, ext, ext_lengths, input_lengths, alpha, log_p)
         return torch.where(log_p <= NEG_HALF, torch.full_like(log_p, float("inf")), -log_p)
 

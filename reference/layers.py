@@ -74,7 +74,7 @@ def mask_time(x: torch.Tensor, lengths) -> torch.Tensor:
     check_tensor(x, "x", 4)
     lengths = check_lengths(lengths, x.shape[0], x.shape[-1])
     mask = time_mask(lengths.to(x.device), x.shape[-1])          # (B, T)
-    return x * mask[:, None, None, :].to(x.dtype)                # broadcast over C, F
+    return x.masked_fill(~mask[:, None, None, :], 0.0)           # broadcast over C, F (inf/nan in padding too)
 
 
 class _MaskedBatchNorm(nn.Module):
@@ -96,11 +96,11 @@ class _MaskedBatchNorm(nn.Module):
 
     def _normalize(self, x, mask, dims, shape):
         """``x`` normalised per feature; ``mask`` broadcasts against ``x``; ``dims`` are reduced."""
-        mask = mask.to(x.dtype)
+        x = x.masked_fill(~mask, 0.0)                                # padding may hold anything, even inf
         if self.training:
-            n = mask.sum(dims).reshape(-1)[0].clamp_min(1.0)         # valid frames (mask has one feature column)
-            mean = (x * mask).sum(dims) / n                          # (features,)
-            var = ((x - mean.view(shape)).square() * mask).sum(dims) / n  # biased, used to normalise
+            n = mask.sum(dims).reshape(-1)[0].clamp_min(1).to(x.dtype)  # valid frames (mask has one feature column)
+            mean = x.sum(dims) / n                                   # (features,)
+            var = (x - mean.view(shape)).square().masked_fill(~mask, 0.0).sum(dims) / n  # biased, to normalise
             with torch.no_grad():
                 self.num_batches_tracked += 1
                 m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
@@ -110,7 +110,7 @@ class _MaskedBatchNorm(nn.Module):
         else:
             mean, var = self.running_mean, self.running_var
         x_hat = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
-        return (x_hat * self.weight.view(shape) + self.bias.view(shape)) * mask
+        return (x_hat * self.weight.view(shape) + self.bias.view(shape)).masked_fill(~mask, 0.0)
 
 
 class SequenceWiseBatchNorm(_MaskedBatchNorm):
@@ -137,7 +137,7 @@ class SequenceWiseBatchNorm(_MaskedBatchNorm):
         valid = time_mask(lengths.to(x.device), T).transpose(0, 1).unsqueeze(2)   # (T, B, 1)
         stats = torch.ones_like(valid) if self.include_padding else valid
         out = self._normalize(x, stats, (0, 1), (1, 1, H))
-        return out * valid.to(x.dtype)
+        return out.masked_fill(~valid, 0.0)
 
 
 class MaskedBatchNorm2d(_MaskedBatchNorm):
@@ -227,8 +227,8 @@ def _check_rnn_input(x, lengths):
 
 
 def _valid(lengths, T, like):
-    """``(T, B, 1)`` float mask of valid frames."""
-    return time_mask(lengths.to(like.device), T).transpose(0, 1).unsqueeze(2).to(like.dtype)
+    """``(T, B, 1)`` bool mask of valid frames."""
+    return time_mask(lengths.to(like.device), T).transpose(0, 1).unsqueeze(2)
 
 
 def _unroll(gx, step, h0):
@@ -258,7 +258,7 @@ def gru_layer(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reve
     out = _unroll(gx, lambda g, h: _gru_step(g, h, weight_hh, bias_hh), x.new_zeros(x.shape[1], H))
     if reverse:
         out = reverse_padded(out, lengths)
-    return out * _valid(lengths, x.shape[0], out)
+    return out.masked_fill(~_valid(lengths, x.shape[0], out), 0.0)
 
 
 def _weights(w):
@@ -379,7 +379,7 @@ class RecurrentLayer(nn.Module):
             else:
                 outs.append(self._recur(g, d, lengths))
         out = outs[0] + outs[1] if len(outs) == 2 and self.merge == "sum" else torch.cat(outs, dim=-1)
-        return out * valid
+        return out.masked_fill(~valid, 0.0)
 
 
 # ----------------------------------------------------------------------------- row convolution
@@ -399,11 +399,11 @@ def row_conv(x: torch.Tensor, weight: torch.Tensor, lengths) -> torch.Tensor:
         raise ValueError(f"weight must be (tau + 1, {H}) to match x's {H} features, got {tuple(weight.shape)}")
     lengths = check_lengths(lengths, B, T)
     valid = _valid(lengths, T, x)
-    x = x * valid                                                     # nothing past the end
+    x = x.masked_fill(~valid, 0.0)                                    # nothing past the end
     context = weight.shape[0]
     padded = F.pad(x, (0, 0, 0, 0, 0, context - 1))                  # (T + tau, B, H)
     out = sum(weight[j] * padded[j : j + T] for j in range(context))
-    return out * valid
+    return out.masked_fill(~valid, 0.0)
 
 
 class RowConv(nn.Module):

@@ -77,8 +77,13 @@ def word_error_rate(refs, hyps) -> float:
 
 
 def char_error_rate(refs, hyps) -> float:
-    """Corpus-level CER: total character edit distance / total reference characters (spaces count)."""
+    """Corpus-level CER: total character edit distance / total reference characters.
+
+    Spaces between words count as characters; leading and trailing spaces are stripped
+    first, as jiwer does.
+    """
     refs, hyps = _as_lists(refs, hyps)
+    refs, hyps = [r.strip() for r in refs], [h.strip() for h in hyps]
     total = sum(len(r) for r in refs)
     if total == 0:
         raise ValueError("the references contain no characters: CER is undefined")

@@ -150,7 +150,7 @@ class DeepSpeech2(nn.Module):
         lengths = check_lengths(feature_lengths, B, T, "feature_lengths").to(features.device)
         if int(self.output_lengths(lengths).min()) < 1:
             raise ValueError(f"an utterance of {int(lengths.min())} frames is too short for the conv layers")
-        x = features * time_mask(lengths, T)[:, None, None, :].to(features.dtype)   # padding must be zero
+        x = features.masked_fill(~time_mask(lengths, T)[:, None, None, :], 0.0)    # padding must be zero
         for conv in self.convs:
             x, lengths = conv(x, lengths)                          # (B, C, F', T')
         B, C, Fq, T = x.shape

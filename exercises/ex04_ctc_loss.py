@@ -1,0 +1,160 @@
+# GENERATED from solutions/ex04_ctc_loss.py by `python -m autograder.generate`; students: edit only the regions marked `# YOUR CODE HERE`.
+"""Exercise 04 — The CTC loss (lesson 04).
+
+CTC trains the network without frame-level labels: ``p(y|x)`` is the sum, over every
+alignment (one symbol per frame) that collapses to ``y``, of the product of its per-frame
+probabilities.  The forward (alpha) recursion over the blank-extended target
+``[_, y1, _, y2, ..., yU, _]`` adds them all up in ``O(T * U)`` (Graves et al., 2006).
+
+You will implement:
+
+1. ``extend_with_blanks``: ``[y1, ..., yU] -> [_, y1, _, ..., yU, _]`` (length ``2U + 1``).
+2. ``ctc_log_alpha``: the log forward variables of one utterance, ``(T, 2U + 1)``.
+3. ``ctc_loss``: the batched loss with the semantics of ``torch.nn.functional.ctc_loss``:
+   the same value, and (through autograd) the same gradient with respect to the logits
+   when ``log_probs = logits.log_softmax(-1)``.
+
+Everything is in log space: products become sums, sums become ``logsumexp``.
+
+Grade your work (from the repository root)::
+
+    make grade ONLY=ex04
+    python -m autograder --only ex04
+
+Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
+
+FORBIDDEN: ``torch.nn.functional.ctc_loss``, ``torch.ctc_loss``, ``torch.nn.CTCLoss``;
+importing ``reference``, ``solutions`` or ``autograder``.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["extend_with_blanks", "ctc_log_alpha", "ctc_loss"]
+
+# Given: a finite stand-in for log(0).  torch.logsumexp of values that are ALL -inf has a
+# NaN gradient; with LOG_ZERO it is 0.  Alphas at or below LOG_ZERO / 2 are reported as -inf.
+LOG_ZERO = -1e30
+
+
+def _as_id_list(target) -> list[int]:
+    """Given: a target (list, tuple or 1-D integer tensor) as a list of ints."""
+    if isinstance(target, torch.Tensor):
+        if target.dim() != 1 or target.is_floating_point():
+            raise ValueError(f"target must be a 1-D integer tensor, got shape {tuple(target.shape)}, dtype {target.dtype}")
+        target = target.tolist()
+    return [int(y) for y in target]
+
+
+def _lengths(x, B: int, name: str) -> torch.Tensor:
+    """Given: ``x`` as a ``(B,)`` int64 tensor of non-negative lengths."""
+    x = torch.as_tensor(x)
+    if x.shape != (B,) or x.is_floating_point() or (B and int(x.min()) < 0):
+        raise ValueError(f"{name} must be {B} non-negative integers, got {x.tolist()}")
+    return x.long()
+
+
+def extend_with_blanks(target, blank: int = 0) -> list[int]:
+    """Interleave blanks: ``[y1, ..., yU] -> [blank, y1, blank, y2, ..., yU, blank]``.
+
+    Args:
+        target: ``U`` symbol ids (list, tuple or ``(U,)`` tensor), no blanks.
+        blank: the id of the blank.
+
+    Returns:
+        ext: a list of ``2U + 1`` ints; blanks at even positions, ``ext[2u + 1] = y_{u+1}``.
+    """
+    target = _as_id_list(target)
+    # YOUR CODE HERE
+    raise NotImplementedError("ex04: extend_with_blanks")
+    return ext
+
+
+def ctc_log_alpha(log_probs: torch.Tensor, target, blank: int = 0) -> torch.Tensor:
+    """Log forward variables of one utterance (Graves et al., 2006, eq. 5-8, in log space).
+
+    ``alpha[t, s]`` = log of the total probability of all partial alignments of frames
+    ``0..t`` that end in state ``s`` of the extended target ``ext = extend_with_blanks(target)``.
+
+    Args:
+        log_probs: ``(T, V)`` log-probabilities of one utterance.
+        target: ``U`` symbol ids (list or ``(U,)`` tensor, no blanks).
+        blank: the id of the blank.
+
+    Returns:
+        alpha: ``(T, 2U + 1)`` natural-log alphas, ``-inf`` where a state is unreachable.
+        Differentiable with respect to ``log_probs``.
+
+    Step 1: ``ext = extend_with_blanks(target, blank)`` and ``emit = log_probs[:, ext]``
+            ``(T, S)`` with ``S = 2U + 1``: the log-probability of each state at each frame.
+    Step 2: initialise: an alignment starts in the first blank or the first symbol:
+            ``alpha[0, 0] = emit[0, 0]``, ``alpha[0, 1] = emit[0, 1]``, everything else log(0).
+    Step 3: for ``t = 1 .. T-1``, for every ``s`` at once (vectorised over ``s``):
+            ``alpha[t, s] = logsumexp(alpha[t-1, s], alpha[t-1, s-1], alpha[t-1, s-2]) + emit[t, s]``
+            where the ``s-2`` term (skipping a blank) is allowed only when ``ext[s]`` is not a
+            blank and differs from ``ext[s-2]`` (otherwise a repeat would merge).
+    Step 4: stack the rows into ``(T, S)`` (build a Python list of rows and ``torch.stack``:
+            in-place writes into one tensor break autograd) and turn values
+            ``<= LOG_ZERO / 2`` into ``-inf``.
+
+    Hints: use ``LOG_ZERO`` (finite) rather than ``-inf`` inside the recursion, or the
+    gradient of ``logsumexp`` becomes NaN.  Shifting a row right by one or two states is
+    ``torch.cat([pad, row])[:S]``.  Forgetting the "``ext[s] != ext[s-2]``" condition
+    makes ``aa`` as likely as ``a``.
+    """
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 2 or not log_probs.is_floating_point():
+        raise ValueError(f"log_probs must be a floating (T, V) tensor, got {getattr(log_probs, 'shape', type(log_probs))}")
+    T, V = log_probs.shape
+    ids = _as_id_list(target)
+    if any(not 0 <= y < V for y in ids):
+        raise ValueError(f"target ids must lie in [0, {V - 1}], got {ids}")
+    if T == 0:                                                              # no frames: nothing is reachable
+        return log_probs.new_empty((0, 2 * len(ids) + 1))
+    # YOUR CODE HERE
+    raise NotImplementedError("ex04: ctc_log_alpha")
+    return alpha
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, reduction: str = "mean"):
+    """CTC negative log-likelihood with the semantics of ``torch.nn.functional.ctc_loss``.
+
+    Args:
+        log_probs: ``(T, B, V)`` log-softmax outputs.
+        targets: ``(B, S)`` zero-padded symbol ids, or the ``(sum(target_lengths),)``
+            concatenation of all targets.
+        input_lengths: ``(B,)`` valid frames per item (``<= T``).
+        target_lengths: ``(B,)`` symbols per target.
+        blank: the id of the blank.
+        reduction: ``'none'`` -> ``(B,)`` losses; ``'sum'`` -> their sum; ``'mean'`` -> each
+            loss divided by its target length (at least 1), then averaged over the batch.
+
+    Returns:
+        loss: a tensor (``(B,)`` or a scalar), ``inf`` for an item whose target cannot fit
+        in its frames.  Differentiable with respect to ``log_probs``.
+
+    Step 1: for each item ``b``: its frames ``log_probs[:input_lengths[b], b]`` ``(T_b, V)``
+            and its target (row ``b`` cut to ``target_lengths[b]``, or the right slice of
+            the concatenation: item ``b`` starts at ``sum(target_lengths[:b])``).
+    Step 2: ``alpha = ctc_log_alpha(...)``; a complete alignment ends in the final blank
+            or the final symbol: ``log p = logsumexp(alpha[-1, -1], alpha[-1, -2])``
+            (only the final blank when the target is empty).  The loss is ``-log p``.
+    Step 3: reduce.
+
+    Hint: ``'mean'`` is NOT ``losses.mean()``: PyTorch first divides each loss by its
+    target length.
+    """
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3 or not log_probs.is_floating_point():
+        raise ValueError(f"log_probs must be a floating (T, B, V) tensor, got {getattr(log_probs, 'shape', type(log_probs))}")
+    if reduction not in ("none", "sum", "mean"):
+        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
+    T, B, V = log_probs.shape
+    input_lengths = _lengths(input_lengths, B, "input_lengths")
+    target_lengths = _lengths(target_lengths, B, "target_lengths")
+    if B and int(input_lengths.max()) > T:
+        raise ValueError(f"input_lengths must be <= T = {T}, got {input_lengths.tolist()}")
+    targets = torch.as_tensor(targets)
+    if targets.dim() not in (1, 2) or targets.is_floating_point():
+        raise ValueError(f"targets must be a (B, S) or 1-D integer tensor, got shape {tuple(targets.shape)}")
+    # YOUR CODE HERE
+    raise NotImplementedError("ex04: ctc_loss")
+    return loss

@@ -1,0 +1,186 @@
+# GENERATED from solutions/ex08_sortagrad.py by `python -m autograder.generate`; students: edit only the regions marked `# YOUR CODE HERE`.
+"""Exercise 08 — SortaGrad and collating batches (lesson 08).
+
+DS2 section 3.1: "In the first training epoch, we iterate through minibatches in the
+training set in increasing order of the length of the longest utterance in the minibatch.
+After the first epoch, training reverts back to a random order over minibatches."
+Long utterances have large CTC costs, and early gradients are unstable; a length
+curriculum in epoch 0 helps, and minibatches of similar lengths waste little padding.
+
+You will implement:
+
+1. ``sortagrad_sampler``: the order of utterances for one epoch.
+2. ``sortagrad_batches``: the minibatches for one epoch, by the paper's rule.
+3. ``collate_batch``: samples -> one zero-padded :class:`Batch` of spectrograms and targets.
+
+Randomness: every shuffle uses ``_epoch_generator(seed, epoch)`` (given), a private
+``torch.Generator``, so the order depends only on ``(seed, epoch)`` and no global random
+state is read or changed.
+
+Grade your work (from the repository root)::
+
+    make grade ONLY=ex08
+    python -m autograder --only ex08
+
+Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
+
+FORBIDDEN: importing ``reference``, ``solutions`` or ``autograder``; ``random``/``numpy.random``/
+``torch.manual_seed`` (the global random state) for the shuffles.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+__all__ = ["Batch", "sortagrad_sampler", "sortagrad_batches", "collate_batch", "compute_spectrogram"]
+
+
+# ---------------------------------------------------------------------------------------
+# Given: a batch container, a private random generator and the spectrogram of exercise 01
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """A padded minibatch.
+
+    Attributes:
+        features: ``(B, 1, n_freq, T)`` spectrograms, zero-padded past each ``feature_lengths[b]``.
+        feature_lengths: ``(B,)`` int64, valid frames per utterance.
+        targets: ``(B, S)`` int64 symbol ids, zero-padded past ``target_lengths[b]``.
+        target_lengths: ``(B,)`` int64.
+        transcripts: the ``B`` reference strings.
+    """
+
+    features: torch.Tensor
+    feature_lengths: torch.Tensor
+    targets: torch.Tensor
+    target_lengths: torch.Tensor
+    transcripts: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A private generator for ``(seed, epoch)``: no global RNG is read or advanced."""
+    g = torch.Generator()
+    g.manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return g
+
+
+def _audio_length(sample) -> int:
+    """Number of samples of ``sample.audio`` (a ``ValueError`` if it is not a 1-D tensor)."""
+    audio = getattr(sample, "audio", None)
+    if not isinstance(audio, torch.Tensor) or audio.dim() != 1:
+        raise ValueError(f"a sample needs a 1-D tensor .audio, got {type(sample).__name__} with audio={type(audio).__name__}")
+    return int(audio.numel())
+
+
+def compute_spectrogram(audio: torch.Tensor, sample_rate: int = 16000, n_fft: int | None = None,
+                        window_ms: float = 20.0, stride_ms: float = 10.0, eps: float = 1e-10,
+                        normalize: bool = True) -> torch.Tensor:
+    """The normalised log power spectrogram ``(n_fft // 2 + 1, n_frames)`` of exercise 01."""
+    if not isinstance(audio, torch.Tensor) or audio.dim() != 1 or not audio.is_floating_point():
+        raise ValueError(f"audio must be a 1-D floating tensor, got {getattr(audio, 'shape', type(audio))}")
+    win_length = int(round(sample_rate * window_ms / 1000.0))
+    hop_length = int(round(sample_rate * stride_ms / 1000.0))
+    if n_fft is None:
+        n_fft = win_length
+    if not isinstance(n_fft, int) or n_fft < 2:
+        raise ValueError(f"n_fft must be None or an int >= 2, got {n_fft!r}")
+    win_length = min(win_length, n_fft)
+    if audio.numel() < win_length:
+        raise ValueError(f"audio has {audio.numel()} samples, shorter than one frame of {win_length} samples")
+    frames = audio.unfold(0, win_length, hop_length)                      # (n_frames, win)
+    window = torch.hann_window(win_length, periodic=True, dtype=frames.dtype)
+    spectrum = torch.fft.rfft(frames * window, n=n_fft, dim=-1)           # (n_frames, n_fft//2+1)
+    power = spectrum.real.square() + spectrum.imag.square()
+    spec = torch.log(power + eps).transpose(0, 1)                         # (n_freq, n_frames)
+    if normalize:
+        spec = (spec - spec.mean()) / spec.std().clamp_min(1e-5)
+    return spec.contiguous()
+
+
+# ---------------------------------------------------------------------------------------
+# Graded
+# ---------------------------------------------------------------------------------------
+def sortagrad_sampler(dataset, epoch: int, seed: int = 0) -> list[int]:
+    """The order in which to visit the utterances of ``dataset`` in one epoch.
+
+    Args:
+        dataset: a sequence of samples (each with a 1-D tensor ``.audio``).
+        epoch: 0, 1, 2, ...
+        seed: with ``epoch``, fixes the shuffle.
+
+    Returns:
+        order: a permutation of ``range(len(dataset))`` as a list of ints.
+        Epoch 0: indices sorted by ``len(sample.audio)``, ties by index (shortest first).
+        Epoch >= 1: ``torch.randperm(len(dataset), generator=_epoch_generator(seed, epoch)).tolist()``.
+
+    Hint: ``sorted(range(n), key=lambda i: (length[i], i))`` sorts by length, then by index.
+    """
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch!r}")
+    # YOUR CODE HERE
+    raise NotImplementedError("ex08: sortagrad_sampler")
+    return order
+
+
+def sortagrad_batches(dataset, batch_size: int, epoch: int, seed: int = 0) -> list[list[int]]:
+    """Minibatches (lists of indices) for one epoch, by the paper's rule.
+
+    Args:
+        dataset: a sequence of samples; batch_size: indices per minibatch;
+        epoch, seed: as in :func:`sortagrad_sampler`.
+
+    Returns:
+        batches: a list of index lists.
+
+    Step 1: sort ALL indices by audio length, ties by index (this is the epoch-0 sampler).
+    Step 2: cut that order into consecutive chunks of ``batch_size`` (the last one may be
+            shorter): each minibatch holds utterances of similar lengths.
+    Step 3: epoch 0: return the chunks in that order (increasing longest utterance).
+            Epoch >= 1: the SAME chunks, in the order
+            ``torch.randperm(n_batches, generator=_epoch_generator(seed, epoch))``.
+
+    Hint: shuffling the utterances (not the minibatches) in later epochs would mix short
+    and long utterances in one minibatch, and pad them heavily.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch!r}")
+    # YOUR CODE HERE
+    raise NotImplementedError("ex08: sortagrad_batches")
+    return batches
+
+
+def collate_batch(samples: Sequence, encoder, n_fft: int | None = None) -> Batch:
+    """Turn samples into one zero-padded :class:`Batch`.
+
+    Args:
+        samples: ``B >= 1`` samples (``.audio``, ``.transcript``, ``.sample_rate``).
+        encoder: has ``encode(text) -> list[int]`` (a ``ValueError`` for unknown characters).
+        n_fft: passed to :func:`compute_spectrogram` (``None``: 161 bins at 16 kHz).
+
+    Returns:
+        A :class:`Batch` with ``features`` ``(B, 1, F, T_max)`` float, ``feature_lengths``
+        ``(B,)`` int64, ``targets`` ``(B, S_max)`` int64, ``target_lengths`` ``(B,)`` int64
+        and ``transcripts``, in the order of ``samples``.
+
+    Step 1: for each sample: ``compute_spectrogram(s.audio, sample_rate=s.sample_rate, n_fft=n_fft)``
+            ``(F, T_b)`` and ``encoder.encode(s.transcript)`` (an empty transcript is a
+            ``ValueError``: CTC needs at least one symbol).
+    Step 2: lengths as int64 tensors; allocate ``torch.zeros`` of the padded shapes.
+    Step 3: copy each spectrogram into ``features[b, 0, :, :T_b]`` and each target into
+            ``targets[b, :S_b]``.
+
+    Hint: pad with zeros AFTER normalising each utterance (padding first would change its
+    mean and std).
+    """
+    if len(samples) == 0:
+        raise ValueError("collate_batch needs at least one sample, got an empty list")
+    # YOUR CODE HERE
+    raise NotImplementedError("ex08: collate_batch")
+    return batch

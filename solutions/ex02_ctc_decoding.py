@@ -1,0 +1,101 @@
+"""Exercise 02 — CTC collapse and greedy decoding (lesson 02).
+
+The network emits one distribution over the 29 symbols per frame (0 = blank, 1..26 = a..z,
+27 = space, 28 = apostrophe).  A frame-level path *collapses* to text by merging repeats
+and then dropping blanks::
+
+    h h _ e e _ l l _ l o o   ->   h e l l o
+    a a _ a                   ->   a a          (a blank separates real repeats)
+
+You will implement:
+
+1. ``ctc_collapse``: merge repeats, then drop blanks.
+2. ``greedy_decode``: the best path of a batch of posteriograms, collapsed and turned into text.
+
+Grade your work (from the repository root)::
+
+    make grade ONLY=ex02
+    python -m autograder --only ex02
+
+Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
+
+FORBIDDEN: importing ``reference``, ``solutions`` or ``autograder``.  In ``greedy_decode``,
+collapse with your own ``ctc_collapse`` and then call ``encoder.decode``; ``encoder.ctc_decode``
+would do the collapsing for you, which is the point of the exercise.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["ctc_collapse", "greedy_decode"]
+
+
+def ctc_collapse(ids, blank: int = 0) -> list[int]:
+    """Merge consecutive repeats, then drop blanks.
+
+    Args:
+        ids: a frame-level path of ``T`` symbol ids: a list, a tuple or a ``(T,)`` tensor.
+        blank: the id of the CTC blank.
+
+    Returns:
+        out: a list of Python ints, e.g. ``[1, 1, 0, 1, 2, 2] -> [1, 1, 2]``.
+
+    Step 1: walk through the ids remembering the previous id (``None`` at the start).
+    Step 2: keep an id when it differs from the previous one AND is not the blank.
+    Step 3: update "previous" with EVERY id, blanks included.
+
+    Hint: dropping blanks first and merging second is the classic mistake: it turns
+    ``a _ a`` into ``a`` instead of ``aa``.
+    """
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"ctc_collapse expects a 1-D sequence of ids, got shape {tuple(ids.shape)}")
+        ids = ids.tolist()
+    out: list[int] = []
+    ### BEGIN SOLUTION
+    prev = None
+    for i in ids:
+        i = int(i)
+        if i != prev and i != blank:
+            out.append(i)
+        prev = i
+    ### END SOLUTION
+    return out
+
+
+def greedy_decode(log_probs: torch.Tensor, encoder, lengths=None) -> list[str]:
+    """Best-path (greedy) decoding of a batch (DS2 section 3.8, without a language model).
+
+    Args:
+        log_probs: ``(T, B, V)`` per-frame log-probabilities (the layout of ``F.ctc_loss``).
+        encoder: has ``vocab_size``, ``blank_idx`` and ``decode(ids) -> str`` (drops blanks).
+        lengths: ``(B,)`` int tensor (or list) of valid frames per item; ``None`` means all ``T``.
+
+    Returns:
+        texts: ``B`` strings, one per batch item.
+
+    Step 1: the most likely symbol of every frame: ``argmax`` over ``V`` -> ``(T, B)``.
+    Step 2: for each item ``b``, keep only its first ``lengths[b]`` frames (the rest is padding).
+    Step 3: collapse with ``ctc_collapse(..., blank=encoder.blank_idx)``, then ``encoder.decode``.
+
+    Hint: argmax over the wrong dimension still returns a tensor without complaint; check
+    that step 1 gives ``(T, B)``.
+    """
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
+        raise ValueError(f"log_probs must be a (T, B, V) tensor, got {getattr(log_probs, 'shape', type(log_probs))}")
+    T, B, V = log_probs.shape
+    if V != encoder.vocab_size:
+        raise ValueError(f"log_probs has {V} symbols per frame, the encoder has {encoder.vocab_size}")
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.long)
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (B,) or lengths.is_floating_point() or int(lengths.min()) < 0 or int(lengths.max()) > T:
+        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths.tolist()}")
+    texts: list[str] = []
+    ### BEGIN SOLUTION
+    best = log_probs.argmax(dim=-1)                          # (T, B)
+    for b in range(B):
+        path = best[: int(lengths[b]), b]                    # (lengths[b],)
+        texts.append(encoder.decode(ctc_collapse(path, blank=encoder.blank_idx)))
+    ### END SOLUTION
+    return texts

@@ -1,0 +1,69 @@
+"""Exercise 11 — Row convolution for streaming (lesson 11).
+
+A bidirectional RNN must hear the whole utterance before it emits anything.  DS2's
+streaming models use forward-only recurrent layers followed by a *row convolution*
+(lookahead convolution, DS2 section 3.7): each output frame mixes the next ``tau`` frames,
+feature by feature, with its own weights::
+
+    out[t, b, i] = sum_{j=0..tau} weight[j, i] * x[t + j, b, i]
+
+so the model needs only ``tau`` frames of future context.  Frames past the end of a
+sequence count as 0, and the output at padded frames is 0.
+
+Grade your work (from the repository root)::
+
+    make grade ONLY=ex11
+    python -m autograder --only ex11
+
+Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
+
+FORBIDDEN: importing ``reference``, ``solutions`` or ``autograder``.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["row_conv"]
+
+
+def row_conv(x: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Lookahead (row) convolution over time, one filter per feature.
+
+    Args:
+        x: ``(T, B, H)`` features; item ``b`` is valid for ``t < lengths[b]``.
+        weight: ``(tau + 1, H)``; ``weight[j, i]`` weighs feature ``i`` of the frame ``j`` steps ahead.
+        lengths: ``(B,)`` valid frames per item.
+
+    Returns:
+        out: ``(T, B, H)``, ``out[t, b, i] = sum_j weight[j, i] * x[t + j, b, i]`` where frames
+        ``t + j >= lengths[b]`` count as 0; ``out`` is 0 at padded frames ``t >= lengths[b]``.
+
+    Step 1: a ``(T, B, 1)`` mask of valid frames; zero ``x`` outside it (the padding of a
+            short item must not leak into its last frames).
+    Step 2: pad ``tau`` zero frames at the END of the time axis: ``(T + tau, B, H)``.
+    Step 3: ``out = sum_j weight[j] * x_padded[j : j + T]`` (a loop over the ``tau + 1`` taps,
+            each term ``(T, B, H)``; ``weight[j]`` ``(H,)`` broadcasts over time and batch).
+    Step 4: zero the output at padded frames.
+
+    Hint: this is a cross-correlation that looks FORWARD in time (``t + j``), not a causal
+    convolution (``t - j``).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a (T, B, H) tensor, got {getattr(x, 'shape', type(x))}")
+    T, B, H = x.shape
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[1] != H:
+        raise ValueError(f"weight must be (tau + 1, {H}), got {getattr(weight, 'shape', type(weight))}")
+    lengths = torch.as_tensor(lengths, device=x.device)
+    if lengths.shape != (B,) or lengths.is_floating_point() or (B and int(lengths.max()) > T):
+        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths.tolist()}")
+    ### BEGIN SOLUTION
+    tau = weight.shape[0] - 1
+    mask = (torch.arange(T, device=x.device)[:, None] < lengths[None, :]).unsqueeze(-1)   # (T, B, 1)
+    x = torch.where(mask, x, torch.zeros_like(x))
+    x_padded = torch.cat([x, x.new_zeros(tau, B, H)], dim=0)                               # (T + tau, B, H)
+    out = torch.zeros_like(x)
+    for j in range(tau + 1):
+        out = out + weight[j] * x_padded[j : j + T]                                        # (T, B, H)
+    out = torch.where(mask, out, torch.zeros_like(out))
+    ### END SOLUTION
+    return out
