@@ -147,6 +147,8 @@ def main(argv=None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     if args.resume and state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
+        for g in optimizer.param_groups:      # fit anneals from the recipe's rate, by elapsed progress
+            g["lr"] = recipe["lr"]
     print(f"model: {model.num_parameters():,} parameters, config {json.dumps(asdict(config))}")
     print(f"threads: {torch.get_num_threads()}")
 

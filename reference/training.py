@@ -109,7 +109,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         batch_size: int = 16, lr: float = 1e-3, seconds: float | None = None, eval_every: int = 100,
         seed: int = 0, sortagrad: bool = True, max_grad_norm: float = 400.0, optimizer=None,
         progress: bool = True, on_eval: Callable | None = None, n_fft=None, target_wer: float | None = None,
-        history: History | None = None, start_epoch: int = 0, start_index: int = 0) -> History:
+        history: History | None = None, start_epoch: int = 0, start_index: int = 0,
+        anneal: float = 0.1) -> History:
     """Train ``model`` with SortaGrad minibatches; stop after ``epochs`` or ``seconds`` of training.
 
     Features are computed once per utterance (spectrograms do not change between epochs);
@@ -117,6 +118,12 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     increasing length in epoch 0 (SortaGrad; ``sortagrad=False`` shuffles epoch 0 too),
     random afterwards.  Held-out WER is measured every ``eval_every`` steps and at the end;
     evaluation time is not counted in the ``seconds`` budget.  ``target_wer`` stops early.
+
+    The learning rate is annealed linearly from ``lr`` to ``anneal * lr`` over the budget
+    (``seconds`` if given, else all steps of all epochs); DS2 anneals by a constant factor per
+    epoch (section 5), which amounts to the same on a budget of few epochs.  ``anneal=1``
+    keeps it constant.  With a constant rate the held-out WER of a short run jumps around
+    by several points from one evaluation to the next.
 
     Resuming: pass the saved ``history`` and the ``(start_epoch, start_index)`` position
     (``on_eval`` receives it as ``hist.position``); the minibatch order of an epoch depends
@@ -128,6 +135,14 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft)
     valid = make_batches(valid_set, encoder, 64, n_fft=n_fft) if valid_set else None
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    total_steps = epochs * len(batches)
+
+    def set_lr(step_, time_):
+        progress = min(1.0, time_ / seconds if seconds else step_ / max(1, total_steps))
+        for g, base in zip(optimizer.param_groups, base_lrs):
+            g["lr"] = base * (1.0 - (1.0 - anneal) * progress)
+
     hist = history or History()
     train_time = hist.seconds[-1] if hist.seconds else 0.0
     step = hist.step[-1] if hist.step else 0
@@ -155,6 +170,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         for pos in range(first, len(order)):
             i = order[pos]
             hist.position = (epoch, pos + 1) if pos + 1 < len(order) else (epoch + 1, 0)
+            set_lr(step, train_time)
             t0 = time.perf_counter()
             loss = train_step(model, batches[i], optimizer, max_grad_norm)
             dt = time.perf_counter() - t0
@@ -179,4 +195,6 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     if valid and (not hist.eval_step or hist.eval_step[-1] != step):
         run_eval()
     bar.close()
+    for g, base in zip(optimizer.param_groups, base_lrs):   # leave the optimizer as it was given
+        g["lr"] = base
     return hist

@@ -1,0 +1,1 @@
+"""One pytest module per exercise (``test_exNN_*.py``); run only through :mod:`autograder.runner`."""

@@ -1,0 +1,78 @@
+"""Turning a :class:`~autograder.runner.Report` into a scoreboard, JSON and Gradescope's results.json."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from .runner import KIND_LABELS, Report
+from .spec import EXERCISES
+
+
+def scoreboard(report: Report, verbose: bool = False, width: int = 100) -> str:
+    lines = []
+    by_ex = report.by_exercise()
+    for ex_id, checks in by_ex.items():
+        ex = EXERCISES.get(ex_id)
+        earned = sum(c.earned for c in checks)
+        possible = sum(c.points for c in checks)
+        fname = report.files.get(ex_id, f"(no {ex.filename if ex else ex_id})")
+        lines.append(f"{ex_id} {ex.title if ex else ''}: {_pts(earned)} / {_pts(possible)}   [{fname}]")
+        for f in report.findings.get(ex_id, []):
+            lines.append(f"    ! {f}")
+        for c in checks:
+            mark = "PASS" if c.status == "passed" else "FAIL"
+            lines.append(f"  {mark} {_pts(c.earned):>4}/{_pts(c.points):<3} {c.title}")
+            if c.status != "passed":
+                label = KIND_LABELS.get(c.kind, c.kind)
+                msg = c.message if (verbose or len(c.message) <= 600) else c.message[:600] + " [...]"
+                lines.append(f"        {label}: {msg}")
+                if c.output and verbose:
+                    lines.append("        your output: " + c.output[-800:].replace("\n", "\n        "))
+    lines.append("-" * 40)
+    lines.append(f"TOTAL {_pts(report.score)} / {_pts(report.max_score)}   ({report.seconds:.1f} s)")
+    for n in report.notes:
+        lines.append(f"note: {n}")
+    for e in report.grader_errors:
+        lines.append(f"GRADER ERROR: {e[:2000]}")
+    return "\n".join(lines)
+
+
+def _pts(x: float) -> str:
+    return f"{x:g}"
+
+
+def gradescope(report: Report) -> dict:
+    tests = []
+    for c in report.results:
+        out = "passed" if c.status == "passed" else f"{KIND_LABELS.get(c.kind, c.kind)}: {c.message}"
+        if c.output:
+            out += "\n\nyour code printed:\n" + c.output[-2000:]
+        tests.append({"name": f"{c.exercise} {c.title}", "score": c.earned, "max_score": c.points,
+                      "status": "passed" if c.status == "passed" else "failed", "output": out,
+                      "visibility": "visible"})
+    notes = list(report.notes) + [f"{ex}: {f}" for ex, fs in report.findings.items() for f in fs]
+    out = {"score": report.score, "max_score": report.max_score, "execution_time": round(report.seconds, 2),
+           "tests": tests, "visibility": "visible", "stdout_visibility": "hidden"}
+    if notes:
+        out["output"] = "\n".join(notes)
+    return out
+
+
+def write_json_atomic(path: str, data) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

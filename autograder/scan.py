@@ -1,0 +1,139 @@
+"""Static scan of a submission: forbidden imports and calls, reported by line.
+
+The scan reads the source with :mod:`ast` (never imports it).  It finds
+
+* imports of ``reference``, ``solutions``, ``autograder`` and of the exercise's forbidden
+  packages (``import jiwer``, ``from torch.nn import GRU`` when ``torch.nn.GRU`` is forbidden);
+* attribute chains that name a forbidden call, resolved through the file's import aliases
+  (``F.ctc_loss`` with ``import torch.nn.functional as F``; ``nn.GRU``; ``x.stft(...)``);
+* ``__import__("reference")``, ``importlib.import_module("solutions...")`` and
+  ``sys.modules["reference"]`` with a literal name.
+
+Code under ``if __name__ == "__main__":`` is a student's own experiment and is not scanned.
+The worker blocks the same things at run time; the scan names the line.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from .spec import ALWAYS_BLOCKED_MODULES, Exercise
+
+
+@dataclass(frozen=True)
+class Finding:
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.what}"
+
+
+def _blocked_module(name: str, blocked) -> str | None:
+    for b in blocked:
+        if name == b or name.startswith(b + "."):
+            return b
+    return None
+
+
+def scan_source(source: str, exercise: Exercise) -> list[Finding]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        return [Finding(e.lineno or 0, f"syntax error: {e.msg}")]
+    blocked = tuple(ALWAYS_BLOCKED_MODULES) + tuple(exercise.forbidden_modules)
+    forbidden = set(exercise.forbidden_calls)
+    method_names = {f.rsplit(".", 1)[1] for f in forbidden if f.startswith("torch.Tensor.")}
+    findings: list[Finding] = []
+    aliases: dict[str, str] = {}  # local name -> dotted module/object
+
+    main_blocks = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_guard(node.test):
+            for sub in ast.walk(node):
+                main_blocks.add(id(sub))
+
+    nodes = [n for n in ast.walk(tree) if id(n) not in main_blocks]
+    for node in nodes:  # first pass: aliases
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+
+    def full_name(expr) -> str | None:
+        parts = []
+        while isinstance(expr, ast.Attribute):
+            parts.append(expr.attr)
+            expr = expr.value
+        if isinstance(expr, ast.Name):
+            base = aliases.get(expr.id, expr.id)
+            return ".".join([base] + parts[::-1])
+        return None
+
+    def is_forbidden(dotted: str) -> str | None:
+        if dotted in forbidden:
+            return dotted
+        # torch.nn.modules.rnn.GRU and friends are the same objects as torch.nn.GRU
+        for f in forbidden:
+            if dotted.endswith("." + f.rsplit(".", 1)[1]) and dotted.split(".")[0] == f.split(".")[0] and \
+                    f.rsplit(".", 1)[1][0].isupper() and dotted.rsplit(".", 1)[1] == f.rsplit(".", 1)[1]:
+                return f
+        return None
+
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                b = _blocked_module(a.name, blocked)
+                if b:
+                    findings.append(Finding(node.lineno, f"imports {a.name}, which {exercise.id} does not allow"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                continue
+            mod = node.module or ""
+            if _blocked_module(mod, blocked):
+                findings.append(Finding(node.lineno, f"imports from {mod}, which {exercise.id} does not allow"))
+                continue
+            for a in node.names:
+                f = is_forbidden(f"{mod}.{a.name}")
+                if f or _blocked_module(f"{mod}.{a.name}", blocked):
+                    findings.append(Finding(node.lineno, f"imports {mod}.{a.name}, which {exercise.id} forbids"))
+        elif isinstance(node, ast.Attribute):
+            dotted = full_name(node)
+            f = is_forbidden(dotted) if dotted else None
+            if f:
+                findings.append(Finding(node.lineno, f"uses {dotted}, which {exercise.id} forbids"))
+            elif node.attr in method_names and isinstance(node.ctx, ast.Load) and not (
+                    dotted and dotted.split(".")[0] in aliases and not dotted.startswith("torch.Tensor")):
+                findings.append(Finding(node.lineno, f"calls .{node.attr}(), which {exercise.id} forbids"))
+        elif isinstance(node, ast.Call):
+            fname = full_name(node.func) if isinstance(node.func, (ast.Name, ast.Attribute)) else None
+            if fname in ("__import__", "importlib.import_module", "builtins.__import__", "importlib.__import__"):
+                if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                    name = node.args[0].value
+                    if _blocked_module(name, blocked):
+                        findings.append(Finding(node.lineno, f"imports {name} dynamically, which {exercise.id} "
+                                                             "does not allow"))
+        elif isinstance(node, ast.Subscript):
+            if full_name(node.value) == "sys.modules" and isinstance(node.slice, ast.Constant) and \
+                    isinstance(node.slice.value, str) and _blocked_module(node.slice.value, blocked):
+                findings.append(Finding(node.lineno, f"reads sys.modules[{node.slice.value!r}], which "
+                                                     f"{exercise.id} does not allow"))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in aliases:
+            f = is_forbidden(aliases[node.id])
+            if f:
+                findings.append(Finding(node.lineno, f"uses {aliases[node.id]}, which {exercise.id} forbids"))
+    uniq = sorted(set(findings), key=lambda f: (f.line, f.what))
+    return uniq
+
+
+def _is_main_guard(test) -> bool:
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
+
+
+def scan_file(path: str, exercise: Exercise) -> list[Finding]:
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        return scan_source(f.read(), exercise)

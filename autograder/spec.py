@@ -1,0 +1,72 @@
+"""The exercises: ids, file names, graded names and what each one forbids.
+
+One id per exercise everywhere (lesson, stub error, check module, report line).  Points live
+on the checks themselves (``@pytest.mark.points``); ``tests/test_autograder_points.py`` asserts
+that they add up to :data:`TOTAL_POINTS`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+TOTAL_POINTS = 100
+
+#: Imports refused in every exercise: the answers live there.
+ALWAYS_BLOCKED_MODULES = ("reference", "solutions", "autograder")
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str                      # "ex04"
+    module: str                  # "ex04_ctc_loss" (the file is exercises/ex04_ctc_loss.py)
+    title: str
+    graded: tuple[str, ...]
+    forbidden_calls: tuple[str, ...] = ()    # dotted names replaced by a refusing stub in the worker
+    forbidden_modules: tuple[str, ...] = ()  # imports refused in the worker
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def filename(self) -> str:
+        return self.module + ".py"
+
+    @property
+    def check_module(self) -> str:
+        return f"test_{self.module}.py"
+
+
+EXERCISES: dict[str, Exercise] = {e.id: e for e in [
+    Exercise("ex01", "ex01_spectrogram", "spectrograms", ("frame_signal", "compute_spectrogram"),
+             ("torch.stft", "torch.Tensor.stft", "torch.istft", "torch.Tensor.istft", "torch.functional.stft"),
+             ("torchaudio", "librosa", "scipy.signal")),
+    Exercise("ex02", "ex02_ctc_decoding", "CTC collapse and greedy decoding", ("ctc_collapse", "greedy_decode")),
+    Exercise("ex03", "ex03_wer", "word error rate", ("edit_distance", "word_error_rate", "char_error_rate"),
+             (), ("jiwer", "editdistance", "Levenshtein", "rapidfuzz", "leven", "nltk")),
+    Exercise("ex04", "ex04_ctc_loss", "CTC loss", ("extend_with_blanks", "ctc_log_alpha", "ctc_loss"),
+             ("torch.nn.functional.ctc_loss", "torch.ctc_loss", "torch.nn.CTCLoss", "torch._ctc_loss",
+              "torch.nn.modules.loss.CTCLoss")),
+    Exercise("ex05", "ex05_conv", "convolutions", ("clipped_relu", "conv_output_length", "mask_time"),
+             ("torch.nn.functional.hardtanh", "torch.nn.functional.hardtanh_", "torch.nn.Hardtanh",
+              "torch.nn.ReLU6", "torch.nn.functional.relu6", "torch.hardtanh", "torch.nn.modules.activation.Hardtanh",
+              "torch.nn.modules.activation.ReLU6")),
+    Exercise("ex06", "ex06_bigru", "bidirectional GRU", ("gru_cell", "gru_layer", "bidirectional_gru"),
+             ("torch.nn.GRU", "torch.nn.GRUCell", "torch.gru", "torch.gru_cell", "torch._VF.gru",
+              "torch._VF.gru_cell", "torch.nn.RNN", "torch.nn.LSTM", "torch.nn.RNNCell", "torch.nn.LSTMCell",
+              "torch.nn.modules.rnn.GRU", "torch.nn.modules.rnn.GRUCell")),
+    Exercise("ex07", "ex07_batchnorm", "sequence-wise batch norm", ("SequenceWiseBatchNorm",),
+             ("torch.nn.BatchNorm1d", "torch.nn.functional.batch_norm", "torch.batch_norm", "torch.nn.BatchNorm2d",
+              "torch.nn.BatchNorm3d", "torch.nn.SyncBatchNorm", "torch.nn.modules.batchnorm.BatchNorm1d",
+              "torch.native_batch_norm", "torch._VF.batch_norm")),
+    Exercise("ex08", "ex08_sortagrad", "SortaGrad and collating", ("sortagrad_sampler", "sortagrad_batches",
+                                                                     "collate_batch")),
+    Exercise("ex09", "ex09_training", "training step and evaluation", ("train_step", "evaluate")),
+    Exercise("ex10", "ex10_beam_search", "prefix beam search", ("prefix_beam_search",)),
+    Exercise("ex11", "ex11_row_conv", "row convolution", ("row_conv",)),
+]}
+
+_FILE_RE = re.compile(r"^(ex\d\d)_[A-Za-z0-9_]*\.py$")
+
+
+def exercise_of_file(name: str) -> Exercise | None:
+    """``ex04_ctc_loss.py`` (or ``ex04_anything.py``) -> the ex04 exercise; anything else -> None."""
+    m = _FILE_RE.match(name)
+    return EXERCISES.get(m.group(1)) if m else None

@@ -1,0 +1,68 @@
+"""Autograder timings: one whole submission, and a class of 20 with ``batch --jobs 2``.
+
+    python benchmarks/bench_autograder.py            # both figures
+    python benchmarks/bench_autograder.py --single   # one submission only
+    python benchmarks/bench_autograder.py --students 20 --jobs 2
+
+Targets (issue 3): one submission (all 11 exercises) <= 60 s on 2 CPU cores; the class of 20
+is reported as seconds per student.  The "class" is 20 copies of ``solutions/`` (the slowest case:
+every check runs to the end).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--students", type=int, default=20)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--single", action="store_true", help="only time one whole submission")
+    args = p.parse_args()
+    import torch
+
+    print(f"machine: {os.cpu_count()} CPU cores; torch {torch.__version__}, torch threads {torch.get_num_threads()} "
+          f"(grader), 1 thread per worker; python {sys.version.split()[0]}")
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "autograder", str(ROOT / "solutions")], cwd=ROOT,
+                         capture_output=True, text=True)
+    single = time.perf_counter() - t
+    total_line = [ln for ln in res.stdout.splitlines() if ln.startswith("TOTAL")]
+    print(f"one whole submission (11 exercises): {single:.1f} s wall "
+          f"({total_line[0] if total_line else 'no TOTAL line: ' + res.stderr[-300:]}); target <= 60 s: "
+          f"{'OK' if single <= 60 else 'MISSED'}")
+    if args.single:
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="ag-bench-"))
+    try:
+        subs = tmp / "class"
+        subs.mkdir()
+        for i in range(args.students):
+            d = subs / f"student{i:02d}"
+            d.mkdir()
+            for f in (ROOT / "solutions").glob("ex[0-9][0-9]_*.py"):
+                shutil.copy(f, d / f.name)
+        t = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "autograder", "batch", str(subs), "--csv", str(tmp / "g.csv"),
+                              "--jobs", str(args.jobs), "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if res.returncode != 0:
+            print(res.stderr[-2000:])
+        print(f"class of {args.students} with --jobs {args.jobs}: {wall:.1f} s wall, "
+              f"{wall / args.students:.1f} s per student")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
