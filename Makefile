@@ -11,14 +11,15 @@ ONLY   ?=
 FILES  ?= exercises
 DIR    ?= build/nbgrader-course
 SECONDS ?= 60
+SUBMISSIONS ?= submissions
 PYTEST_ARGS ?=
 
 .PHONY: help setup grade test test-fast demo train transcribe lessons lab exercises check-exercises \
-        bench handin nbgrader-course clean
+        bench handin grade-class nbgrader-course clean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
-	@echo "Targets: setup grade test test-fast demo train lessons lab exercises check-exercises bench handin nbgrader-course clean"
+	@echo "Targets: setup grade test test-fast demo train lessons lab exercises check-exercises bench handin grade-class nbgrader-course clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +64,9 @@ bench: $(STAMP)  ## every benchmark; each prints its figures and thread count
 	$(PY) benchmarks/bench_ctc.py
 	$(PY) benchmarks/bench_beam_search.py --quick
 	$(PY) benchmarks/bench_autograder.py
+
+grade-class: $(STAMP)  ## batch-grade SUBMISSIONS (one folder or .zip per student) into grades.csv
+	$(PY) -m autograder batch $(SUBMISSIONS) --csv grades.csv --jobs 2
 
 handin: $(STAMP)  ## zip exercises/ with a manifest for submission
 	$(PY) -m autograder handin exercises -o handin.zip

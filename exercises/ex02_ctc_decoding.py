@@ -59,7 +59,7 @@ def ctc_collapse(ids, blank: int = 0) -> list[int]:
 
 
 def greedy_decode(log_probs: torch.Tensor, encoder, lengths=None) -> list[str]:
-    """Best-path (greedy) decoding of a batch (DS2 section 3.8, without a language model).
+    """Best-path (greedy) decoding of a batch (no language model; DS2 section 3.8 adds one).
 
     Args:
         log_probs: ``(T, B, V)`` per-frame log-probabilities (the layout of ``F.ctc_loss``).

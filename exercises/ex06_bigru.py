@@ -98,7 +98,7 @@ def gru_layer(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reve
 
 
 def bidirectional_gru(x, lengths, forward_weights, backward_weights):
-    """A bidirectional GRU layer whose two directions are SUMMED (DS2 section 3.2).
+    """A bidirectional GRU layer whose two directions are SUMMED (DS2 section 3.1).
 
     Args:
         x: ``(T, B, I)``; lengths: ``(B,)``.

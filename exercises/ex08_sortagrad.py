@@ -1,7 +1,7 @@
 # GENERATED from solutions/ex08_sortagrad.py by `python -m autograder.generate`; students: edit only the regions marked `# YOUR CODE HERE`.
 """Exercise 08 — SortaGrad and collating batches (lesson 08).
 
-DS2 section 3.1: "In the first training epoch, we iterate through minibatches in the
+DS2 section 3.3: "In the first training epoch, we iterate through minibatches in the
 training set in increasing order of the length of the longest utterance in the minibatch.
 After the first epoch, training reverts back to a random order over minibatches."
 Long utterances have large CTC costs, and early gradients are unstable; a length

@@ -5,8 +5,8 @@ With the pieces of exercises 01-08 in place, training is a loop of small, carefu
 You will implement:
 
 1. ``train_step``: one optimiser step on one batch with the CTC loss, skipping batches
-   whose loss or gradient is not finite, and clipping the gradient norm (DS2 section 3.5
-   and 7: gradients of recurrent networks occasionally explode).
+   whose loss or gradient is not finite, and clipping the gradient norm (gradients of recurrent networks
+   occasionally explode; the reference clips at 400, as deepspeech.pytorch does).
 2. ``evaluate``: the corpus word error rate of a model on a list of batches, with greedy
    decoding, without changing the model's training mode for the caller.
 

@@ -29,6 +29,7 @@ from .model import DeepSpeech2, DeepSpeech2Config
 from .synthetic import generate_synthetic_audio, generate_synthetic_dataset
 from .training import evaluate, fit, train_step
 from .decoding import prefix_beam_search
+from . import checkpoint, lm  # noqa: F401  (reference.lm.NGramLM, reference.checkpoint.load_model)
 
 __all__ = [
     # the seed API (call shapes of the walkthrough notebook)

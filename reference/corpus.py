@@ -1,7 +1,7 @@
-"""A synthesized-speech corpus: eSpeak NG voices saying random sentences (DS2 section 4, in small).
+"""A synthesized-speech corpus: eSpeak NG voices saying random sentences (DS2 section 5, in small).
 
 DS2 trains on thousands of hours of speech from many speakers and makes it robust with
-noise: "we add noise to 40% of the utterances that are chosen at random" (section 4.2).  A
+noise: "we add noise to 40% of the utterances that are chosen at random" (section 5.2).  A
 laptop course cannot download that, but it can *make* a corpus with the same structure:
 
 - **Sentences**: 1 to 6 words drawn uniformly, with replacement, from :data:`VOCABULARY`

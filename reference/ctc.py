@@ -41,7 +41,7 @@ def ctc_collapse(ids, blank: int = 0) -> list[int]:
 
 
 def greedy_decode(log_probs: torch.Tensor, encoder, lengths=None) -> list[str]:
-    """Best-path decoding: the most likely symbol per frame, collapsed (DS2 section 3.8, no LM).
+    """Best-path decoding: the most likely symbol per frame, collapsed (no language model).
 
     Args:
         log_probs: ``(T, B, V)`` per-frame (log-)probabilities.

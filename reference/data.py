@@ -1,9 +1,9 @@
-"""Samples, batches and SortaGrad (DS2 sections 3.1 and 4.1).
+"""Samples, batches and SortaGrad (DS2 section 3.3).
 
 A *sample* is anything with ``.audio`` (1-D float tensor), ``.transcript`` (str) and
 ``.sample_rate`` (int); a dataset is a sequence of samples.
 
-SortaGrad (DS2 section 3.1): "In the first training epoch, we iterate through minibatches in
+SortaGrad (DS2 section 3.3): "In the first training epoch, we iterate through minibatches in
 the training set in increasing order of the length of the longest utterance in the minibatch.
 After the first epoch, training reverts back to a random order over minibatches."  Long
 utterances have larger CTC costs and gradients early in training are unstable; a length

@@ -1,4 +1,4 @@
-"""Spectrogram features (DS2 section 3.1 and 7.1).
+"""Spectrogram features (DS2 section 3.1).
 
 DS2 feeds its network "a spectrogram of power normalized audio clips": 20 ms windows,
 a 10 ms hop, the log of the power spectrum, normalised per utterance.  At 16 kHz that is a

@@ -1,15 +1,15 @@
-"""The building blocks of Deep Speech 2, each one idea (DS2 sections 3.1-3.5).
+"""The building blocks of Deep Speech 2, each one idea (DS2 sections 3.1-3.7).
 
 * :func:`clipped_relu` — ``sigma(x) = min(max(x, 0), 20)`` (section 3.1).
 * :func:`conv_output_length`, :func:`mask_time`, :class:`MaskedConv` — 2-D convolution over
   (frequency, time) whose padding frames are re-zeroed, so an utterance's outputs do not
-  depend on what it is batched with (section 3.4).
+  depend on what it is batched with (section 3.5).
 * :func:`gru_cell`, :func:`gru_layer`, :func:`bidirectional_gru` — the GRU with PyTorch's gate
-  layout, unrolled over padded sequences, two directions **summed** (sections 3.1, 3.3).
+  layout, unrolled over padded sequences, two directions **summed** (section 3.1).
 * :class:`SequenceWiseBatchNorm` — BatchNorm of the input-to-hidden projection ``W x`` with
   statistics over all valid (time, batch) frames (section 3.2).
 * :class:`RecurrentLayer` — ``h_t = f(B(W x_t) + U h_{t-1})``: one DS2 recurrent layer.
-* :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.5).
+* :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.7).
 """
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ class MaskedBatchNorm2d(_MaskedBatchNorm):
 class MaskedConv(nn.Module):
     """Conv2d over (frequency, time) -> masked BatchNorm -> clipped ReLU -> re-zero padding.
 
-    DS2 section 3.4 (Table 4 sizes); no conv bias, since BatchNorm adds one.  Output lengths
+    DS2 section 3.5 (the paper's kernel sizes); no conv bias, since BatchNorm adds one.  Output lengths
     come from this layer's own kernel, stride, padding and dilation.
     """
 
@@ -295,12 +295,12 @@ def _fused_gru(gx, weight_hh, bias_hh):
 
 # ----------------------------------------------------------------------------- DS2 recurrent layer
 class RecurrentLayer(nn.Module):
-    """One DS2 recurrent layer: ``h_t = f(B(W x_t) + U h_{t-1})`` (DS2 section 3.2, eq. 4).
+    """One DS2 recurrent layer: ``h_t = f(B(W x_t) + U h_{t-1})`` (DS2 section 3.2).
 
     The input-to-hidden projection ``W x`` of all frames is computed at once and
     sequence-wise batch-normalised; the recurrent term ``U h`` is never normalised.  A
     bidirectional layer has its own ``W`` and ``U`` per direction and **sums** the two
-    directions' outputs (DS2 section 3.3 keeps the size of the next layer unchanged).
+    directions' outputs (DS2 section 3.1; the next layer's input size stays H).
 
     Args:
         input_size, hidden_size: sizes of ``x_t`` and ``h_t``.
@@ -384,7 +384,7 @@ class RecurrentLayer(nn.Module):
 
 # ----------------------------------------------------------------------------- row convolution
 def row_conv(x: torch.Tensor, weight: torch.Tensor, lengths) -> torch.Tensor:
-    """Lookahead convolution (DS2 section 3.5, eq. 5): ``out[t, b, i] = sum_j weight[j, i] * x[t + j, b, i]``.
+    """Lookahead convolution (DS2 section 3.7): ``out[t, b, i] = sum_j weight[j, i] * x[t + j, b, i]``.
 
     Args:
         x: ``(T, B, H)``; weight: ``(tau + 1, H)``; lengths: ``(B,)``.

@@ -24,7 +24,7 @@ from .validation import check_lengths, check_tensor
 
 __all__ = ["DeepSpeech2", "DeepSpeech2Config", "PAPER_CONV_LAYERS"]
 
-# DS2 Table 4 / section 3.4: (channels, (freq kernel, time kernel), (freq stride, time stride))
+# DS2 section 3.5 (frequency convolutions): (channels, (freq kernel, time kernel), (freq stride, time stride))
 PAPER_CONV_LAYERS = (
     (32, (41, 11), (2, 2)),
     (32, (21, 11), (2, 1)),
@@ -45,7 +45,7 @@ class DeepSpeech2Config:
     rnn_hidden: int = 128           # units per recurrent layer (1760-2560 in DS2; small for a CPU)
     rnn_type: str = "gru"           # 'gru' (DS2's choice at small sizes) or 'rnn' (clipped-ReLU RNN)
     bidirectional: bool = True      # False for streaming; then use lookahead > 0 (row convolution)
-    lookahead: int = 0              # future frames of the row convolution (DS2 section 3.5), unidirectional only
+    lookahead: int = 0              # future frames of the row convolution (DS2 section 3.7), unidirectional only
     batch_norm: str = "wx"          # 'wx' (paper: BN on the input-to-hidden projection), 'input', 'none'
     bn_include_padding: bool = False  # count padding in BN statistics (a mistake, for ablations)
     merge: str = "sum"              # 'sum' the two directions (paper) or 'concat' them (ablation)

@@ -1,4 +1,4 @@
-"""Training Deep Speech 2 (DS2 sections 3.1, 4 and 5).
+"""Training Deep Speech 2 (DS2 sections 3.1-3.3 and 6).
 
 * :func:`train_step` — CTC loss, backward, gradient-norm clipping, one optimiser step; a
   non-finite loss or gradient skips the update instead of poisoning the weights.
@@ -120,8 +120,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     evaluation time is not counted in the ``seconds`` budget.  ``target_wer`` stops early.
 
     The learning rate is annealed linearly from ``lr`` to ``anneal * lr`` over the budget
-    (``seconds`` if given, else all steps of all epochs); DS2 anneals by a constant factor per
-    epoch (section 5), which amounts to the same on a budget of few epochs.  ``anneal=1``
+    (``seconds`` if given, else all steps of all epochs); DS2 anneals by a constant factor after
+    every epoch, which amounts to the same on a budget of few epochs.  ``anneal=1``
     keeps it constant.  With a constant rate the held-out WER of a short run jumps around
     by several points from one evaluation to the next.
 

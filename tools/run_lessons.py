@@ -8,6 +8,7 @@ executed notebook is rendered to ``DIR/NN_name.html``.  Prints the seconds each 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,8 @@ def execute(path: Path, timeout: int = 600):
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    # idle OpenMP threads spin by default: on a busy machine that makes 2 threads 5-10x slower
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(LESSONS)}})
     client.execute()
     return nb
