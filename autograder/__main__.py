@@ -5,6 +5,7 @@
     python -m autograder batch SUBMISSIONS --csv grades.csv --jobs 2
     python -m autograder handin [DIR] [-o handin.zip]
     python -m autograder generate [--check]    # exercises/ from solutions/ (autograder.generate)
+    python -m autograder nbgrader DIR          # an nbgrader course directory (autograder/NBGRADER.md)
 
 Exit status: 0 when grading ran (whatever the score), 2 for bad arguments, 3 for a grader failure.
 """
@@ -20,7 +21,7 @@ import time
 
 from .spec import EXERCISES
 
-SUBCOMMANDS = ("batch", "handin", "generate", "grade-one")
+SUBCOMMANDS = ("batch", "handin", "generate", "nbgrader", "grade-one")
 
 
 def _only(value: str | None) -> list[str] | None:
@@ -172,11 +173,18 @@ def cmd_generate(argv: list[str]) -> int:
     return int(generate.main(argv) or 0)
 
 
+def cmd_nbgrader(argv: list[str]) -> int:
+    from . import nbgrader
+
+    return int(nbgrader.main(argv) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], argv[1:]
-        return {"batch": cmd_batch, "handin": cmd_handin, "generate": cmd_generate, "grade-one": cmd_grade_one}[cmd](rest)
+        return {"batch": cmd_batch, "handin": cmd_handin, "generate": cmd_generate, "nbgrader": cmd_nbgrader,
+                "grade-one": cmd_grade_one}[cmd](rest)
     return cmd_grade(argv)
 
 
