@@ -1,7 +1,10 @@
 """Batch grading of a class: one sub-folder or ``.zip`` per student, resumable.
 
-Each student is graded in its own ``python -m autograder grade-one`` process (``--jobs`` at a
-time), which writes ``<reports>/<student>.json`` atomically (temporary file + ``os.replace``).
+Each student is graded exactly as ``python -m autograder grade-one`` grades it, ``--jobs`` at a
+time, in grader processes that each grade up to :data:`STUDENTS_PER_GRADER` students in turn
+(:class:`_Grader`; starting Python, torch and pytest once, not per student); all of them share one
+worker zygote.  Each student writes ``<reports>/<student>.json`` atomically (temporary file +
+``os.replace``).
 A student counts as done when that file exists and parses, so a run killed mid-way and started
 again grades each remaining student exactly once.  The CSV is rebuilt from all the reports at
 the end of every run (also atomically).
@@ -20,6 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from .sandbox import ZYGOTE_FD_ENV, Limits, Zygote, ZygoteError
 from .spec import EXERCISES
 
 _SAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
@@ -60,6 +64,81 @@ def _load_report(path: str):
         return None
 
 
+# ----------------------------------------------------------------------------- grader processes
+STUDENTS_PER_GRADER = 8  # then a fresh grader process (bounds whatever a long run accumulates)
+_SERVE = "import sys; from autograder.batch import serve; sys.exit(serve())"
+
+
+class _Grader:
+    """A ``python -c 'autograder.batch.serve()'`` process that grades students one after another.
+
+    Each student is exactly what ``python -m autograder grade-one`` does (``cmd_grade_one``),
+    called in a process that has already imported torch, pytest and the checks' dependencies
+    (~3 s per student saved).  Student code never runs here either: each exercise still runs in
+    its own worker.  After a failure, or :data:`STUDENTS_PER_GRADER` students, a fresh process.
+    """
+
+    def __init__(self, env: dict, root: str, conn=None):
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err, env=env, cwd=root,
+                                     pass_fds=(conn.fileno(),) if conn is not None else ())
+        self.graded = 0
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def grade(self, argv: list[str]) -> tuple[int, str]:
+        self.graded += 1
+        try:
+            self.proc.stdin.write((json.dumps(argv) + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError:
+            line = b""
+        if not line:
+            code = self.proc.wait()
+            self.err.seek(0)
+            return (code or 1), self.err.read().decode("utf-8", "replace")[-2000:]
+        reply = json.loads(line)
+        return int(reply.get("code", 1)), str(reply.get("err", ""))[-2000:]
+
+    def close(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+
+
+def serve() -> int:
+    """The grader process's loop: one JSON ``grade-one`` argv per line in, one JSON result per line out."""
+    import io
+    import traceback
+
+    from .__main__ import cmd_grade_one
+
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")  # replies; whatever else prints goes to stderr
+    os.dup2(2, 1)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", line_buffering=True)
+    for line in sys.stdin:
+        try:
+            code, err = int(cmd_grade_one(json.loads(line)) or 0), ""
+        except SystemExit as e:
+            code, err = (e.code if isinstance(e.code, int) else 1) or 0, f"exited: {e.code!r}"
+        except BaseException:  # noqa: BLE001 - reported for this student; the batch starts a fresh process
+            code, err = 1, traceback.format_exc()[-2000:]
+        out.write(json.dumps({"code": code, "err": err}) + "\n")
+        out.flush()
+    return 0
+
+
 def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str | None = None,
               only: list[str] | None = None, progress: bool = True, call_timeout: float | None = None) -> dict:
     if not os.path.isdir(submissions):
@@ -77,26 +156,49 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
                desc="grading", dynamic_ncols=True)
     procs: set = set()
     lock = threading.Lock()
+    # One zygote for the whole class: each grader process gets its own connection to it, so the
+    # workers' Python and torch start once per batch, not once per student (see sandbox.Zygote).
+    limits = Limits.from_env()
+    zyg = Zygote(limits.start_timeout) if todo and limits.worker_mode() == "fork" else None
+    local = threading.local()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def start_grader() -> _Grader:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        conn = None
+        if zyg is not None and zyg.alive():
+            try:
+                conn = zyg.attach()
+                env[ZYGOTE_FD_ENV] = str(conn.fileno())
+            except ZygoteError:
+                conn = None  # the grader starts its own zygote
+        try:
+            g = _Grader(env, root, conn)
+        finally:
+            if conn is not None:
+                conn.close()
+        with lock:
+            procs.add(g.proc)
+        return g
 
     def grade_one(name: str, path: str) -> tuple[str, int, str]:
         out = os.path.join(reports_dir, name + ".json")
-        cmd = [sys.executable, "-m", "autograder", "grade-one", path, "--json", out, "--student", name]
+        argv = [path, "--json", out, "--student", name]
         if only:
-            cmd += ["--only", ",".join(only)]
+            argv += ["--only", ",".join(only)]
         if call_timeout:
-            cmd += ["--timeout", str(call_timeout)]
-        env = dict(os.environ)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=root)
-        with lock:
-            procs.add(p)
-        try:
-            _, err = p.communicate()
-        finally:
-            with lock:
-                procs.discard(p)
-        return name, p.returncode, err.decode("utf-8", "replace")[-2000:]
+            argv += ["--timeout", str(call_timeout)]
+        g = getattr(local, "grader", None)
+        if g is None or g.graded >= STUDENTS_PER_GRADER or not g.alive():
+            if g is not None:
+                g.close()
+            g = local.grader = start_grader()
+        code, err = g.grade(argv)
+        if code != 0:  # a fresh process for the next student
+            g.close()
+            local.grader = None
+        return name, code, err
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -115,7 +217,21 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
                     pass
         raise
     finally:
+        with lock:
+            for p in procs:  # graders end when their stdin closes (after the last student)
+                for f in (p.stdin, p.stdout):
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+            for p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
         bar.close()
+        if zyg is not None:
+            zyg.stop()
     rows = write_csv(csv_path, students, reports_dir)
     elapsed = time.perf_counter() - started
     return {"students": len(students), "graded": len(todo), "skipped": len(students) - len(todo),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,15 +15,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def run(*args, cwd=ROOT, timeout=300):
-    return subprocess.run([PY, "-m", "autograder", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run(*args, cwd=ROOT, timeout=300, env=None):
+    return subprocess.run([PY, "-m", "autograder", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 @pytest.fixture(scope="module")
 def graded_ex11(tmp_path_factory):
+    """Graded with spawned workers (AUTOGRADER_WORKER=spawn): the fallback path, end to end."""
     d = tmp_path_factory.mktemp("cli")
     res = run(str(ROOT / "solutions" / "ex11_row_conv.py"), str(ROOT / "exercises" / "ex02_ctc_decoding.py"),
-              "--only", "ex11,ex02", "--json", str(d / "r.json"), "--gradescope", str(d / "gs.json"))
+              "--only", "ex11,ex02", "--json", str(d / "r.json"), "--gradescope", str(d / "gs.json"),
+              env=dict(os.environ, AUTOGRADER_WORKER="spawn"))
     return res, d
 
 

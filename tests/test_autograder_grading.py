@@ -301,7 +301,11 @@ def graded(tmp_path_factory):
     subs, csv_path = base / "submissions", base / "grades.csv"
     reports = base / "grades-reports"
     cmd = _batch_cmd(subs, csv_path)
-    p = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    tmp = base / "tmp"  # the workers' sandboxes and the zygote's folder: found by cwd below
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp))
+    p = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env)
     deadline = time.time() + 240
     while time.time() < deadline and p.poll() is None:
         if reports.exists() and len(list(reports.glob("*.json"))) >= 3:
@@ -313,7 +317,7 @@ def graded(tmp_path_factory):
     before = {f.name: f.stat().st_mtime_ns for f in reports.glob("*.json")}
     time.sleep(2.0)  # the workers and grade-one processes notice their parent is gone
     leftovers = _leftover_processes(str(base))
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     return {"base": base, "csv": csv_path, "reports": reports, "before": before, "killed": killed,
             "leftovers": leftovers, "resume": res}
 
@@ -327,7 +331,12 @@ def _leftover_processes(marker: str) -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if marker in cmd and "autograder" in cmd:
+        try:  # a forked worker has the zygote's command line; its cwd is its sandbox (under marker)
+            cwd = os.path.realpath(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            cwd = ""
+        here = marker in cmd or cwd == os.path.realpath(marker) or cwd.startswith(os.path.realpath(marker) + os.sep)
+        if here and ("autograder" in cmd or "worker.py" in cmd):
             out.append(f"{pid}: {cmd[:200]}")
     return out
 

@@ -159,7 +159,9 @@ def hostile(tmp_path_factory):
     csv_path = base / "grades.csv"
     cmd = [PY, "-m", "autograder", "batch", str(subs), "--csv", str(csv_path), "--jobs", "2", "--no-progress",
            "--only", "ex01,ex02,ex04,ex11", "--timeout", "3"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    tmp = base / "tmp"  # the workers' sandboxes and the zygote's folder: found below by cwd
+    tmp.mkdir()
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ, TMPDIR=str(tmp)))
     return {"res": res, "reports": base / "grades-reports", "base": base}
 
 
@@ -196,6 +198,7 @@ def test_forged_results_files_are_not_read_and_not_written_outside(hostile):
 
 
 def test_no_worker_outlives_the_batch(hostile):
+    base = os.path.realpath(hostile["base"])
     out = []
     for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if pid.isdigit():
@@ -203,6 +206,11 @@ def test_no_worker_outlives_the_batch(hostile):
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if "autograder" in cmd and ("worker.py" in cmd or "sleep\x00100" in cmd) and str(hostile["base"]) in cmd:
+            try:  # a forked worker has the zygote's command line; its cwd is its sandbox
+                cwd = os.path.realpath(os.readlink(f"/proc/{pid}/cwd"))
+            except OSError:
+                cwd = ""
+            here = str(hostile["base"]) in cmd or cwd == base or cwd.startswith(base + os.sep)
+            if ("worker.py" in cmd or "sleep\x00100" in cmd or "autograder" in cmd) and here:
                 out.append(cmd)
     assert not out
