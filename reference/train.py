@@ -32,8 +32,8 @@ PRESETS = {
                  batch_size=16, lr=3e-3, eval_every=50,
                  model=dict(n_conv=1, conv_channels=(16,), conv_time_stride=3, n_rnn=3, rnn_hidden=128)),
     "espeak": dict(data="espeak", n_train=12000, n_valid=400, min_words=1, max_words=6, seconds=300.0, epochs=100,
-                   batch_size=16, lr=1e-3, eval_every=200,
-                   model=dict(n_conv=1, conv_channels=(16,), n_rnn=3, rnn_hidden=192)),
+                   batch_size=16, lr=3e-3, eval_every=200,
+                   model=dict(n_conv=1, conv_channels=(16,), conv_time_stride=3, n_rnn=3, rnn_hidden=160)),
 }
 
 
