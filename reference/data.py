@@ -19,7 +19,7 @@ import torch
 from .features import compute_spectrogram
 from .text import CharEncoder
 
-__all__ = ["Sample", "Batch", "collate_batch", "sortagrad_sampler", "sortagrad_batches", "epoch_generator"]
+__all__ = ["Sample", "Batch", "collate_batch", "pad_features", "sortagrad_sampler", "sortagrad_batches", "epoch_generator"]
 
 
 @dataclass
@@ -103,15 +103,21 @@ def collate_batch(samples: Sequence, encoder: CharEncoder, n_fft: int | None = N
             raise ValueError(f"sample {i} ({s.transcript!r}): {err}") from None
         if not ids[-1]:
             raise ValueError(f"sample {i} has an empty transcript; CTC needs at least one symbol")
-    n_freq = specs[0].shape[0]
-    feature_lengths = torch.tensor([sp.shape[1] for sp in specs], dtype=torch.long)
+    features, feature_lengths = pad_features(specs)
     target_lengths = torch.tensor([len(t) for t in ids], dtype=torch.long)
-    features = torch.zeros(len(specs), 1, n_freq, int(feature_lengths.max()))      # (B, 1, F, T)
     targets = torch.zeros(len(ids), int(target_lengths.max()), dtype=torch.long)   # (B, S)
-    for b, (sp, t) in enumerate(zip(specs, ids)):
-        features[b, 0, :, : sp.shape[1]] = sp
+    for b, t in enumerate(ids):
         targets[b, : len(t)] = torch.tensor(t, dtype=torch.long)
     return Batch(features, feature_lengths, targets, target_lengths, [s.transcript for s in samples])
+
+
+def pad_features(specs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(n_freq, T_b)`` spectrograms into ``(B, 1, n_freq, T_max)``, zero-padded, and their lengths."""
+    feature_lengths = torch.tensor([sp.shape[1] for sp in specs], dtype=torch.long)
+    features = torch.zeros(len(specs), 1, specs[0].shape[0], int(feature_lengths.max()))   # (B, 1, F, T)
+    for b, sp in enumerate(specs):
+        features[b, 0, :, : sp.shape[1]] = sp
+    return features, feature_lengths
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

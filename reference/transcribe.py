@@ -18,6 +18,7 @@ import torch
 
 from .audio import load_audio
 from .checkpoint import load_model
+from .data import pad_features
 from .features import compute_spectrogram, window_and_hop
 
 __all__ = ["transcribe_audio", "main"]
@@ -30,11 +31,7 @@ def transcribe_audio(model, encoder, audios, beam: int = 0, lm=None, alpha: floa
     from .decoding import prefix_beam_search
 
     model.eval()
-    specs = [compute_spectrogram(a) for a in audios]
-    lengths = torch.tensor([s.shape[1] for s in specs])
-    feats = torch.zeros(len(specs), 1, specs[0].shape[0], int(lengths.max()))
-    for b, s in enumerate(specs):
-        feats[b, 0, :, : s.shape[1]] = s
+    feats, lengths = pad_features([compute_spectrogram(a) for a in audios])   # (B, 1, F, T), (B,)
     log_probs, out_lengths = model(feats, lengths)                      # (T', B, V)
     if beam <= 0:
         return greedy_decode(log_probs, encoder, out_lengths)
