@@ -134,6 +134,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     torch.manual_seed(seed)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft)
+    position = {tuple(idx): i for i, idx in enumerate(sortagrad_batches(train_set, batch_size, 0, seed))}
     valid = make_batches(valid_set, encoder, 64, n_fft=n_fft) if valid_set else None
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     total_steps = epochs * len(batches)
@@ -161,11 +162,10 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
 
     done = False
     for epoch in range(start_epoch, epochs):
-        if epoch == 0 and sortagrad:
-            order = list(range(len(batches)))
-        else:   # a random order over the same minibatches, from (seed, epoch) only
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + (0 if sortagrad else 7))
-            order = torch.randperm(len(batches), generator=g).tolist()
+        # the minibatch order of this epoch, by the graded rule; without SortaGrad epoch 0 is
+        # shuffled too (each epoch takes the random order that the next epoch would get)
+        plan = sortagrad_batches(train_set, batch_size, epoch if sortagrad else epoch + 1, seed)
+        order = [position[tuple(idx)] for idx in plan]
         first = start_index if epoch == start_epoch else 0
         for pos in range(first, len(order)):
             i = order[pos]
