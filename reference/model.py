@@ -51,7 +51,7 @@ class DeepSpeech2Config:
     bn_include_padding: bool = False  # count padding in BN statistics (a mistake, for ablations)
     merge: str = "sum"              # 'sum' the two directions (paper) or 'concat' them (ablation)
     fc_hidden: int = 0              # width of a fully connected layer before the output; 0 = none
-    fused_rnn: bool = True          # torch's native GRU kernel for the recurrence (same maths, faster)
+    fused_rnn: bool = True          # the fast GRU recurrence (torch's kernel; hand-written backward): same maths
     extra: dict = field(default_factory=dict)  # free-form notes (e.g. the recipe that trained it)
 
     def __post_init__(self):

@@ -139,6 +139,39 @@ def test_recurrent_layer_fused_equals_loop_and_gradients(rnn_type, bidirectional
     assert ya[3:, 1].eq(0).all()
 
 
+def test_gru_recurrence_backward_is_exact():
+    """The hand-written BPTT of the training fast path, by finite differences (gradcheck) and
+    against autograd through the Python loop, for the input, U and b alike."""
+    from reference.layers import _GRURecurrence, _gru_step, _unroll
+    torch.manual_seed(5)
+    gx = torch.randn(6, 3, 12, dtype=torch.float64, requires_grad=True)
+    U = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_GRURecurrence.apply, (gx, U, b))
+    ours = _GRURecurrence.apply(gx, U, b)
+    loop = _unroll(gx, lambda g, h: _gru_step(g, h, U, b), gx.new_zeros(3, 4))
+    torch.testing.assert_close(ours, loop)
+    w = torch.randn_like(ours)
+    for g_ours, g_loop in zip(torch.autograd.grad((ours * w).sum(), (gx, U, b)),
+                              torch.autograd.grad((loop * w).sum(), (gx, U, b))):
+        torch.testing.assert_close(g_ours, g_loop)
+
+
+def test_recurrent_layer_fused_parameter_gradients_and_eval_path():
+    torch.manual_seed(6)
+    x = torch.randn(7, 4, 5, dtype=torch.float64)
+    a = RecurrentLayer(5, 3, fused=True).double()
+    b = RecurrentLayer(5, 3, fused=False).double()
+    b.load_state_dict(a.state_dict())
+    a(x, LENGTHS).square().sum().backward()
+    b(x, LENGTHS).square().sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+    a.eval(), b.eval()
+    with torch.no_grad():                                    # evaluation takes torch's GRU kernel
+        torch.testing.assert_close(a(x, LENGTHS), b(x, LENGTHS))
+
+
 def test_recurrent_layer_is_the_paper_equation():
     """h_t = GRU(BN(W x_t), h_{t-1}) with the two directions summed, via the graded functions."""
     torch.manual_seed(4)
