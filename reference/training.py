@@ -110,7 +110,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         seed: int = 0, sortagrad: bool = True, max_grad_norm: float = 400.0, optimizer=None,
         progress: bool = True, on_eval: Callable | None = None, n_fft=None, target_wer: float | None = None,
         history: History | None = None, start_epoch: int = 0, start_index: int = 0,
-        anneal: float = 0.1) -> History:
+        anneal: float = 0.1, augment: Callable | None = None) -> History:
     """Train ``model`` with SortaGrad minibatches; stop after ``epochs`` or ``seconds`` of training.
 
     Features are computed once per utterance (spectrograms do not change between epochs);
@@ -124,6 +124,10 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     every epoch, which amounts to the same on a budget of few epochs.  ``anneal=1``
     keeps it constant.  With a constant rate the held-out WER of a short run jumps around
     by several points from one evaluation to the next.
+
+    ``augment(batch, generator) -> batch`` (e.g. :class:`~reference.augment.SpecAugment`)
+    transforms each training minibatch before its step; the generator is seeded from
+    ``(seed, step)``, so a resumed run draws the same masks.
 
     Resuming: pass the saved ``history`` and the ``(start_epoch, start_index)`` position
     (``on_eval`` receives it as ``hist.position``); the minibatch order of an epoch depends
@@ -145,6 +149,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
             g["lr"] = base * (1.0 - (1.0 - anneal) * progress)
 
     hist = history or History()
+    aug_gen = torch.Generator()
     train_time = hist.seconds[-1] if hist.seconds else 0.0
     step = hist.step[-1] if hist.step else 0
     bar = tqdm(total=int(seconds) if seconds else epochs * len(batches), disable=not progress,
@@ -172,7 +177,10 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
             hist.position = (epoch, pos + 1) if pos + 1 < len(order) else (epoch + 1, 0)
             set_lr(step, train_time)
             t0 = time.perf_counter()
-            loss = train_step(model, batches[i], optimizer, max_grad_norm)
+            batch = batches[i]
+            if augment is not None:
+                batch = augment(batch, aug_gen.manual_seed(seed * 1_000_003 + step))
+            loss = train_step(model, batch, optimizer, max_grad_norm)
             dt = time.perf_counter() - t0
             train_time += dt
             step += 1
