@@ -6,8 +6,8 @@ laptop course cannot download that, but it can *make* a corpus with the same str
 
 - **Sentences**: 1 to 6 words drawn uniformly, with replacement, from :data:`VOCABULARY`
   (348 common English words, letters a-z and apostrophe only, no two of them homophones).
-- **Voices**: every utterance is said by one of :data:`TRAIN_VOICES` (4 accents, 6 variants),
-  at a random rate (130-260 words per minute) and pitch (20-80).
+- **Voices**: every utterance is said by one of :data:`TRAIN_VOICES` (6 accents x 45 speaker
+  variants = 270 voices), at a random rate (130-260 words per minute) and pitch (20-80).
 - **Augmentation**, training utterances only: speed perturbation by a factor in 0.90-1.10
   (resampling, so pitch and formants move with speed) on every utterance, and white, pink or brown
   noise at 10-30 dB SNR on exactly 40 % of them.
@@ -29,6 +29,8 @@ laptop course cannot download that, but it can *make* a corpus with the same str
   :data:`HELD_OUT_VOICES` holds one unseen variant of a seen accent (``en-us+m7``), one
   unseen variant of another seen accent (``en-gb-x-rp+f5``) and two unseen accents
   (``en-gb-scotland``, ``en-029+f2``); no held-out variant or accent occurs in training.
+  The unseen accents are the hard part: eSpeak gives them other vowels (and other phonemes
+  for some words), so they test pronunciations the network never heard, not just new timbres.
 
 Everything is drawn from ``numpy`` PCG64 generators seeded from ``seed``, and eSpeak runs in
 fresh forked children (see :mod:`reference.espeak`), so the same parameters give the same
@@ -61,6 +63,8 @@ from .espeak import EspeakUnavailable, Utterance
 
 __all__ = [
     "VOCABULARY",
+    "TRAIN_ACCENTS",
+    "TRAIN_VARIANTS",
     "TRAIN_VOICES",
     "HELD_OUT_VOICES",
     "SPLITS",
@@ -111,15 +115,29 @@ yes today tomorrow yesterday often maybe please thank sorry hello
 don't can't it's i'm you're let's isn't didn't won't that's what's we'll
 """.split())
 
-# Voices heard in training: accents en-us (American), en-gb-x-rp (British received pronunciation),
-# en (eSpeak's default British English) and en-us-nyc, with variants m1 m3 f1 f2 f4 klatt.
-TRAIN_VOICES: tuple[str, ...] = (
-    "en-us", "en-us+m1", "en-us+m3", "en-us+f1", "en-us+f2", "en-us+klatt",
-    "en-gb-x-rp", "en-gb-x-rp+m3", "en-gb-x-rp+f4",
-    "en", "en+f1",
-    "en-us-nyc",
+# Voices heard in training: every pairing of a training accent with a training variant.  An
+# eSpeak voice is an *accent* (pronunciation rules: which phonemes a word gets) plus a *variant*
+# (the speaker: pitch range, formant scaling, roughness, synthesizer).  DS2 learns from
+# thousands of speakers; the nearest this corpus gets is 6 accents x 45 variants = 270 voices.
+TRAIN_ACCENTS: tuple[str, ...] = (
+    "en-us",            # General American
+    "en-gb-x-rp",       # British Received Pronunciation
+    "en",               # eSpeak's default British English
+    "en-us-nyc",        # New York City
+    "en-gb-x-gbclan",   # Lancastrian (northern England)
+    "en-gb-x-gbcwmd",   # West Midlands
 )
-# Voices never heard in training: unseen variants (m7, f5) of seen accents, and unseen accents.
+# Human-sounding variants only (no robots, whispers, croaks or demons); m7 and f5 are held out.
+TRAIN_VARIANTS: tuple[str, ...] = (
+    "", "m1", "m2", "m3", "m4", "m5", "m6", "m8", "f1", "f2", "f3", "f4",
+    "klatt", "klatt2", "klatt3", "klatt4",
+    "Alex", "Andy", "Annie", "Denis", "Gene", "Jacky", "Lee", "Michael", "Mike", "Reed", "Storm",
+    "adam", "aunty", "belinda", "benjamin", "caleb", "david", "edward", "grandma", "grandpa",
+    "ian", "john", "linda", "max", "norbert", "paul", "robert", "steph", "travis",
+)
+TRAIN_VOICES: tuple[str, ...] = tuple(a + ("+" + v if v else "") for a in TRAIN_ACCENTS for v in TRAIN_VARIANTS)
+# Voices never heard in training: unseen variants (m7, f5) of seen accents, and two accents that
+# no training voice has (Scottish English; en-029, Caribbean English).
 HELD_OUT_VOICES: tuple[str, ...] = ("en-us+m7", "en-gb-x-rp+f5", "en-gb-scotland", "en-029+f2")
 
 class UtteranceSpec(NamedTuple):
@@ -488,8 +506,7 @@ def build_corpus(
         elif cached:
             print(f"corpus: {path} is missing or does not match its checksum; synthesizing it again", file=sys.stderr)
         if plan is None:
-            for voice in sorted(set(p["train_voices"]) | set(p["held_out_voices"])):
-                _espeak.check_voice(voice)
+            _check_voices(p["train_voices"] + p["held_out_voices"])
             plan = plan_corpus(**_user_params(p))
         os.makedirs(folder, exist_ok=True)
         start = time.perf_counter()
@@ -514,6 +531,17 @@ def build_corpus(
             json.dump(manifest, f, indent=2, sort_keys=True)
         os.replace(tmp, manifest_path)
     return splits
+
+
+def _check_voices(voices: Sequence[str]) -> None:
+    """Raise a ``ValueError`` naming the first unknown accent or variant (one synthesis per accent)."""
+    variants = set(_espeak.list_variants())
+    for voice in voices:
+        accent, _, variant = voice.partition("+")
+        if variant and variant not in variants:
+            raise ValueError(f"unknown eSpeak voice variant {variant!r} in {voice!r}; see reference.espeak.list_variants()")
+    for accent in sorted({v.partition("+")[0] for v in voices}):
+        _espeak.check_voice(accent)
 
 
 def _read_manifest(path: str, p: dict) -> dict | None:

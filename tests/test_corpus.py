@@ -194,8 +194,20 @@ def test_bad_synthesis_arguments_are_value_errors(kwargs, match):
 
 @needs_espeak
 def test_every_corpus_voice_is_known_to_espeak():
-    for voice in TRAIN_VOICES + HELD_OUT_VOICES:
+    """Every accent synthesizes, every variant is a file of eSpeak's, and so does a sample of pairs."""
+    voices = TRAIN_VOICES + HELD_OUT_VOICES
+    variants = set(espeak.list_variants())
+    assert {v.partition("+")[2] for v in voices} - {""} <= variants
+    for accent in sorted({v.partition("+")[0] for v in voices}):
+        assert espeak.check_voice(accent) == accent
+    for voice in HELD_OUT_VOICES + TRAIN_VOICES[::37]:
         assert espeak.check_voice(voice) == voice
+
+
+def test_training_voices_cross_accents_with_variants():
+    from reference.corpus import TRAIN_ACCENTS, TRAIN_VARIANTS
+    assert len(TRAIN_VOICES) == len(set(TRAIN_VOICES)) == len(TRAIN_ACCENTS) * len(TRAIN_VARIANTS)
+    assert {v.partition("+")[0] for v in TRAIN_VOICES} == set(TRAIN_ACCENTS)
 
 
 @needs_espeak
