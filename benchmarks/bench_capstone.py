@@ -4,26 +4,37 @@ Targets (issue 4), <= 5 minutes of training on 2 CPU cores: held-out sentences <
 greedy and <= 3 % with beam search + LM; held-out voices <= 15 % WER.
 
 Every run trains the same way (``reference.train``'s ``espeak`` preset, same corpus, same
-budget) and differs in one model option.  The last 200 training utterances are held back
-as a dev set to tune the LM weight alpha and word bonus beta; the LM is a Kneser-Ney
-trigram of the training transcripts.
+budget) and differs in one option: the ablations of DS2's choices, the streaming model, and
+SpecAugment masking on top of the corpus's noise and speed augmentation.  The last 200
+training utterances are held back as a dev set to tune the LM weight alpha and word bonus
+beta (on a grid that grows while the best pair is on its upper edge); the LM is a
+Kneser-Ney trigram of the training transcripts.
 
-    python benchmarks/bench_capstone.py [--seconds 300] [--runs paper,bn-input,...] [--threads 2]
+    python benchmarks/bench_capstone.py [--seconds 300] [--runs paper,bn-input,...|all] [--threads 2] [--save DIR]
+    python benchmarks/bench_capstone.py --runs paper --load DIR     # evaluate saved runs again, no training
+
+``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
+two are new speakers of training accents, two are accents no training voice has.
 """
 import argparse
 import json
 import time
+from collections import defaultdict
+from pathlib import Path
 
 from _common import header
 
 import torch
 
 from reference import CharEncoder, DeepSpeech2
+from reference.augment import SpecAugment
 from reference.decoding import prefix_beam_search
 from reference.lm import NGramLM
 from reference.metrics import char_error_rate, word_error_rate
-from reference.train import PRESETS, load_data
-from reference.training import fit, make_batches
+from reference.train import PRESETS, load_data, recipe_augment
+from reference.checkpoint import load_model, save_checkpoint
+from reference.data import collate_batch, sortagrad_batches
+from reference.training import History, fit
 
 RUNS = {   # name -> (model overrides, fit overrides)
     "paper": ({}, {}),
@@ -32,20 +43,51 @@ RUNS = {   # name -> (model overrides, fit overrides)
     "concat": ({"merge": "concat"}, {}),                  # directions concatenated
     "no-sortagrad": ({}, {"sortagrad": False}),
     "streaming": ({"bidirectional": False, "lookahead": 8}, {}),   # forward GRUs + row conv (8 frames x 30 ms)
-    "stride2-lr1e-3": ({"conv_time_stride": 2, "rnn_hidden": 192}, {"lr": 1e-3}),   # the first recipe, for comparison
+    "spec-augment": ({}, {"augment": SpecAugment()}),      # + SpecAugment masking (reference/augment.py)
 }
+
+
+LM_RUNS = ("paper",)                                   # runs also decoded with beam search + LM
+ALPHAS, BETAS = [0.3, 0.5, 0.8, 1.2], [1.0, 3.0, 5.0, 7.0]      # the starting grid for alpha and beta
+
+
+def tune_alpha_beta(posts, refs, enc, beam, lm, alphas=ALPHAS, betas=BETAS, rounds=3):
+    """The (alpha, beta) of lowest dev WER on a grid that grows while the best is on its upper edge."""
+    alphas, betas, scores = list(alphas), list(betas), {}
+    for _ in range(rounds + 1):
+        for ab in ((a, b) for a in alphas for b in betas):
+            if ab not in scores:
+                scores[ab] = word_error_rate(refs, decode(posts, enc, beam, lm, *ab))
+        alpha, beta = min(scores, key=lambda ab: (scores[ab], ab))
+        if alpha < alphas[-1] and beta < betas[-1]:
+            break
+        if alpha == alphas[-1]:
+            alphas.append(round(alphas[-1] * 1.5, 3))
+        if beta == betas[-1]:
+            betas.append(betas[-1] + 3.0)
+    return alpha, beta
 
 
 @torch.no_grad()
 def posteriors(model, samples, enc):
-    """Per-utterance log-probabilities ``(T_b, V)`` and references."""
+    """Per-utterance log-probabilities ``(T_b, V)``, references and speakers (in batch order)."""
     model.eval()
-    out, refs = [], []
-    for batch in make_batches(samples, enc, 64):
+    out, refs, speakers = [], [], []
+    for idx in sortagrad_batches(samples, 64, 0):
+        batch = collate_batch([samples[i] for i in idx], enc)
         lp, lengths = model(batch.features, batch.feature_lengths)
         out += [lp[: int(lengths[b]), b] for b in range(lp.shape[1])]
         refs += batch.transcripts
-    return out, refs
+        speakers += [samples[i].speaker for i in idx]
+    return out, refs, speakers
+
+
+def per_speaker_wer(refs, hyps, speakers) -> dict:
+    by = defaultdict(lambda: ([], []))
+    for r, h, s in zip(refs, hyps, speakers):
+        by[s][0].append(r)
+        by[s][1].append(h)
+    return {s: word_error_rate(*rh) for s, rh in sorted(by.items())}
 
 
 def decode(posts, enc, beam=0, lm=None, alpha=0.5, beta=1.0):
@@ -61,6 +103,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam", type=int, default=32, help="beam width for the LM runs (0: greedy only)")
     p.add_argument("--cache", default="data_cache")
+    p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
+    p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save instead of training")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     header(f"capstone: eSpeak NG speech, {args.seconds:.0f} s of training per run", args.threads)
@@ -69,45 +113,62 @@ def main():
     t0 = time.perf_counter()
     train, valid, extra = load_data(recipe, 0, args.cache, progress=False)
     train, dev = train[:-200], train[-200:]
+    voices = extra["test_voices"]
     print(f"corpus: {len(train)} train, {len(dev)} dev, {len(valid)} held-out sentences, "
-          f"{len(extra.get('test_voices', []))} held-out voices (loaded in {time.perf_counter() - t0:.1f} s)")
+          f"{len(voices)} held-out voices (loaded in {time.perf_counter() - t0:.1f} s)")
     lm = NGramLM.train([s.transcript for s in train], order=3)
     names = list(RUNS) if args.runs == "all" else args.runs.split(",")
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        p.error(f"unknown runs {unknown}; expected some of {list(RUNS)} or 'all'")
     results = {}
     for name in names:
         model_kw, fit_kw = RUNS[name]
-        torch.manual_seed(0)
-        model = DeepSpeech2(n_freq=161, vocab_size=29, **{**recipe["model"], **model_kw})
-        fit_args = dict(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
-                        seconds=args.seconds, eval_every=10**9, progress=False)
-        hist = fit(model, train, enc, valid_set=valid, **{**fit_args, **fit_kw})
+        if args.load:
+            model, _, state = load_model(Path(args.load) / f"{name}.pt")
+            hist = History.from_dict(state["history"])
+        else:
+            torch.manual_seed(0)
+            model = DeepSpeech2(n_freq=161, vocab_size=enc.vocab_size, **{**recipe["model"], **model_kw})
+            fit_args = dict(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+                            seconds=args.seconds, eval_every=10**9, progress=False, augment=recipe_augment(recipe))
+            hist = fit(model, train, enc, valid_set=valid, **{**fit_args, **fit_kw})
         row = {"steps": hist.step[-1], "params": model.num_parameters()}
-        for split, samples in (("sentences", valid), ("voices", extra["test_voices"])):
-            posts, refs = posteriors(model, samples, enc)
-            hyps = decode(posts, enc)
+        posts = {"sentences": posteriors(model, valid, enc), "voices": posteriors(model, voices, enc)}
+        for split, (lp, refs, speakers) in posts.items():
+            hyps = decode(lp, enc)
             row[f"{split}_greedy_wer"], row[f"{split}_greedy_cer"] = word_error_rate(refs, hyps), char_error_rate(refs, hyps)
-        if args.beam and name in ("paper", "streaming"):
-            dev_posts, dev_refs = posteriors(model, dev, enc)
-            grid = [(a, b) for a in (0.0, 0.3, 0.6, 1.0) for b in (0.0, 1.0, 2.0)]
-            scores = {ab: word_error_rate(dev_refs, decode(dev_posts, enc, args.beam, lm, *ab)) for ab in grid}
-            alpha, beta = min(scores, key=scores.get)
+            if split == "voices":
+                row["per_voice_greedy_wer"] = per_speaker_wer(refs, hyps, speakers)
+        if args.beam and name in LM_RUNS:
+            dev_posts, dev_refs, _ = posteriors(model, dev, enc)
+            alpha, beta = tune_alpha_beta(dev_posts, dev_refs, enc, args.beam, lm)
             row["alpha"], row["beta"] = alpha, beta
-            for split, samples in (("sentences", valid), ("voices", extra["test_voices"])):
-                posts, refs = posteriors(model, samples, enc)
+            for split, (lp, refs, speakers) in posts.items():
                 t1 = time.perf_counter()
-                hyps = decode(posts, enc, args.beam, lm, alpha, beta)
+                hyps = decode(lp, enc, args.beam, lm, alpha, beta)
+                row["beam_ms_per_utt"] = 1000 * (time.perf_counter() - t1) / len(lp)
                 row[f"{split}_lm_wer"] = word_error_rate(refs, hyps)
-                row["beam_ms_per_utt"] = 1000 * (time.perf_counter() - t1) / len(posts)
+                if split == "voices":
+                    row["per_voice_lm_wer"] = per_speaker_wer(refs, hyps, speakers)
         results[name] = row
-        print(f"{name:>13}: {row['steps']} steps, " + ", ".join(
-            f"{k} {100 * v:.2f} %" if k.endswith(("wer", "cer")) else f"{k} {v:g}" for k, v in row.items()
-            if k not in ("steps",)), flush=True)
-    print(f"\n{'run':>13} {'steps':>6} {'sent. WER':>10} {'+LM':>7} {'voices WER':>11} {'+LM':>7} {'sent. CER':>10}")
+        if args.save and not args.load:
+            save_checkpoint(Path(args.save) / f"{name}.pt", model, enc, step=row["steps"], history=hist.to_dict(),
+                            extra={"recipe": {**recipe, "model": {**recipe["model"], **model_kw},
+                                              **{k: v if isinstance(v, (bool, int, float, str)) else repr(v)
+                                                 for k, v in fit_kw.items()}},
+                                   "results": row, "alpha": row.get("alpha"), "beta": row.get("beta")})
+        print(f"{name:>14}: " + ", ".join(
+            f"{k} (" + ", ".join(f"{s} {100 * w:.1f} %" for s, w in v.items()) + ")" if isinstance(v, dict) else
+            f"{k} {100 * v:.2f} %" if k.endswith(("wer", "cer")) else f"{k} {v:g}"
+            for k, v in row.items()), flush=True)
+    print(f"\n{'run':>14} {'steps':>6} {'sent. WER':>10} {'+LM':>7} {'voices WER':>11} {'+LM':>7} {'sent. CER':>10}")
     for name, r in results.items():
         lm_s = f"{100 * r['sentences_lm_wer']:.2f}" if "sentences_lm_wer" in r else "-"
         lm_v = f"{100 * r['voices_lm_wer']:.2f}" if "voices_lm_wer" in r else "-"
-        print(f"{name:>13} {r['steps']:>6} {100 * r['sentences_greedy_wer']:>10.2f} {lm_s:>7} "
+        print(f"{name:>14} {r['steps']:>6} {100 * r['sentences_greedy_wer']:>10.2f} {lm_s:>7} "
               f"{100 * r['voices_greedy_wer']:>11.2f} {lm_v:>7} {100 * r['sentences_greedy_cer']:>10.2f}")
+    print("targets: held-out sentences <= 5 % greedy, <= 3 % with beam + LM; held-out voices <= 15 %")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -17,7 +17,7 @@ import torch
 from .model import DeepSpeech2, DeepSpeech2Config
 from .text import CharEncoder
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "export_checkpoint"]
 
 FORMAT, VERSION = "ds2-checkpoint", 1
 
@@ -71,3 +71,22 @@ def load_model(path, device: str = "cpu") -> tuple[DeepSpeech2, CharEncoder, dic
     except RuntimeError as err:
         raise ValueError(f"weights in {str(path)!r} do not fit its config: {str(err)[:300]}") from None
     return model.to(device).eval(), encoder, state
+
+
+def export_checkpoint(src, dst, half: bool = True) -> Path:
+    """A small copy of a checkpoint for shipping: no optimizer state, weights in float16.
+
+    ``load_model`` reads it like any other (``load_state_dict`` copies float16 into the float32
+    parameters).  Halving changes log-probabilities by about 1e-3, not the transcripts'
+    quality; ``history`` and ``extra`` (recipe, results) are kept.
+    """
+    state = load_checkpoint(src)
+    state["optimizer"] = None
+    if half:
+        state["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, dst)
+    return dst

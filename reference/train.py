@@ -32,9 +32,18 @@ PRESETS = {
                  batch_size=16, lr=3e-3, eval_every=50,
                  model=dict(n_conv=1, conv_channels=(16,), conv_time_stride=3, n_rnn=3, rnn_hidden=128)),
     "espeak": dict(data="espeak", n_train=12000, n_valid=400, min_words=1, max_words=6, seconds=300.0, epochs=100,
-                   batch_size=16, lr=3e-3, eval_every=200,
-                   model=dict(n_conv=1, conv_channels=(16,), conv_time_stride=3, n_rnn=3, rnn_hidden=160)),
+                   batch_size=32, lr=4e-3, eval_every=200,
+                   model=dict(n_conv=1, conv_channels=(8,), conv_time_stride=3, n_rnn=3, rnn_hidden=160)),
 }
+
+
+def recipe_augment(recipe: dict):
+    """The recipe's feature augmentation, or None: ``recipe['augment']`` holds the arguments of
+    :class:`~reference.augment.SpecAugment` (``{}``: its defaults); absent or None: no augmentation."""
+    if recipe.get("augment") is None:
+        return None
+    from .augment import SpecAugment
+    return SpecAugment(**recipe["augment"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--target-wer", type=float, help="stop once held-out WER is at or below this")
     p.add_argument("--no-sortagrad", action="store_true", help="shuffle epoch 0 too (ablation)")
+    p.add_argument("--spec-augment", action="store_true",
+                   help="mask frequency bands and time spans of each training batch (reference.augment.SpecAugment)")
     p.add_argument("--cache", default="data_cache", help="folder for the eSpeak corpus cache")
     m = p.add_argument_group("model (overrides the preset)")
     m.add_argument("--n-conv", type=int)
@@ -117,6 +128,8 @@ def main(argv=None) -> int:
         recipe["model"]["bidirectional"] = False
     if args.bn_include_padding:
         recipe["model"]["bn_include_padding"] = True
+    if args.spec_augment:
+        recipe["augment"] = recipe.get("augment") or {}
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out or f"runs/{args.preset}")
@@ -159,7 +172,8 @@ def main(argv=None) -> int:
     hist = fit(model, train, encoder, valid_set=valid, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                seconds=recipe["seconds"], eval_every=recipe["eval_every"], seed=args.seed, optimizer=optimizer,
                sortagrad=not args.no_sortagrad, progress=not args.quiet, on_eval=checkpoint,
-               target_wer=args.target_wer, history=history, start_epoch=start[0], start_index=start[1])
+               target_wer=args.target_wer, history=history, start_epoch=start[0], start_index=start[1],
+               augment=recipe_augment(recipe))
     checkpoint(hist, model)
     (out / "history.json").write_text(json.dumps(hist.to_dict()))
     plot_history(hist, out / "curves.png", f"{args.preset}: {model.num_parameters():,} parameters")
