@@ -25,6 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
 	@$(PY) -c "import torch, numpy, matplotlib, nbformat, pytest" || { echo "error: installing requirements.txt into $(VENV) failed"; exit 1; }
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps pyctcdecode==0.5.0 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored: it is neither" || true
 	@$(PY) -c "import reference" || { echo "error: installing the course package into $(VENV) failed"; exit 1; }
 	@touch $(STAMP)

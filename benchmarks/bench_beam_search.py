@@ -8,14 +8,19 @@ something to fix.  Rows: T = 100, 200, 300 frames; beam widths 8, 16, 32, 64; no
 trigram :class:`reference.lm.NGramLM` (alpha 0.5, beta 1.0).  CER is of the best hypothesis
 against the sentence used to build the log-probs.
 
-If ``pyctcdecode`` is importable it is timed on the same log-probs and beam widths,
-*without* LM (its objective differs from DS2's Q in how it applies the LM and the word
-bonus and it prunes with its own thresholds, so only the LM-free best paths are compared).
-pyctcdecode 0.5.0 pins ``numpy<2``, so in the course environment (numpy 2) it is not
-installed and this part is skipped with a message.
+pyctcdecode is the peer: on the same log-probs and beam widths, with our LM plugged in
+through :func:`reference.lm.pyctcdecode_language_model` (so both search for the same DS2
+objective; pyctcdecode keeps its own pruning), it prints time per utterance, error rate and
+how often the two best transcripts are identical.  With ``--model`` (default: the shipped
+capstone model, if present) the same comparison runs on real log-probs: the model's outputs
+for held-out eSpeak sentences, decoded with the trigram LM of the training transcripts and
+the alpha and beta tuned for that model; the error rate is then WER.  pyctcdecode 0.5.0
+declares ``numpy<2`` but works with numpy 2; ``make setup`` installs it without its
+dependency pins (see requirements.txt).
 
     python benchmarks/bench_beam_search.py            # full table (~30 s on one core)
     python benchmarks/bench_beam_search.py --quick    # T=100 only, 1 utterance per row
+    python benchmarks/bench_beam_search.py --model ''   # synthetic log-probs only
 """
 from __future__ import annotations
 
@@ -95,19 +100,66 @@ def cer(ref: str, hyp: str) -> float:
     return prev[-1] / max(len(ref), 1)
 
 
-def try_pyctcdecode(encoder: CharEncoder):
+def try_pyctcdecode(encoder: CharEncoder, lm=None, alpha=0.5, beta=1.0):
+    """A pyctcdecode decoder for ``encoder``'s symbols searching DS2's objective, or None if not installed."""
     try:
-        import pyctcdecode  # noqa: F401
-        from pyctcdecode import build_ctcdecoder
+        from pyctcdecode import Alphabet, BeamSearchDecoderCTC
     except ImportError:
-        print(
-            "\npyctcdecode: not installed, comparison skipped.  (pyctcdecode 0.5.0, the latest release, "
-            "requires numpy<2.0 and this environment has numpy 2; install it in a separate numpy-1 "
-            "environment to run the comparison.)"
-        )
+        print("\npyctcdecode: not installed, comparison skipped (`make setup` installs it; see requirements.txt).")
         return None
+    from reference.lm import pyctcdecode_language_model
     labels = [""] + [encoder.decode([i]) for i in range(1, encoder.vocab_size)]  # "" is pyctcdecode's blank
-    return build_ctcdecoder(labels)
+    model = pyctcdecode_language_model(lm, alpha, beta) if lm is not None else None
+    return BeamSearchDecoderCTC(Alphabet.build_alphabet(labels), language_model=model)
+
+
+def compare_with_pyctcdecode(utts, enc, lm, widths, alpha=0.5, beta=1.0, metric=None, title=""):
+    """Time and error rate of both decoders on the same log-probs, beam widths and objective."""
+    metric = metric or (lambda refs, hyps: sum(cer(r, h) for r, h in zip(refs, hyps)) / len(refs))
+    decoders = {use_lm: try_pyctcdecode(enc, lm if use_lm else None, alpha, beta) for use_lm in (False, True)}
+    if decoders[False] is None:
+        return
+    print(f"\n{title}pyctcdecode {pyctcdecode_version()} vs the reference: same log-probs, beam width and objective "
+          f"(LM: alpha {alpha}, beta {beta}; no LM: beta 0); pyctcdecode's default pruning "
+          f"(beam_prune_logp -10, token_min_logp -5)")
+    print(f"{'beam':>5} {'LM':>4} {'ref ms/utt':>11} {'pcd ms/utt':>11} {'ref err':>8} {'pcd err':>8} {'same':>6}")
+    refs = [text for _, text in utts]
+    for width in widths:
+        for use_lm in (False, True):
+            ours, theirs, t_ref, t_pcd = [], [], 0.0, 0.0
+            for lp, _ in utts:
+                start = time.perf_counter()
+                ours.append(" ".join(prefix_beam_search(lp, enc, beam_width=width, lm=lm if use_lm else None,
+                                                        alpha=alpha, beta=beta if use_lm else 0.0)[0][0].split()))
+                t_ref += time.perf_counter() - start
+                start = time.perf_counter()
+                theirs.append(" ".join(decoders[use_lm].decode(lp.double().numpy(), beam_width=width).split()))
+                t_pcd += time.perf_counter() - start
+            same = sum(a == b for a, b in zip(ours, theirs))
+            print(f"{width:>5} {'yes' if use_lm else 'no':>4} {1000 * t_ref / len(utts):>11.1f} {1000 * t_pcd / len(utts):>11.1f} "
+                  f"{100 * metric(refs, ours):>7.2f}% {100 * metric(refs, theirs):>7.2f}% {same:>3}/{len(utts)}")
+
+
+def pyctcdecode_version() -> str:
+    from importlib.metadata import version
+    return version("pyctcdecode")
+
+
+def real_speech_utterances(model_path: str, cache: str, n: int):
+    """Log-probs of the capstone model on the first ``n`` held-out sentences of the eSpeak corpus, or None."""
+    from reference.checkpoint import load_model
+    from reference.corpus import build_corpus
+    from reference.data import collate_batch
+    model, enc, state = load_model(model_path)
+    recipe = state["extra"]["recipe"]
+    samples = build_corpus(cache, n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=0, progress=True)["test_sentences"][:n]
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(samples), 32):
+            batch = collate_batch(samples[i: i + 32], enc)
+            lp, lengths = model(batch.features, batch.feature_lengths)
+            out += [(lp[: int(lengths[b]), b], batch.transcripts[b]) for b in range(lp.shape[1])]
+    return out, state["extra"]
 
 
 def main() -> None:
@@ -115,6 +167,10 @@ def main() -> None:
     ap.add_argument("--n-utts", type=int, default=3, help="utterances per row (default 3)")
     ap.add_argument("--quick", action="store_true", help="T=100 only, 1 utterance per row")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; the search is pure Python)")
+    ap.add_argument("--model", default="models/espeak-ds2.pt",
+                    help="also compare on this capstone model's log-probs of held-out eSpeak sentences ('' to skip)")
+    ap.add_argument("--n-real", type=int, default=100, help="held-out sentences for the real-speech comparison")
+    ap.add_argument("--cache", default="data_cache", help="eSpeak corpus cache")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n_utts = 1 if args.quick else args.n_utts
@@ -147,26 +203,21 @@ def main() -> None:
                 print(f"{T:>4} {width:>5} {'yes' if use_lm else 'no':>4} {1000 * total / n_utts:>9.1f} "
                       f"{errs / n_utts:>6.3f}")
 
-    decoder = try_pyctcdecode(enc)
-    if decoder is None:
-        return
-    print("\npyctcdecode (no LM; its default pruning: token_min_logp=-5, beam_prune_logp=-10) "
-          "vs the reference (no LM, beta=0)")
-    print(f"{'T':>4} {'beam':>5} {'ref ms':>8} {'pcd ms':>8} {'same best':>10}")
-    for T in lengths:
-        for width in widths:
-            t_ref = t_pcd = 0.0
-            same = 0
-            for lp, _ in utts[T]:
-                start = time.perf_counter()
-                ours = prefix_beam_search(lp, enc, beam_width=width, beta=0.0)[0][0]
-                t_ref += time.perf_counter() - start
-                start = time.perf_counter()
-                theirs = decoder.decode(lp.double().numpy(), beam_width=width)
-                t_pcd += time.perf_counter() - start
-                same += " ".join(ours.split()) == " ".join(theirs.split())
-            print(f"{T:>4} {width:>5} {1000 * t_ref / n_utts:>8.1f} {1000 * t_pcd / n_utts:>8.1f} "
-                  f"{same:>4}/{n_utts}")
+    compare_with_pyctcdecode([u for T in lengths for u in utts[T]], enc, lm, widths if not args.quick else (16,),
+                             title="Synthetic log-probs: ")
+    if args.model:
+        if not os.path.exists(args.model):
+            print(f"\n{args.model} does not exist: real-speech comparison skipped")
+            return
+        from reference.lm import NGramLM as _LM
+        from reference.corpus import plan_corpus
+        from reference.metrics import word_error_rate
+        real, extra = real_speech_utterances(args.model, args.cache, args.n_real)
+        recipe = extra["recipe"]
+        train_text = [s.text for s in plan_corpus(n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=0)["train"]]
+        compare_with_pyctcdecode(real, enc, _LM.train(train_text, order=3), (16, 32), alpha=extra["alpha"],
+                                 beta=extra["beta"], metric=word_error_rate,
+                                 title=f"Real speech ({len(real)} held-out eSpeak sentences, {args.model}, WER): ")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import Iterable, Sequence
 
 __all__ = [
     "LanguageModel",
+    "pyctcdecode_language_model",
     "NGramLM",
     "ArpaLM",
     "BOS",
@@ -522,3 +523,42 @@ def load_lm(path) -> LanguageModel:
         return NGramLM.load(path)
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{str(path)!r} is not an NGramLM JSON file ({err}); ARPA files need the .arpa suffix") from None
+
+
+def pyctcdecode_language_model(lm: LanguageModel, alpha: float = 0.5, beta: float = 1.0):
+    """``lm`` as a pyctcdecode language model that scores hypotheses with DS2's objective.
+
+    ``pyctcdecode.BeamSearchDecoderCTC(Alphabet.build_alphabet(labels), language_model=...)``
+    then searches for the same ``Q = log p_ctc + alpha log p_lm + beta word_count`` as
+    :func:`reference.decoding.prefix_beam_search`: a completed word adds
+    ``alpha * lm.score(history, word) + beta`` (natural logs), the last word also
+    ``alpha * lm.end_score(words)``, and partial words score 0 (pyctcdecode's own
+    ``LanguageModel`` would add an out-of-vocabulary offset and convert KenLM's base-10 scores).
+    The search itself stays pyctcdecode's, with its own pruning.  Needs ``pip install
+    pyctcdecode`` (its numpy<2 pin is conservative: ``make setup`` installs it without its
+    dependencies and the tests check it works).
+    """
+    from pyctcdecode.language_model import AbstractLanguageModel
+
+    class _DS2Objective(AbstractLanguageModel):
+        @property
+        def order(self) -> int:
+            return lm.order
+
+        def get_start_state(self):
+            return ()                                     # the words so far
+
+        def score_partial_token(self, partial_token: str) -> float:
+            return 0.0
+
+        def score(self, prev_state, word: str, is_last_word: bool = False):
+            if not word:                                  # pyctcdecode closes a sentence that ends in a space
+                return (alpha * lm.end_score(prev_state) if is_last_word else 0.0), prev_state
+            state = tuple(prev_state) + (word,)
+            s = alpha * lm.score(prev_state, word) + beta
+            if is_last_word:
+                s += alpha * lm.end_score(state)
+            return s, state
+
+    return _DS2Objective()
+
