@@ -6,7 +6,8 @@
 WAV files of any common rate (PCM 8/16/24/32-bit or float, mono or stereo) are resampled
 to 16 kHz.  Greedy decoding by default; ``--beam N`` uses CTC prefix beam search, with an
 n-gram language model (``--lm``, from ``reference.lm``) weighted by ``--alpha`` and a word
-bonus ``--beta`` (DS2 section 3.8).  Prints ``path<TAB>text`` per file.
+bonus ``--beta`` (DS2 section 3.8; by default the values tuned for the checkpoint where it
+stores them, as ``models/espeak-ds2.pt`` does).  Prints ``path<TAB>text`` per file.
 """
 from __future__ import annotations
 
@@ -45,11 +46,14 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by `python -m reference.train`")
     p.add_argument("--beam", type=int, default=0, help="beam width (0: greedy)")
     p.add_argument("--lm", help="n-gram language model file (reference.lm NGramLM JSON, or ARPA)")
-    p.add_argument("--alpha", type=float, default=0.5, help="LM weight")
-    p.add_argument("--beta", type=float, default=1.0, help="word insertion bonus")
+    p.add_argument("--alpha", type=float, help="LM weight (default: the checkpoint's tuned value, else 0.5)")
+    p.add_argument("--beta", type=float, help="word insertion bonus (default: the checkpoint's tuned value, else 1.0)")
     args = p.parse_args(argv)
     try:
-        model, encoder, _ = load_model(args.checkpoint)
+        model, encoder, state = load_model(args.checkpoint)
+        tuned = state.get("extra") or {}            # bench_capstone stores the alpha and beta it tuned
+        alpha = next(v for v in (args.alpha, tuned.get("alpha"), 0.5) if v is not None)
+        beta = next(v for v in (args.beta, tuned.get("beta"), 1.0) if v is not None)
         lm = None
         if args.lm:
             from .lm import load_lm
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for path, text in zip(args.wavs, transcribe_audio(model, encoder, audios, args.beam, lm, args.alpha, args.beta)):
+    for path, text in zip(args.wavs, transcribe_audio(model, encoder, audios, args.beam, lm, alpha, beta)):
         print(f"{path}\t{text}")
     return 0
 

@@ -105,3 +105,17 @@ def test_round_trip_word_error_rates(round_trip):
     assert wer["beam-sentences"] <= 0.15, wer
     assert wer["beam-voices"] <= 0.25, wer
     assert wer["beam-sentences"] < wer["greedy-sentences"] and wer["beam-voices"] < wer["greedy-voices"], wer
+
+
+def test_cli_beam_search_defaults_to_the_checkpoints_tuned_alpha_and_beta(shipped, round_trip, tmp_path, capsys):
+    from reference.transcribe import main
+    _, _, state, plan = shipped
+    wavs = [str(p) for p in round_trip[0][:6]]
+    lm_path = tmp_path / "lm.json"
+    NGramLM.train([s.text for s in plan["train"]], order=3).save(lm_path)
+    outputs = []
+    for extra in ([], ["--alpha", str(state["extra"]["alpha"]), "--beta", str(state["extra"]["beta"])], ["--alpha", "0", "--beta", "0"]):
+        assert main(["--checkpoint", str(MODEL), "--beam", "8", "--lm", str(lm_path), *extra, *wavs]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert outputs[2] != outputs[0]          # alpha = beta = 0 really is another objective (tuned beta is 13)
