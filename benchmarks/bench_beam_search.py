@@ -146,20 +146,16 @@ def pyctcdecode_version() -> str:
 
 
 def real_speech_utterances(model_path: str, cache: str, n: int):
-    """Log-probs of the capstone model on the first ``n`` held-out sentences of the eSpeak corpus, or None."""
+    """The capstone model's log-probs for the first ``n`` held-out sentences of its eSpeak corpus:
+    ``([(log_probs, transcript), ...], checkpoint extra, training transcripts)``."""
+    from bench_capstone import posteriors
     from reference.checkpoint import load_model
     from reference.corpus import build_corpus
-    from reference.data import collate_batch
     model, enc, state = load_model(model_path)
     recipe = state["extra"]["recipe"]
-    samples = build_corpus(cache, n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=0, progress=True)["test_sentences"][:n]
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(samples), 32):
-            batch = collate_batch(samples[i: i + 32], enc)
-            lp, lengths = model(batch.features, batch.feature_lengths)
-            out += [(lp[: int(lengths[b]), b], batch.transcripts[b]) for b in range(lp.shape[1])]
-    return out, state["extra"]
+    splits = build_corpus(cache, n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=0, progress=True)
+    log_probs, refs, _ = posteriors(model, splits["test_sentences"][:n], enc)
+    return list(zip(log_probs, refs)), state["extra"], [s.transcript for s in splits["train"]]
 
 
 def main() -> None:
@@ -209,13 +205,9 @@ def main() -> None:
         if not os.path.exists(args.model):
             print(f"\n{args.model} does not exist: real-speech comparison skipped")
             return
-        from reference.lm import NGramLM as _LM
-        from reference.corpus import plan_corpus
         from reference.metrics import word_error_rate
-        real, extra = real_speech_utterances(args.model, args.cache, args.n_real)
-        recipe = extra["recipe"]
-        train_text = [s.text for s in plan_corpus(n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=0)["train"]]
-        compare_with_pyctcdecode(real, enc, _LM.train(train_text, order=3), (16, 32), alpha=extra["alpha"],
+        real, extra, train_text = real_speech_utterances(args.model, args.cache, args.n_real)
+        compare_with_pyctcdecode(real, enc, NGramLM.train(train_text, order=3), (16, 32), alpha=extra["alpha"],
                                  beta=extra["beta"], metric=word_error_rate,
                                  title=f"Real speech ({len(real)} held-out eSpeak sentences, {args.model}, WER): ")
 
