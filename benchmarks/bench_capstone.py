@@ -12,6 +12,7 @@ Kneser-Ney trigram of the training transcripts.
 
     python benchmarks/bench_capstone.py [--seconds 300] [--runs paper,bn-input,...|all] [--threads 2] [--save DIR]
     python benchmarks/bench_capstone.py --runs paper --load DIR     # evaluate saved runs again, no training
+    python benchmarks/bench_capstone.py --runs paper --seconds 1200 --eval-every 400   # a longer budget, with its learning curve
 
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
@@ -106,6 +107,8 @@ def main():
     p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
     p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save instead of training")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="also measure held-out-sentence WER every N steps and print the learning curve")
     args = p.parse_args()
     header(f"capstone: eSpeak NG speech, {args.seconds:.0f} s of training per run", args.threads)
     recipe = PRESETS["espeak"]
@@ -131,9 +134,13 @@ def main():
             torch.manual_seed(0)
             model = DeepSpeech2(n_freq=161, vocab_size=enc.vocab_size, **{**recipe["model"], **model_kw})
             fit_args = dict(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
-                            seconds=args.seconds, eval_every=10**9, progress=False, augment=recipe_augment(recipe))
+                            seconds=args.seconds, eval_every=args.eval_every or 10**9, progress=False,
+                            anneal=recipe["anneal"], augment=recipe_augment(recipe))
             hist = fit(model, train, enc, valid_set=valid, **{**fit_args, **fit_kw})
         row = {"steps": hist.step[-1], "params": model.num_parameters()}
+        if args.eval_every:
+            print(f"{name:>14}: learning curve (training seconds: held-out sentences greedy WER) " + ", ".join(
+                f"{s:.0f} s: {100 * w:.1f} %" for s, w in zip(hist.eval_seconds, hist.eval_wer)), flush=True)
         posts = {"sentences": posteriors(model, valid, enc), "voices": posteriors(model, voices, enc)}
         for split, (lp, refs, speakers) in posts.items():
             hyps = decode(lp, enc)

@@ -37,7 +37,8 @@ def main():
         torch.manual_seed(seed)
         model = DeepSpeech2(n_freq=161, vocab_size=29, **recipe["model"])
         hist = fit(model, train, enc, valid_set=valid, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                   lr=recipe["lr"], seconds=args.seconds, eval_every=args.eval_every, seed=seed, progress=False)
+                   lr=recipe["lr"], anneal=recipe["anneal"], seconds=args.seconds, eval_every=args.eval_every, seed=seed,
+                   progress=False)
         print(f"{'seconds':>8} {'step':>5} {'WER %':>6} {'CER %':>6}")
         for s, sec, w, c in zip(hist.eval_step, hist.eval_seconds, hist.eval_wer, hist.eval_cer):
             print(f"{sec:>8.1f} {s:>5} {100 * w:>6.2f} {100 * c:>6.2f}")

@@ -29,10 +29,10 @@ from .training import History, fit
 
 PRESETS = {
     "demo": dict(data="synthetic", n_train=2000, n_valid=200, min_words=1, max_words=2, seconds=60.0, epochs=100,
-                 batch_size=16, lr=3e-3, eval_every=50,
+                 batch_size=16, lr=3e-3, anneal=0.1, eval_every=50,
                  model=dict(n_conv=1, conv_channels=(16,), conv_time_stride=3, n_rnn=3, rnn_hidden=128)),
     "espeak": dict(data="espeak", n_train=12000, n_valid=400, min_words=1, max_words=6, seconds=300.0, epochs=100,
-                   batch_size=32, lr=4e-3, eval_every=200,
+                   batch_size=32, lr=4e-3, anneal=0.1, eval_every=200,
                    model=dict(n_conv=1, conv_channels=(8,), conv_time_stride=3, n_rnn=3, rnn_hidden=160)),
 }
 
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="maximum epochs")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--anneal", type=float, help="final learning rate as a fraction of --lr (linear decay over the budget)")
     p.add_argument("--eval-every", type=int, help="steps between held-out evaluations")
     p.add_argument("--n-train", type=int, help="training utterances")
     p.add_argument("--n-valid", type=int, help="held-out utterances")
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     recipe = dict(PRESETS[args.preset])
     recipe["model"] = dict(recipe["model"])
-    for key in ("seconds", "epochs", "batch_size", "lr", "eval_every", "n_train", "n_valid"):
+    for key in ("seconds", "epochs", "batch_size", "lr", "anneal", "eval_every", "n_train", "n_valid"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     for key in ("n_conv", "n_rnn", "rnn_hidden", "rnn_type", "lookahead", "batch_norm", "merge"):
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
                seconds=recipe["seconds"], eval_every=recipe["eval_every"], seed=args.seed, optimizer=optimizer,
                sortagrad=not args.no_sortagrad, progress=not args.quiet, on_eval=checkpoint,
                target_wer=args.target_wer, history=history, start_epoch=start[0], start_index=start[1],
-               augment=recipe_augment(recipe))
+               anneal=recipe["anneal"], augment=recipe_augment(recipe))
     checkpoint(hist, model)
     (out / "history.json").write_text(json.dumps(hist.to_dict()))
     plot_history(hist, out / "curves.png", f"{args.preset}: {model.num_parameters():,} parameters")

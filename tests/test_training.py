@@ -65,6 +65,24 @@ def test_evaluate_is_corpus_wer_and_restores_mode(tiny_data):
     assert wer == word_error_rate(refs, hyps) and len(refs) == 40
 
 
+def test_fit_anneals_the_learning_rate_linearly_and_restores_it(tiny_data):
+    """Step i of n runs at lr * (1 - (1 - anneal) * i / n); the optimizer is handed back at lr."""
+    seen = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, *args, **kwargs):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(*args, **kwargs)
+
+    model = small_model()
+    opt = Recording(model.parameters(), lr=0.01)
+    fit(model, tiny_data[0][:64], ENC, epochs=1, batch_size=16, optimizer=opt, anneal=0.25, progress=False)
+    n = len(seen)
+    assert n == 4
+    assert seen == pytest.approx([0.01 * (1 - 0.75 * i / n) for i in range(n)])
+    assert opt.param_groups[0]["lr"] == 0.01
+
+
 @pytest.mark.slow
 def test_a_short_training_run_learns(tiny_data, tmp_path):
     train, valid = tiny_data
@@ -99,12 +117,13 @@ def test_train_resume_and_transcribe_commands(tmp_path):
 
     out = tmp_path / "run"
     base = [sys.executable, "-m", "reference.train", "--preset", "demo", "--out", str(out), "--n-train", "48",
-            "--n-valid", "8", "--batch-size", "8", "--eval-every", "3", "--rnn-hidden", "16", "--n-rnn", "1", "--quiet"]
+            "--n-valid", "8", "--batch-size", "8", "--eval-every", "3", "--rnn-hidden", "16", "--n-rnn", "1", "--quiet",
+            "--anneal", "0.5"]
     r = subprocess.run(base + ["--epochs", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "held-out WER" in r.stdout and (out / "checkpoint.pt").is_file() and (out / "curves.png").is_file()
-    steps = load_checkpoint(out / "checkpoint.pt")["step"]
-    assert steps == 6
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["step"] == 6 and state["extra"]["recipe"]["anneal"] == 0.5
     r = subprocess.run(base + ["--epochs", "2", "--resume"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stdout and load_checkpoint(out / "checkpoint.pt")["step"] == 12
