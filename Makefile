@@ -63,6 +63,7 @@ bench: $(STAMP)  ## every benchmark; each prints its figures and thread count
 	$(PY) benchmarks/bench_demo.py
 	$(PY) benchmarks/bench_rnn.py
 	$(PY) benchmarks/bench_ctc.py
+	$(PY) benchmarks/bench_train_step.py
 	$(PY) benchmarks/bench_beam_search.py --quick
 	$(PY) benchmarks/bench_autograder.py
 
