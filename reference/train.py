@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model (overrides the preset)")
     m.add_argument("--n-conv", type=int)
     m.add_argument("--conv-channels", type=int, nargs="+")
+    m.add_argument("--conv-time-stride", type=int, help="time stride of the first conv (frames per output step)")
     m.add_argument("--n-rnn", type=int)
     m.add_argument("--rnn-hidden", type=int)
     m.add_argument("--rnn-type", choices=["gru", "rnn"])
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     for key in ("seconds", "epochs", "batch_size", "lr", "anneal", "eval_every", "n_train", "n_valid"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
-    for key in ("n_conv", "n_rnn", "rnn_hidden", "rnn_type", "lookahead", "batch_norm", "merge"):
+    for key in ("n_conv", "conv_time_stride", "n_rnn", "rnn_hidden", "rnn_type", "lookahead", "batch_norm", "merge"):
         if getattr(args, key) is not None:
             recipe["model"][key] = getattr(args, key)
     if args.conv_channels:

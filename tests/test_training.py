@@ -118,12 +118,12 @@ def test_train_resume_and_transcribe_commands(tmp_path):
     out = tmp_path / "run"
     base = [sys.executable, "-m", "reference.train", "--preset", "demo", "--out", str(out), "--n-train", "48",
             "--n-valid", "8", "--batch-size", "8", "--eval-every", "3", "--rnn-hidden", "16", "--n-rnn", "1", "--quiet",
-            "--anneal", "0.5"]
+            "--anneal", "0.5", "--conv-time-stride", "2"]
     r = subprocess.run(base + ["--epochs", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "held-out WER" in r.stdout and (out / "checkpoint.pt").is_file() and (out / "curves.png").is_file()
     state = load_checkpoint(out / "checkpoint.pt")
-    assert state["step"] == 6 and state["extra"]["recipe"]["anneal"] == 0.5
+    assert state["step"] == 6 and state["extra"]["recipe"]["anneal"] == 0.5 and state["config"]["conv_time_stride"] == 2
     r = subprocess.run(base + ["--epochs", "2", "--resume"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stdout and load_checkpoint(out / "checkpoint.pt")["step"] == 12
