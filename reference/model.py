@@ -60,6 +60,8 @@ class DeepSpeech2Config:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.n_conv <= len(PAPER_CONV_LAYERS):
             raise ValueError(f"n_conv must be 0..{len(PAPER_CONV_LAYERS)}, got {self.n_conv}")
+        if isinstance(self.conv_time_stride, bool) or not isinstance(self.conv_time_stride, int) or self.conv_time_stride < 0:
+            raise ValueError(f"conv_time_stride must be an int >= 1 (0: the paper's 2), got {self.conv_time_stride!r}")
         if self.n_rnn < 1:
             raise ValueError(f"n_rnn must be >= 1, got {self.n_rnn}")
         if self.conv_channels and len(self.conv_channels) != self.n_conv:

@@ -135,6 +135,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     """
     from tqdm.auto import tqdm
 
+    if isinstance(anneal, bool) or not isinstance(anneal, (int, float)) or not 0.0 <= anneal < math.inf:
+        raise ValueError(f"anneal must be a number >= 0 (the final learning rate as a fraction of lr), got {anneal!r}")
     torch.manual_seed(seed)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft)

@@ -56,6 +56,8 @@ def test_paper_config_and_bad_input():
         DeepSpeech2Config.from_dict({"hidden": 3})
     with pytest.raises(ValueError, match="unidirectional"):
         DeepSpeech2Config(lookahead=2)
+    with pytest.raises(ValueError, match="conv_time_stride must be an int >= 1"):
+        DeepSpeech2Config(conv_time_stride=-1)
     model = DeepSpeech2(n_freq=161, n_rnn=1, rnn_hidden=8)
     with pytest.raises(ValueError, match=r"features must be \(B, 1, 161, T\)"):
         model(torch.randn(2, 1, 129, 30), torch.tensor([30, 30]))

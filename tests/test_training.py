@@ -81,6 +81,8 @@ def test_fit_anneals_the_learning_rate_linearly_and_restores_it(tiny_data):
     assert n == 4
     assert seen == pytest.approx([0.01 * (1 - 0.75 * i / n) for i in range(n)])
     assert opt.param_groups[0]["lr"] == 0.01
+    with pytest.raises(ValueError, match="anneal must be a number >= 0"):
+        fit(model, tiny_data[0][:64], ENC, epochs=1, batch_size=16, anneal=-0.5, progress=False)
 
 
 @pytest.mark.slow
