@@ -1,0 +1,326 @@
+"""Your turn: run *your* exercise file beside the reference, from inside a lesson.
+
+Every lesson that has an exercise calls this module where the student's work begins::
+
+    import yourturn as yt
+    collapse = yt.check("ctc_collapse", [yt.case([1, 1, 0, 1]), yt.case([1, 0, 1], label="a _ a")])
+
+``check`` loads the student's current ``exercises/exNN_*.py`` afresh (an edit shows without
+restarting the kernel), runs the named function on the lesson's examples, compares each result with
+``reference`` and prints one of three things:
+
+* **not started** (the stub still raises ``NotImplementedError``): one line, then the lesson goes on
+  with the reference;
+* **wrong**: the first example that differs, yours beside the expected value, the relative error,
+  and the hint the autograder would give for that mistake (``autograder/mistakes.py``); the lesson
+  goes on with the reference and says so;
+* **right**: one line; the function returned is the student's own, and the rest of the lesson uses it.
+
+It returns the implementation the lesson should go on with, and remembers whose it is
+(:func:`owner`), so that figures and the training lessons can say "yours" or "the reference's".
+
+``DS2_EXERCISES=path/to/folder`` makes it load another folder's files instead of ``exercises/``
+(the course's CI runs every lesson twice: with the untouched stubs, and with ``solutions/``).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import sys
+import traceback
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # a plain checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+import reference  # noqa: E402
+from autograder import mistakes  # noqa: E402
+from autograder.spec import EXERCISES  # noqa: E402
+
+__all__ = ["case", "Case", "check", "load", "owner", "pick", "pieces", "side_by_side", "exercises_dir",
+           "relative_error"]
+
+#: name -> "yours" or "reference", filled by :func:`check`
+OWNERS: dict[str, str] = {}
+#: name -> why the reference is used ("not written yet", "does not match yet", ...)
+REASONS: dict[str, str] = {}
+
+
+@dataclass
+class Case:
+    """One example of a lesson: the arguments of the graded function and a label to print."""
+
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    label: str | None = None
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        parts = [_short(a) for a in self.args] + [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+        return ", ".join(parts)
+
+
+def case(*args, label: str | None = None, **kwargs) -> Case:
+    """``case(x, lengths, label="2 x 3 batch")``: the arguments of one call."""
+    return Case(args, kwargs, label)
+
+
+# ----------------------------------------------------------------------------- loading
+def exercises_dir() -> Path:
+    """``$DS2_EXERCISES`` if set (relative to the repository root), else ``exercises/``."""
+    env = os.environ.get("DS2_EXERCISES")
+    if env:
+        p = Path(env)
+        return p if p.is_absolute() else ROOT / p
+    return ROOT / "exercises"
+
+
+def exercise_of(name: str):
+    for ex in EXERCISES.values():
+        if name in ex.graded:
+            return ex
+    raise KeyError(f"{name!r} is not a graded name; graded names: "
+                   f"{sorted(n for e in EXERCISES.values() for n in e.graded)}")
+
+
+def load(exercise_id: str):
+    """Import the student's file for ``exercise_id`` afresh: ``(module, None)`` or ``(None, why)``."""
+    ex = EXERCISES[exercise_id]
+    path = exercises_dir() / ex.filename
+    if not path.is_file():
+        return None, f"{path} does not exist"
+    source = path.read_text(encoding="utf-8")
+    name = f"yourturn_{ex.module}"
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module            # dataclasses look their module up while the class is built
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)  # no __pycache__, always the file on disk
+    except SyntaxError as err:
+        return None, f"{path.name} has a syntax error at line {err.lineno}: {err.msg}"
+    except Exception as err:  # noqa: BLE001 - any error at import is the student's to see
+        return None, f"importing {path.name} raised {type(err).__name__}: {err}"
+    return module, None
+
+
+# ----------------------------------------------------------------------------- comparing
+def relative_error(got, expected) -> float:
+    """CS231n's ``max |x - y| / max(1e-8, |x| + |y|)`` over all elements (0 for equal values)."""
+    x = torch.as_tensor(got, dtype=torch.float64)
+    y = torch.as_tensor(expected, dtype=torch.float64)
+    both_inf = torch.isinf(x) & torch.isinf(y) & (torch.sign(x) == torch.sign(y))
+    diff = torch.where(both_inf, torch.zeros_like(x), (x - y).abs())
+    denom = torch.where(both_inf, torch.ones_like(x), (x.abs() + y.abs()).clamp_min(1e-8))
+    r = diff / denom
+    return float(torch.nan_to_num(r, nan=float("inf")).max()) if r.numel() else 0.0
+
+
+def _short(v, limit: int = 70) -> str:
+    if isinstance(v, torch.Tensor):
+        if v.numel() <= 8:
+            return f"tensor({[round(x, 4) if isinstance(x, float) else x for x in v.tolist()]})"
+        return f"tensor of shape {tuple(v.shape)} ({str(v.dtype).replace('torch.', '')})"
+    if isinstance(v, torch.nn.Module):
+        return type(v).__name__
+    s = repr(v)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def difference(got, expected, rtol: float = 1e-4, atol: float = 1e-5, where: str = "") -> str | None:
+    """``None`` when ``got`` matches ``expected``, else what the first difference is."""
+    at = f" at {where}" if where else ""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"a {type(got).__name__}{at} where a tensor of shape {tuple(expected.shape)} was expected"
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"shape {tuple(got.shape)}{at}, expected {tuple(expected.shape)}"
+        if got.is_floating_point() != expected.is_floating_point():
+            return f"dtype {got.dtype}{at}, expected {expected.dtype}"
+        g, e = got.detach().double(), expected.detach().double()
+        close = torch.isclose(g, e, rtol=rtol, atol=atol, equal_nan=True)
+        if bool(close.all()):
+            return None
+        bad = (~close).nonzero()[0].tolist()
+        idx = tuple(bad)
+        return (f"{int((~close).sum())} of {close.numel()} values differ{at}; first at index {idx}: "
+                f"yours {g[idx].item():.6g}, expected {e[idx].item():.6g} "
+                f"(relative error {relative_error(got, expected):.2e})")
+    if isinstance(expected, float) or (isinstance(got, float) and isinstance(expected, (int, float))):
+        if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
+            return f"a {type(got).__name__}{at}, expected a float"
+        if math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol) or (
+                math.isinf(float(got)) and float(got) == float(expected)):
+            return None
+        return f"{float(got):.6g}{at}, expected {float(expected):.6g} (relative error {relative_error(got, expected):.2e})"
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)):
+            return f"a {type(got).__name__}{at}, expected a {type(expected).__name__}"
+        if len(got) != len(expected):
+            return f"{len(got)} items{at}, expected {len(expected)}: yours {_short(got)}, expected {_short(expected)}"
+        for k, (a, b) in enumerate(zip(got, expected)):
+            d = difference(a, b, rtol, atol, f"{where}[{k}]")
+            if d:
+                return d
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict) or set(got) != set(expected):
+            return f"{_short(got)}{at}, expected a dict with keys {sorted(expected)}"
+        for k in expected:
+            d = difference(got[k], expected[k], rtol, atol, f"{where}[{k!r}]")
+            if d:
+                return d
+        return None
+    if dataclasses.is_dataclass(expected) and not isinstance(expected, type):
+        for f in dataclasses.fields(expected):
+            if not hasattr(got, f.name):
+                return f"a {type(got).__name__}{at} without the field {f.name!r}"
+            d = difference(getattr(got, f.name), getattr(expected, f.name), rtol, atol, f"{where}.{f.name}")
+            if d:
+                return d
+        return None
+    if got == expected:
+        return None
+    return f"{_short(got)}{at}, expected {_short(expected)}"
+
+
+# ----------------------------------------------------------------------------- the check
+def _copy(v):
+    try:
+        return copy.deepcopy(v)
+    except Exception:  # noqa: BLE001 - objects that cannot be copied are passed as they are
+        return v
+
+
+def _not_written(err: BaseException, ex_id: str) -> str | None:
+    """The function named by a stub's ``NotImplementedError("exNN: name")``, if that is what this is."""
+    if isinstance(err, NotImplementedError):
+        msg = str(err)
+        return msg.split(":", 1)[1].strip() if msg.startswith(f"{ex_id}:") else (msg or "?")
+    return None
+
+
+def _where(err: BaseException, path: str) -> str:
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == path]
+    return f" (line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+
+
+def check(name: str, cases: Sequence[Case], *, run: Callable | None = None, rtol: float = 1e-4,
+          atol: float = 1e-5, grader_covers: str = "", show: int = 0, quiet: bool = False,
+          hints: Callable | None = None):
+    """Run the student's ``name`` on the lesson's ``cases`` beside the reference; return the one to use.
+
+    ``run(impl, *case.args, **case.kwargs)`` turns an implementation into the value compared (for a
+    class, or a function with state); by default the implementation is called with the case's
+    arguments (deep-copied, so neither side can change the lesson's data).  ``show`` prints the
+    first ``show`` results side by side even when they match.  Hints come from
+    ``autograder.mistakes`` for plain calls; with ``run``, pass ``hints(*case.args, **case.kwargs)``
+    returning ``[(candidate, message), ...]`` for the compared value.
+    """
+    ex = exercise_of(name)
+    ref = getattr(reference, name)
+    say = (lambda *a: None) if quiet else print
+    if hints is None and run is None:
+        hints = lambda *a, **k: mistakes.hints(name, *a, **k)  # noqa: E731
+    run = run or (lambda impl, *a, **k: impl(*a, **k))
+
+    def use_reference(reason: str, detail: str = ""):
+        OWNERS[name], REASONS[name] = "reference", reason
+        say(f"{detail or name + ': ' + reason}; the lesson goes on with the reference's {name}.")
+        return ref
+
+    module, why = load(ex.id)
+    if module is None:
+        return use_reference("does not import", f"your {ex.filename} cannot be loaded: {why}")
+    mine = getattr(module, name, None)
+    if mine is None:
+        return use_reference("missing", f"{ex.filename} has no {name}")
+
+    for k, c in enumerate(cases):
+        expected = run(ref, *_copy(c.args), **_copy(c.kwargs))
+        try:
+            got = run(mine, *_copy(c.args), **_copy(c.kwargs))
+        except Exception as err:  # noqa: BLE001 - the student's error, reported in one line
+            missing = _not_written(err, ex.id)
+            if missing == name:
+                return use_reference("not written yet",
+                                     f"{name} is not written yet in exercises/{ex.filename}")
+            if missing:
+                return use_reference("not written yet",
+                                     f"your {name} calls {missing}, which is not written yet in exercises/{ex.filename}")
+            return use_reference("raises an error", f"your {name} raised {type(err).__name__}: {err}"
+                                 f"{_where(err, str(exercises_dir() / ex.filename))} on the example {c.describe()}")
+        diff = difference(got, expected, rtol, atol)
+        if k < show or diff:
+            say(f"  example {c.describe()}\n    yours:    {_short(got, 110)}\n    expected: {_short(expected, 110)}")
+        if diff:
+            hint = mistakes.hint_message(got, hints(*_copy(c.args), **_copy(c.kwargs))) if hints else None
+            say(f"    first difference: {diff}")
+            if hint:
+                say(f"    Hint: {hint}")
+            return use_reference("does not match yet", f"your {name} does not match the reference on example {k + 1} "
+                                 f"of {len(cases)} ({c.describe()})")
+    OWNERS[name], REASONS[name] = "yours", ""
+    extra = f" (the grader checks more: {grader_covers})" if grader_covers else " (the grader checks more cases)"
+    say(f"your {name} matches the reference on the lesson's {len(cases)} example{'s' if len(cases) != 1 else ''}"
+        f"{extra}; the lesson goes on with yours.")
+    return mine
+
+
+def owner(name: str) -> str:
+    """``"yours"`` or ``"reference"`` for a name :func:`check` has seen (``"reference"`` otherwise)."""
+    return OWNERS.get(name, "reference")
+
+
+def label(name: str) -> str:
+    """``"your ctc_collapse"`` or ``"the reference's ctc_collapse"``, for titles and legends."""
+    return f"your {name}" if owner(name) == "yours" else f"the reference's {name}"
+
+
+def pick(name: str, cases: Sequence[Case], **kwargs):
+    """:func:`check` without printing: the implementation to use, for the training lessons' tables."""
+    return check(name, cases, quiet=True, **kwargs)
+
+
+def pieces(names: Sequence[str]) -> None:
+    """Print whose each piece is: "yours", or the reference's and why."""
+    width = max(len(n) for n in names)
+    print(f"{'piece':{width}s}  whose")
+    for n in names:
+        o = owner(n)
+        print(f"{n:{width}s}  {'yours' if o == 'yours' else 'reference (' + REASONS.get(n, 'not checked') + ')'}")
+
+
+def side_by_side(yours: torch.Tensor, expected: torch.Tensor, title: str = "", who: str = "yours",
+                 xlabel: str = "", ylabel: str = "", **imshow):
+    """Two 2-D tensors and their difference as images, each with a colorbar."""
+    import matplotlib.pyplot as plt
+
+    yours, expected = torch.as_tensor(yours).detach().float(), torch.as_tensor(expected).detach().float()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
+    opts = {"origin": "lower", "aspect": "auto", **imshow}
+    for ax, img, t in [(axes[0], yours, who), (axes[1], expected, "reference")]:
+        fig.colorbar(ax.imshow(img.numpy(), **opts), ax=ax)
+        ax.set_title(t)
+    if yours.shape == expected.shape:
+        diff = (yours - expected).numpy()
+        fig.colorbar(axes[2].imshow(diff, origin="lower", aspect="auto", cmap="coolwarm"), ax=axes[2])
+        axes[2].set_title(f"{who} - reference (max |diff| {np.abs(diff).max():.2g})")
+    else:
+        axes[2].set_axis_off()
+        axes[2].set_title(f"shapes differ: {tuple(yours.shape)} vs {tuple(expected.shape)}")
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title)
+    return fig
