@@ -1,4 +1,11 @@
-"""Every lesson executes top to bottom, is stored without outputs, and writes nothing into the repository."""
+"""Every lesson executes top to bottom, is stored without outputs, and writes nothing into the repository.
+
+Lessons with an exercise execute twice: with the untouched stubs (every "your turn" cell says the
+function is not written yet and the lesson goes on with the reference), and with ``solutions/`` in
+the student's place (every "your turn" cell agrees with the reference and the lesson goes on with
+the student's code).  A few lessons also run with a buggy student file: the cell shows the mismatch
+and the autograder's hint.
+"""
 from __future__ import annotations
 
 import os
@@ -7,7 +14,7 @@ import time
 import nbformat
 import pytest
 
-from tools.run_lessons import LESSONS, ROOT, execute, lesson_paths, stored_outputs
+from tools.run_lessons import LESSONS, ROOT, execute, lesson_paths, outputs_text, stored_outputs
 
 SKIP_DIRS = {".git", ".venv", "build", "runs", "data_cache", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 
@@ -37,15 +44,32 @@ def test_lesson_is_stored_clean(path):
     assert stored_outputs(nb) == [], f"{path.name} has stored outputs; clear them before committing"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_lesson_executes(path, capsys):
+FALLBACK = "the lesson goes on with the reference's"
+RUNS = [(p, "stubs") for p in PATHS] + [(p, "solutions") for p in PATHS if p.name[:2] != "00"]
+
+
+def run_lesson(path, exercises, capsys, label):
     before = snapshot()
     t0 = time.perf_counter()
-    execute(path)
+    nb = execute(path, exercises=exercises)
     seconds = time.perf_counter() - t0
     after = snapshot()
     changed = sorted(k for k in after if before.get(k) != after[k])
     assert not changed, f"{path.name} wrote into the repository: {changed[:10]}"
     with capsys.disabled():
-        print(f"\n  {path.name}: {seconds:.1f} s", end="")
+        print(f"\n  {path.name} ({label}): {seconds:.1f} s", end="")
+    return outputs_text(nb)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path,mode", RUNS, ids=[f"{p.stem}-{m}" for p, m in RUNS])
+def test_lesson_executes(path, mode, capsys):
+    text = run_lesson(path, ROOT / ("exercises" if mode == "stubs" else "solutions"), capsys, mode)
+    if path.name[:2] == "00":
+        return
+    if mode == "stubs":
+        assert "not written yet" in text, f"{path.name} with the stubs never says a function is not written yet"
+    else:
+        wrong = [ln for ln in text.splitlines() if FALLBACK in ln]
+        assert not wrong, f"{path.name} with solutions/ in the student's place fell back to the reference: {wrong}"
+        assert "matches the reference" in text, f"{path.name} with solutions/ never ran the student's code"

@@ -1,7 +1,9 @@
 """Execute the lessons headless: ``python -m tools.run_lessons [--html build/lessons] [NAMES...]``.
 
 Each notebook runs top to bottom in a fresh kernel with ``lessons/`` as its working
-directory; a failing cell fails the run (exit 1) with the cell's error.  A notebook stored
+directory; a failing cell fails the run (exit 1) with the cell's error.  ``--exercises DIR``
+makes the lessons' "your turn" cells load DIR's files instead of ``exercises/`` (``DS2_EXERCISES``;
+``--exercises solutions`` runs every lesson with the solutions in the student's place).  A notebook stored
 with outputs is an error too (lessons are committed clean).  With ``--html DIR`` each
 executed notebook is rendered to ``DIR/NN_name.html``.  Prints the seconds each lesson took.
 """
@@ -30,23 +32,54 @@ def stored_outputs(nb) -> list[int]:
             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
 
 
-def execute(path: Path, timeout: int = 600):
-    """Run one notebook; returns the executed notebook (raises on a failing cell)."""
+def execute(path: Path, timeout: int = 600, exercises: str | Path | None = None):
+    """Run one notebook; returns the executed notebook (raises on a failing cell).
+
+    ``exercises``: the folder whose ``exNN_*.py`` the "your turn" cells load (default: the
+    ``DS2_EXERCISES`` already set, else ``exercises/``).
+    """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     # idle OpenMP threads spin by default: on a busy machine that makes 2 threads 5-10x slower
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(LESSONS)}})
-    client.execute()
+    saved = os.environ.get("DS2_EXERCISES")
+    if exercises is not None:
+        os.environ["DS2_EXERCISES"] = str(Path(exercises).resolve())   # the kernel inherits it
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(LESSONS)}})
+        client.execute()
+    finally:
+        if exercises is not None:
+            if saved is None:
+                os.environ.pop("DS2_EXERCISES", None)
+            else:
+                os.environ["DS2_EXERCISES"] = saved
     return nb
+
+
+def outputs_text(nb) -> str:
+    """Everything the executed notebook printed (stdout, stderr and text results), cell after cell."""
+    parts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream":
+                parts.append(o.get("text", ""))
+            elif "data" in o and "text/plain" in o["data"]:
+                parts.append(o["data"]["text/plain"])
+            elif o.get("output_type") == "error":
+                parts.append("\n".join(o.get("traceback", [])))
+    return "\n".join(parts)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("names", nargs="*", help="lesson numbers or names (default: all)")
     p.add_argument("--html", help="render executed notebooks to this folder")
+    p.add_argument("--exercises", help="folder of exNN_*.py files the lessons load (default exercises/; "
+                                       "e.g. solutions)")
     args = p.parse_args(argv)
     import nbformat
 
@@ -59,7 +92,7 @@ def main(argv=None) -> int:
             continue
         t0 = time.perf_counter()
         try:
-            nb = execute(path)
+            nb = execute(path, exercises=args.exercises)
         except Exception as err:  # noqa: BLE001 - report every lesson, then fail
             failures.append(path.name)
             print(f"FAIL {path.name} after {time.perf_counter() - t0:.1f} s: {str(err)[-2000:]}")
