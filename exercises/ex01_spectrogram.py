@@ -5,8 +5,7 @@ Deep Speech 2 does not listen to raw samples: it reads a *log power spectrogram*
 will build one from its parts:
 
 1. ``frame_signal``: cut the audio into overlapping frames (20 ms long, every 10 ms).
-2. ``compute_spectrogram``: window each frame (periodic Hann), take its power spectrum
-   with ``torch.fft.rfft``, take the log, and normalise the whole utterance.
+2. ``compute_spectrogram``: the log power spectrogram of one utterance, normalised.
 
 At 16 kHz a 20 ms window is 320 samples and a 10 ms hop is 160 samples, so one second of
 audio gives ``1 + (16000 - 320) // 160 = 99`` frames of ``320 // 2 + 1 = 161`` bins.
@@ -14,7 +13,7 @@ audio gives ``1 + (16000 - 320) // 160 = 99`` frames of ``320 // 2 + 1 = 161`` b
 Grade your work (from the repository root)::
 
     make grade ONLY=ex01
-    python -m autograder --only ex01
+    .venv/bin/python -m autograder --only ex01     # the same, without make
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -85,13 +84,8 @@ def frame_signal(audio: torch.Tensor, frame_length: int, hop_length: int) -> tor
         frames: ``(n_frames, frame_length)`` with ``n_frames = 1 + (N - frame_length) // hop_length``;
         row ``i`` is ``audio[i * hop_length : i * hop_length + frame_length]``.
 
-    Step 1: compute ``n_frames`` (the last partial frame is dropped: no padding).
-    Step 2: build the frames, either with a Python loop over ``i`` and ``torch.stack``, or
-            (faster) with an index matrix ``starts[:, None] + offsets[None, :]`` of shape
-            ``(n_frames, frame_length)`` used to index ``audio``.
-
-    Hint: the classic off-by-one is ``N // hop_length`` frames; a frame must fit entirely
-    inside the audio, hence ``1 + (N - frame_length) // hop_length``.
+    Lesson 01, section 2 (framing by hand on a toy signal).  The last partial frame is dropped:
+    no padding.  Common mistake: ``N // hop_length`` frames, one more than fits.
     """
     if not isinstance(frame_length, int) or not isinstance(hop_length, int) or frame_length < 1 or hop_length < 1:
         raise ValueError(f"frame_length and hop_length must be positive ints, got {frame_length!r} and {hop_length!r}")
@@ -116,7 +110,8 @@ def compute_spectrogram(
         audio: ``(N,)`` float tensor in [-1, 1].
         sample_rate: samples per second of ``audio``.
         n_fft: FFT size; ``None`` means the window length (320 at 16 kHz: 161 bins).
-        window_ms, stride_ms: window length and hop in milliseconds (20 and 10 in DS2).
+        window_ms, stride_ms: window length and hop in milliseconds (20 ms is DS2's window;
+            the 10 ms hop is the course's choice).
         eps: added to the power before the log, so silence gives ``log(eps)``, not ``-inf``.
         normalize: subtract the utterance's mean and divide by its standard deviation
             (ONE mean and ONE std for the whole spectrogram).
@@ -125,18 +120,16 @@ def compute_spectrogram(
         spec: ``(n_fft // 2 + 1, n_frames)`` (frequency first, time second), with
         ``n_frames = 1 + (N - window_length) // hop_length``.
 
-    Step 1: frame the audio with your ``frame_signal``: ``(n_frames, win_length)``.
-    Step 2: multiply every frame by ``torch.hann_window(win_length, periodic=True, dtype=...)``.
-    Step 3: ``torch.fft.rfft(..., n=n_fft, dim=-1)`` -> ``(n_frames, n_fft // 2 + 1)`` complex;
-            ``n=n_fft`` zero-pads each frame when ``n_fft > win_length``.
-    Step 4: power ``|X|^2`` (real^2 + imag^2), then ``log(power + eps)``.
-    Step 5: transpose to ``(n_freq, n_frames)``.
-    Step 6: if ``normalize``: ``(spec - spec.mean()) / spec.std().clamp_min(1e-5)``
-            (torch's default, unbiased std).
+    Shapes on the way: frames ``(n_frames, win_length)`` (from your ``frame_signal``), their
+    one-sided spectra ``(n_frames, n_fft // 2 + 1)`` (``torch.fft.rfft`` with ``n=n_fft``, which
+    zero-pads a frame when ``n_fft > win_length``), then ``(n_freq, n_frames)``.  The window is
+    the periodic Hann window (``torch.hann_window``, the course's convention); the power is
+    ``|X|^2``; the normalisation uses ONE mean and ONE std (torch's default, unbiased) for the
+    whole spectrogram, the std clamped below at ``1e-5``.
 
-    Hints: ``np.hanning`` is the *symmetric* window, not the periodic one; the log of the
-    magnitude is half the log of the power, not the same thing; normalising per frequency
-    bin (``mean(dim=1)``) is a different feature from the one asked for here.
+    Lesson 01: sections 3 (window), 4 (power spectrum of one frame), 5 (log and normalisation)
+    and 8 (``n_fft`` below the window length).  Common mistake: normalising each frequency bin
+    on its own (``mean(dim=1)``), a different feature.
     """
     win_length, hop_length, n_fft = _window_and_hop(sample_rate, window_ms, stride_ms, n_fft)
     audio = _check_audio(audio, min_samples=win_length)

@@ -1,8 +1,13 @@
-"""Spectrogram features (DS2 section 3.1).
+"""Spectrogram features (DS2 section 3.1, arXiv 1512.02595 v1).
 
-DS2 feeds its network "a spectrogram of power normalized audio clips": 20 ms windows,
-a 10 ms hop, the log of the power spectrum, normalised per utterance.  At 16 kHz that is a
-320-sample window, a 160-sample hop and ``320 // 2 + 1 = 161`` frequency bins.
+DS2 feeds its network log-spectrograms of audio clips whose power has been normalised,
+computed on 20 ms windows.  The rest is this course's convention: a 10 ms hop, the periodic
+Hann window (the paper names no window function), and, in place of normalising the clip's
+power, a per-utterance z-score of the log spectrogram (one mean and one std per utterance).
+The z-score removes the recording gain as well (a gain adds a constant to the log power),
+puts the features on a unit scale, and needs nothing but the utterance itself; lesson 01
+says more.  At 16 kHz that is a 320-sample window, a 160-sample hop and
+``320 // 2 + 1 = 161`` frequency bins.
 
 Everything here is built from framing, a window, ``torch.fft.rfft`` and a log, so that
 ``torch.stft`` is available as an independent check (see ``tests/test_features.py``).
