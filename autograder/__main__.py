@@ -13,40 +13,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-import threading
-import time
-
-from .spec import EXERCISES
 
 SUBCOMMANDS = ("batch", "handin", "generate", "nbgrader", "grade-one")
 
 
 def _only(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    out = []
-    for part in value.replace(" ", ",").split(","):
-        part = part.strip().lower()
-        if not part:
-            continue
-        if part.isdigit():
-            part = f"ex{int(part):02d}"
-        if part not in EXERCISES:
-            raise argparse.ArgumentTypeError(f"unknown exercise {part!r} (expected ex01 .. ex11)")
-        out.append(part)
-    return out
+    from .gradeone import parse_only
+
+    return parse_only(value)
 
 
 def _limits(timeout):
-    from .sandbox import Limits
+    from .gradeone import limits_for
 
-    lim = Limits.from_env()
-    if timeout:
-        lim.call_timeout = float(timeout)
-    return lim
+    return limits_for(timeout)
 
 
 def cmd_grade(argv: list[str]) -> int:
@@ -60,13 +41,20 @@ def cmd_grade(argv: list[str]) -> int:
     p.add_argument("--timeout", type=float, help="seconds per call into your code (default 10)")
     p.add_argument("-v", "--verbose", action="store_true", help="full messages and your code's output")
     args = p.parse_args(argv)
+    from . import bwrap
     from .report import gradescope, scoreboard, write_json_atomic
-    from .runner import UsageError, grade
+    from .runner import GradingInterrupted, UsageError, grade
 
     try:
-        report = grade(args.paths, only=args.only, limits=_limits(args.timeout))
-    except UsageError as e:
+        limits = _limits(args.timeout)
+        if limits.sandbox_mode() == "process":
+            print(bwrap.off_notice(), file=sys.stderr)
+        report = grade(args.paths, only=args.only, limits=limits)
+    except (UsageError, ValueError, bwrap.SandboxUnavailable) as e:
         p.error(str(e))
+    except GradingInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
     print(scoreboard(report, verbose=args.verbose))
     if args.json:
         write_json_atomic(args.json, report.to_dict())
@@ -75,49 +63,10 @@ def cmd_grade(argv: list[str]) -> int:
     return 3 if report.grader_errors else 0
 
 
-def _watch_parent():
-    parent = os.getppid()
-
-    def loop():
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(75)
-
-    threading.Thread(target=loop, daemon=True).start()
-
-
 def cmd_grade_one(argv: list[str]) -> int:
-    """Internal (used by ``batch``): grade one student's folder or zip into a JSON report."""
-    p = argparse.ArgumentParser(prog="python -m autograder grade-one")
-    p.add_argument("path")
-    p.add_argument("--json", required=True)
-    p.add_argument("--student", default="")
-    p.add_argument("--only", type=_only)
-    p.add_argument("--timeout", type=float)
-    args = p.parse_args(argv)
-    _watch_parent()
-    from .handin import extract_handin
-    from .report import write_json_atomic
-    from .runner import grade
+    from .gradeone import cmd_grade_one as run
 
-    notes = []
-    tmp = None
-    path = args.path
-    try:
-        if os.path.isfile(path) and path.lower().endswith(".zip"):
-            tmp = tempfile.mkdtemp(prefix="ag-zip-")
-            notes += [f"hand-in: {n}" for n in extract_handin(path, tmp)]
-            path = tmp
-        report = grade([path], only=args.only, limits=_limits(args.timeout))
-        report.notes = notes + report.notes
-        data = report.to_dict()
-        data["student"] = args.student
-        write_json_atomic(args.json, data)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return run(argv)
 
 
 def cmd_batch(argv: list[str]) -> int:
@@ -129,17 +78,39 @@ def cmd_batch(argv: list[str]) -> int:
     p.add_argument("--jobs", type=int, default=1, help="students graded in parallel (default 1)")
     p.add_argument("--reports", help="folder for the per-student JSON reports (default: next to the CSV)")
     p.add_argument("--only", type=_only)
-    p.add_argument("--timeout", type=float)
+    p.add_argument("--timeout", type=float, help="seconds per call into a student's code (default 10)")
+    p.add_argument("--student-timeout", type=float, default=None, metavar="S",
+                   help="wall-clock seconds for one student's whole grading (default 900; then status "
+                        "'time limit', score 0)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without bubblewrap (in-process isolation only: trusted submissions only)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
+    if args.student_timeout is not None and args.student_timeout <= 0:
+        p.error("--student-timeout must be positive")
     if not os.path.isdir(args.submissions):
         p.error(f"{args.submissions}: not a folder")
-    from .batch import run_batch
+    from . import bwrap
+    from .batch import STUDENT_TIMEOUT, run_batch
 
+    if args.no_sandbox:
+        sandbox = "off"
+    else:
+        try:
+            sandbox = bwrap.requested()
+            if sandbox == "off" or bwrap.mode(sandbox) != "bwrap":
+                _, why = bwrap.probe()
+                p.error("refusing to batch-grade untrusted submissions without the bubblewrap sandbox "
+                        f"({why or 'AUTOGRADER_SANDBOX=off'}); {bwrap.INSTALL_HINT}, or pass --no-sandbox "
+                        "if you trust every submission")
+            sandbox = "bwrap"
+        except (ValueError, bwrap.SandboxUnavailable) as e:
+            p.error(str(e))
     res = run_batch(args.submissions, args.csv, jobs=args.jobs, reports_dir=args.reports, only=args.only,
-                    progress=not args.no_progress, call_timeout=args.timeout)
+                    progress=not args.no_progress, call_timeout=args.timeout, sandbox=sandbox,
+                    student_timeout=args.student_timeout or STUDENT_TIMEOUT)
     print(f"graded {res['graded']} student(s), {res['skipped']} already done, {res['students']} in {args.csv} "
           f"({res['seconds']:.1f} s; {res['seconds_per_student']:.1f} s per graded student with --jobs {args.jobs})")
     print(f"reports: {res['reports']}")
@@ -192,4 +163,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -2,6 +2,9 @@
 
 ``python -m autograder handin [DIR] [-o handin.zip]`` builds one; the batch grader accepts them
 and checks the manifest (a file whose hash differs, a missing or an extra file is reported).
+A zip with more than :data:`MAX_MEMBERS` members or more than :data:`MAX_TOTAL_BYTES` uncompressed
+is refused before anything is read (a note in the report says so); a member above
+:data:`MAX_MEMBER_BYTES` is skipped.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from .spec import EXERCISES, exercise_of_file
 
 MANIFEST = "MANIFEST.json"
 MAX_MEMBER_BYTES = 2 * 1024 * 1024
+MAX_MEMBERS = 64                     # a hand-in has 12; more is refused before anything is read
+MAX_TOTAL_BYTES = 16 * 1024 * 1024   # uncompressed, all members together
 
 
 class HandinError(Exception):
@@ -50,6 +55,14 @@ def extract_handin(zip_path: str, dest: str) -> list[str]:
     except (zipfile.BadZipFile, OSError) as e:
         return [f"not a readable zip file: {e}"]
     with z:
+        infos = z.infolist()
+        if len(infos) > MAX_MEMBERS:
+            return [f"refused: the zip has {len(infos)} members (a hand-in has 12; at most {MAX_MEMBERS} are "
+                    "accepted): nothing was extracted, nothing graded"]
+        total = sum(max(0, i.file_size) for i in infos)
+        if total > MAX_TOTAL_BYTES:
+            return [f"refused: the zip's members add up to {total / 1024 ** 2:.1f} MiB uncompressed (at most "
+                    f"{MAX_TOTAL_BYTES // 1024 ** 2} MiB are accepted): nothing was extracted, nothing graded"]
         names = z.namelist()
         manifest = None
         if MANIFEST in names:
@@ -70,7 +83,18 @@ def extract_handin(zip_path: str, dest: str) -> list[str]:
             if info.file_size > MAX_MEMBER_BYTES:
                 problems.append(f"{info.filename} is larger than {MAX_MEMBER_BYTES // 1024} KiB (ignored)")
                 continue
-            data = z.read(info)
+            if base in seen:
+                problems.append(f"{info.filename}: a second {base} (ignored)")
+                continue
+            try:
+                with z.open(info) as member:
+                    data = member.read(MAX_MEMBER_BYTES + 1)
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, ValueError) as e:
+                problems.append(f"{info.filename} could not be read ({e}) (ignored)")
+                continue
+            if len(data) > MAX_MEMBER_BYTES:  # its header lied about its size
+                problems.append(f"{info.filename} is larger than {MAX_MEMBER_BYTES // 1024} KiB (ignored)")
+                continue
             seen[base] = hashlib.sha256(data).hexdigest()
             with open(os.path.join(dest, base), "wb") as f:  # flat: no path from the zip is used
                 f.write(data)

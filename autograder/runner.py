@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import stat
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import sandbox, scan
+from . import bwrap, sandbox, scan
 from .sandbox import Limits
 from .spec import EXERCISES, exercise_of_file
 
@@ -59,6 +62,7 @@ class Report:
     findings: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     grader_errors: list[str] = field(default_factory=list)
+    sandbox: str = ""    # what isolated the student's code: "bwrap" or "process"
 
     @property
     def score(self) -> float:
@@ -78,7 +82,7 @@ class Report:
         return {
             "score": self.score, "max_score": self.max_score, "seconds": round(self.seconds, 2),
             "files": self.files, "hashes": self.hashes, "notes": self.notes, "findings": self.findings,
-            "grader_errors": self.grader_errors,
+            "grader_errors": self.grader_errors, "sandbox": self.sandbox, "complete": True,
             "exercises": {ex: {"score": round(sum(r.earned for r in rs), 6), "max_score": sum(r.points for r in rs),
                                "checks": [asdict(r) for r in rs]} for ex, rs in self.by_exercise().items()},
         }
@@ -87,6 +91,10 @@ class Report:
 # ----------------------------------------------------------------------------- finding files
 class UsageError(Exception):
     """Bad arguments (exit status 2)."""
+
+
+class GradingInterrupted(Exception):
+    """pytest was interrupted (Ctrl-C, SIGTERM): the report would be partial, so there is none."""
 
 
 def find_submission_files(paths: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -98,7 +106,15 @@ def find_submission_files(paths: list[str]) -> tuple[dict[str, str], list[str]]:
         if os.path.isdir(p):
             for name in sorted(os.listdir(p)):
                 full = os.path.join(p, name)
-                if os.path.isfile(full) and name.endswith(".py"):
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                if stat.S_ISLNK(st.st_mode):  # never followed: it could point at solutions/ or /etc/passwd
+                    if exercise_of_file(name) is not None:
+                        notes.append(f"{name} is a symbolic link: not graded (hand in the file itself, not a link)")
+                    continue
+                if stat.S_ISREG(st.st_mode) and name.endswith(".py"):
                     candidates.append(full)
         elif os.path.isfile(p):
             if exercise_of_file(os.path.basename(p)) is None:
@@ -139,6 +155,11 @@ class Collector:
         self.results: dict[str, CheckResult] = {}
         self.errors: list[str] = []
         self._start: dict[str, float] = {}
+
+    interrupted = False
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        self.interrupted = True
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -209,19 +230,43 @@ def check_files(only: list[str] | None = None) -> list[str]:
 
 
 def grade(paths: list[str], only: list[str] | None = None, limits: Limits | None = None) -> Report:
-    """Grade the exercise files found in ``paths`` (files or folders)."""
-    import pytest
+    """Grade the exercise files found in ``paths`` (files or folders).
 
-    from .checks import _support as S
-
+    Raises :class:`GradingInterrupted` rather than return a partial report."""
     start = time.perf_counter()
     if only:
         unknown = [o for o in only if o not in EXERCISES]
         if unknown:
             raise UsageError(f"unknown exercise {', '.join(unknown)} (expected ex01 .. ex11)")
     files, notes = find_submission_files(paths)
-    report = Report(notes=notes)
+    limits = limits or Limits.from_env()
+    try:
+        mode = limits.sandbox_mode()
+    except bwrap.SandboxUnavailable as e:
+        raise UsageError(str(e)) from None
+    report = Report(notes=notes, sandbox=mode)
     selected = [e for e in EXERCISES if not only or e in only]
+    private = tempfile.mkdtemp(prefix="ag-files-")  # what is graded: a copy, read once, links refused
+    try:
+        return _grade(files, selected, limits, report, private, start)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _grade(files, selected, limits, report, private, start) -> Report:
+    import pytest
+
+    from .checks import _support as S
+
+    for ex_id, path in list(files.items()):
+        copy = os.path.join(private, os.path.basename(path))
+        try:
+            sandbox.copy_file_nofollow(path, copy)
+        except OSError as e:
+            report.notes.append(f"{os.path.basename(path)} could not be read ({e.strerror or e}): not graded")
+            del files[ex_id]
+            continue
+        files[ex_id] = copy
     all_files = {os.path.basename(p): p for p in files.values()}
     static = {}
     for ex_id, path in files.items():
@@ -232,9 +277,8 @@ def grade(paths: list[str], only: list[str] | None = None, limits: Limits | None
             static[ex_id] = found
             if found:
                 report.findings[ex_id] = [str(f) for f in found]
-    limits = limits or Limits.from_env()
     if any(ex_id in selected for ex_id in files):
-        sandbox.prestart(limits)  # the zygote imports torch while pytest collects the checks
+        sandbox.prestart(limits, all_files)  # the zygote imports torch while pytest collects the checks
     S.CONTEXT = S.Context(files={k: v for k, v in files.items() if k in selected}, all_files=all_files,
                           limits=limits, static=static)
     collector = Collector()
@@ -253,10 +297,13 @@ def grade(paths: list[str], only: list[str] | None = None, limits: Limits | None
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = old_env
         for w in S.CONTEXT.workers:
             w.stop()
+        sandbox.end_grading()  # a sandboxed zygote is this submission's only: nothing it started survives
         S.CONTEXT = None
         for name in set(sys.modules) - saved_modules:  # let the next run import the checks afresh
             if name.startswith(("autograder.checks.test_", "autograder.checks.conftest", "test_ex", "conftest")):
                 del sys.modules[name]
+    if int(code) == int(pytest.ExitCode.INTERRUPTED) or collector.interrupted:
+        raise GradingInterrupted("grading was interrupted: no report written")
     if int(code) not in (0, 1):
         report.grader_errors.append(f"pytest exited with status {int(code)}")
     report.grader_errors.extend(collector.errors)

@@ -2,17 +2,22 @@
 
 A :class:`Worker` owns one worker process for one exercise file.  The worker runs in its own
 session and process group so that a timeout or the end of grading kills the worker and anything
-it managed to start; the worker itself dies with its parent (see ``worker.py``).
+it managed to start; the worker itself dies with its parent (see ``worker_isolation.py``).
 
-Two ways to start a worker (``Limits.worker`` / ``AUTOGRADER_WORKER``):
+Where the worker runs (``Limits.sandbox`` / ``AUTOGRADER_SANDBOX``, see ``bwrap.py``):
 
-* ``fork`` (``auto`` picks it on Linux): one :class:`Zygote` per grading process, started like a
-  spawned worker (``python -I -B worker.py --zygote``, clean environment, own session), imports
-  torch, numpy and the worker harness once, runs no torch operation, and forks a fresh worker for
-  each exercise and each restart (a few milliseconds instead of ~2.5 s of Python + torch start).
-  The grader hands the child its two pipe ends over a private socket (``SCM_RIGHTS``); the child
-  applies exactly the isolation of a spawned worker.  The zygote reaps a worker only when the
-  grader asks (:class:`ForkedProcess` stands in for ``Popen``), so pids stay reserved until then.
+* ``bwrap`` (``auto`` picks it where bubblewrap works): in a bubblewrap sandbox (own mount, PID,
+  network and IPC namespaces) that holds the Python runtime read-only, a read-only copy of the
+  student's files and a private ``/tmp``, never this repository.  Nothing started inside
+  outlives the sandbox.
+* ``process``: a plain process with the in-process isolation only (audit hook, import blocker,
+  rlimits); see ``autograder/README.md`` for what that does not hold.
+
+How it is started (``Limits.worker`` / ``AUTOGRADER_WORKER``):
+
+* ``fork`` (``auto`` picks it on Linux): forked by a zygote (``zygote.py``) that imported torch
+  once (a few milliseconds instead of ~2.5 s of Python + torch start).  Under bwrap the zygote is
+  one student's, sandboxed with that student's files.
 * ``spawn``: ``python -I -B worker.py CONFIG`` per worker (other platforms, or the zygote failed).
 
 Each call has a wall-clock timeout; on Linux the address space is capped inside the worker
@@ -28,9 +33,7 @@ import os
 import secrets
 import select
 import shutil
-import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,7 +42,14 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+from . import bwrap
+from .procs import WORKER_PY, clean_env, exit_reason, kill_group, rss_bytes
 from .spec import Exercise
+from .zygote import (ZYGOTE_FD_ENV, ForkedProcess, Zygote, ZygoteError, _note_zygote_failure,  # noqa: F401
+                     stop_zygote, zygote)
+
+# Old private names, kept for the checks and tests that used them.
+_exit_reason, _kill_group, _rss_bytes = exit_reason, kill_group, rss_bytes
 
 
 class _LazyProtocol:
@@ -53,14 +63,6 @@ class _LazyProtocol:
 
 P = _LazyProtocol()
 
-
-def _zpack(obj) -> bytes:
-    """A zygote message: the protocol's framing (8-byte big-endian length, then UTF-8 JSON)."""
-    body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
-    return struct.pack(">Q", len(body)) + body
-
-WORKER_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
-
 _LIVE: "weakref.WeakSet[Worker]" = weakref.WeakSet()
 
 
@@ -72,14 +74,19 @@ class Limits:
     output_bytes: int = 1024 * 1024  # what the student's code may print per worker
     rss_bytes: int = 2 * 1024 ** 3
     worker: str = "auto"           # "fork" (from a zygote), "spawn" (a new interpreter), "auto"
+    sandbox: str = "auto"          # "bwrap", "off" (in-process isolation only), "auto" (bwrap if it works)
 
     @classmethod
-    def from_env(cls) -> "Limits":
+    def from_env(cls, timeout: float | None = None) -> "Limits":
         lim = cls()
         if os.environ.get("AUTOGRADER_CALL_TIMEOUT"):
             lim.call_timeout = float(os.environ["AUTOGRADER_CALL_TIMEOUT"])
         if os.environ.get("AUTOGRADER_WORKER"):
             lim.worker = os.environ["AUTOGRADER_WORKER"].strip().lower()
+        if os.environ.get("AUTOGRADER_SANDBOX"):
+            lim.sandbox = bwrap.requested(os.environ["AUTOGRADER_SANDBOX"])
+        if timeout:
+            lim.call_timeout = float(timeout)
         return lim
 
     def worker_mode(self) -> str:
@@ -93,6 +100,10 @@ class Limits:
             raise ValueError(f"AUTOGRADER_WORKER must be fork, spawn or auto (got {self.worker!r})")
         # macOS: forking after torch/numpy loaded Accelerate/libdispatch is not fork-safe; spawn there.
         return "fork" if sys.platform.startswith("linux") else "spawn"
+
+    def sandbox_mode(self) -> str:
+        """``bwrap`` or ``process`` (raises ``bwrap.SandboxUnavailable`` if bwrap is required and broken)."""
+        return bwrap.mode(self.sandbox)
 
 
 class WorkerFailure(Exception):
@@ -119,269 +130,59 @@ class Reply:
         return P.decode(self.raw["param_grads"]) if "param_grads" in self.raw else None
 
 
-def clean_env(home: str) -> dict:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": home,
-        "TMPDIR": home,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "KMP_DUPLICATE_LIB_OK": "TRUE",
-    }
-    if sys.platform == "darwin":
-        env["PATH"] = "/usr/bin:/bin:/usr/sbin:/sbin"
-    return env
+# ----------------------------------------------------------------------------- one student's files
+_COPIES: dict[tuple, str] = {}
+_COPIES_LOCK = threading.Lock()
 
 
-def _rss_bytes(pid: int) -> int:
-    try:
-        if sys.platform.startswith("linux"):
-            with open(f"/proc/{pid}/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True, timeout=2)
-        return int(out.stdout.strip() or 0) * 1024
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return 0
+def copy_file_nofollow(src: str, dst: str) -> None:
+    """Copy a regular file; a symbolic link (or anything else) is refused, never followed."""
+    fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{src}: not a regular file")
+        data = f.read()
+    with open(dst, "wb") as out:
+        out.write(data)
 
 
-# ----------------------------------------------------------------------------- the zygote (fork server)
-class ZygoteError(Exception):
-    """The zygote could not fork a worker (the caller falls back to spawning one)."""
+def submission_copy(source_files: dict[str, str]) -> str:
+    """One read-only copy of a submission's exercise files per grading (bound at /submission)."""
+    key = tuple(sorted(source_files.items()))
+    with _COPIES_LOCK:
+        d = _COPIES.get(key)
+        if d is None or not os.path.isdir(d):
+            d = tempfile.mkdtemp(prefix="ag-submission-")
+            for name, path in source_files.items():
+                copy_file_nofollow(path, os.path.join(d, os.path.basename(name)))
+                os.chmod(os.path.join(d, os.path.basename(name)), 0o444)
+            _COPIES[key] = d
+        return d
 
 
-class Zygote:
-    """``python -I -B worker.py --zygote``: imports torch once, forks one worker per request.
-
-    It is started exactly like a spawned worker (clean environment, empty temporary cwd, own
-    session, no descriptors but its control socket), never by forking the grader, so it holds
-    nothing of the grader's (no ``reference``, no expected values).  It dies with the grader.
-    """
-
-    def __init__(self, start_timeout: float = 60.0, sock: socket.socket | None = None):
-        """Start a zygote, or (``sock``) talk to one that another process started and attached."""
-        self.lock = threading.Lock()
-        self.ready = sock is not None
-        self.broken = False
-        self.deadline = time.monotonic() + start_timeout
-        self.info: dict = {}
-        self.proc = None
-        self.dir = None
-        if sock is not None:
-            self.sock = sock
-            return
-        self.dir = tempfile.mkdtemp(prefix="ag-zygote-")
-        self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", WORKER_PY, "--zygote"],
-                stdin=child.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                cwd=self.dir, env=clean_env(self.dir), start_new_session=True, close_fds=True,
-            )
-        finally:
-            child.close()
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else self.info.get("pid")
-
-    def alive(self) -> bool:
-        return not self.broken and (self.proc is None or self.proc.poll() is None)
-
-    def attach(self) -> socket.socket:
-        """A new connection to this zygote, for another grading process (``batch`` -> ``grade-one``).
-
-        Workers spawned through it are that process's; the zygote kills them when it closes.
-        """
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            reply = self.call({"op": "attach"}, fds=(theirs.fileno(),))
-        finally:
-            theirs.close()
-        if not reply.get("ok"):
-            mine.close()
-            raise ZygoteError(str(reply.get("error") or "attach refused"))
-        return mine
-
-    # ------------------------------------------------------------ wire
-    def _recv(self, deadline: float) -> dict:
-        buf = b""
-        need = 8
-        n = None
-        while len(buf) < need:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ZygoteError("the zygote did not answer in time")
-            r, _, _ = select.select([self.sock], [], [], min(left, 1.0))
-            if not r:
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise ZygoteError(f"the zygote exited ({_exit_reason(self.proc.returncode)})")
-                continue
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ZygoteError("the zygote closed its socket")
-            buf += chunk
-            if n is None and len(buf) >= 8:
-                (n,) = struct.unpack(">Q", buf[:8])
-                if n > 1 << 20:
-                    raise ZygoteError("garbled reply from the zygote")
-                need = 8 + n
-        try:
-            return json.loads(buf[8:need].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ZygoteError("garbled reply from the zygote") from None
-
-    def _wait_ready(self) -> None:
-        if self.ready:
-            return
-        msg = self._recv(self.deadline)
-        if msg.get("status") != "ready":
-            raise ZygoteError("the zygote did not start")
-        self.info = msg
-        self.ready = True
-
-    def call(self, msg: dict, fds: tuple = (), timeout: float = 30.0) -> dict:
-        with self.lock:
-            if self.broken:
-                raise ZygoteError("the zygote is gone")
-            try:
-                self._wait_ready()
-                data = _zpack(msg)
-                if fds:
-                    socket.send_fds(self.sock, [data], list(fds))
-                else:
-                    self.sock.sendall(data)
-                return self._recv(time.monotonic() + timeout)
-            except (OSError, ValueError, ZygoteError) as e:
-                self.broken = True
-                if self.proc is not None:
-                    _kill_group(self.proc)
-                raise ZygoteError(str(e)) from None
-
-    # ------------------------------------------------------------ workers
-    def spawn(self, config: dict) -> "ForkedProcess":
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        try:
-            reply = self.call({"op": "spawn", "config": config}, fds=(req_r, resp_w))
-        except ZygoteError:
-            os.close(req_w)
-            os.close(resp_r)
-            raise
-        finally:  # the child holds these now; the grader must not, or it would never see EOF
-            os.close(req_r)
-            os.close(resp_w)
-        if not isinstance(reply.get("pid"), int):
-            os.close(req_w)
-            os.close(resp_r)
-            raise ZygoteError(str(reply.get("error") or "the zygote did not fork"))
-        return ForkedProcess(self, reply["pid"], os.fdopen(req_w, "wb"), os.fdopen(resp_r, "rb", buffering=0))
-
-    def wait(self, pid: int, timeout: float):
-        reply = self.call({"op": "wait", "pid": pid, "timeout": timeout}, timeout=timeout + 10.0)
-        if "error" in reply:
-            raise ZygoteError(reply["error"])
-        return reply.get("code")
-
-    def stop(self) -> None:
-        self.broken = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        if self.proc is not None:
-            _kill_group(self.proc)
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class ForkedProcess:
-    """A worker forked by the zygote, with the parts of ``subprocess.Popen`` that :class:`Worker` uses."""
-
-    def __init__(self, zygote: Zygote, pid: int, stdin, stdout):
-        self.zygote, self.pid, self.stdin, self.stdout = zygote, pid, stdin, stdout
-        self.returncode = None
-
-    def _gone(self) -> int:
-        # The zygote died, so this worker lost its parent: PR_SET_PDEATHSIG (Linux) or its
-        # watcher thread ends it, and init reaps it.  No signal here: the pid may be reused.
-        return -signal.SIGKILL
-
-    def poll(self):
-        if self.returncode is None:
-            try:
-                code = self.zygote.wait(self.pid, 0.0)
-            except ZygoteError:
-                code = self._gone()
-            if code is not None:
-                self.returncode = code
-        return self.returncode
-
-    def wait(self, timeout: float | None = None):
-        if self.returncode is None:
-            try:
-                code = self.zygote.wait(self.pid, 3600.0 if timeout is None else timeout)
-            except ZygoteError:
-                code = self._gone()
-            if code is None:
-                raise subprocess.TimeoutExpired("worker", timeout)
-            self.returncode = code
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None and not self.zygote.broken:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
-_ZYGOTE: Zygote | None = None
-ZYGOTE_FD_ENV = "AUTOGRADER_ZYGOTE_FD"  # set by batch for its grade-one processes
-_ZYGOTE_FAILURES = 0
-_ZYGOTE_LOCK = threading.Lock()
-
-
-def zygote(limits: Limits | None = None, start: bool = True) -> Zygote | None:
-    """This process's zygote (started on first use, restarted if it died); None after two failures."""
-    global _ZYGOTE
-    with _ZYGOTE_LOCK:
-        if _ZYGOTE is not None and not _ZYGOTE.alive():
-            _ZYGOTE.stop()
-            _ZYGOTE = None
-        if _ZYGOTE is None and start and _ZYGOTE_FAILURES < 2:
-            inherited = os.environ.pop(ZYGOTE_FD_ENV, "")
-            try:
-                if inherited.isdigit():  # a batch's zygote, attached for this process
-                    _ZYGOTE = Zygote(sock=socket.socket(fileno=int(inherited)))
-                else:
-                    _ZYGOTE = Zygote((limits or Limits()).start_timeout)
-            except OSError:
-                _note_zygote_failure()
-        return _ZYGOTE
-
-
-def _note_zygote_failure() -> None:
-    global _ZYGOTE_FAILURES
-    _ZYGOTE_FAILURES += 1
-
-
-def prestart(limits: Limits | None = None) -> None:
+def prestart(limits: Limits | None = None, source_files: dict[str, str] | None = None) -> None:
     """Start the zygote now (it imports torch while the grader collects its checks)."""
     limits = limits or Limits()
-    if limits.worker_mode() == "fork":
-        zygote(limits)
+    if limits.worker_mode() != "fork":
+        return
+    if limits.sandbox_mode() == "bwrap":
+        if source_files:
+            zygote(limits.start_timeout, submission=submission_copy(source_files))
+    else:
+        zygote(limits.start_timeout)
 
 
-def stop_zygote() -> None:
-    global _ZYGOTE
-    with _ZYGOTE_LOCK:
-        if _ZYGOTE is not None:
-            _ZYGOTE.stop()
-            _ZYGOTE = None
+def end_grading() -> None:
+    """After one submission: stop a sandboxed zygote (nothing it started survives) and drop the copies."""
+    z = zygote(start=False)
+    if z is not None and z.submission is not None:
+        stop_zygote()
+    with _COPIES_LOCK:
+        for d in _COPIES.values():
+            shutil.rmtree(d, ignore_errors=True)
+        _COPIES.clear()
 
 
 class Worker:
@@ -394,22 +195,19 @@ class Worker:
         self.limits = limits or Limits()
         self.proc: subprocess.Popen | ForkedProcess | None = None
         self.mode = ""  # how the current process was started: "fork" or "spawn"
+        self.sandbox = ""  # where it runs: "bwrap" or "process"
         self.dir: str | None = None
         self.load_error: WorkerFailure | None = None
         self.names: list[str] = []
         self.restarts = 0
-        self._log_offset = 0
         self._next_handle = 1
         _LIVE.add(self)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.stop()
-        self.dir = tempfile.mkdtemp(prefix=f"ag-{self.exercise.id}-")
-        for name, path in self.source_files.items():
-            shutil.copyfile(path, os.path.join(self.dir, name))
+        self.sandbox = self.limits.sandbox_mode()
         config = {
-            "sandbox": self.dir,
             "exercise": self.exercise.id,
             "module": self.exercise.module,
             "forbidden_calls": list(self.exercise.forbidden_calls),
@@ -417,20 +215,33 @@ class Worker:
             "mem_bytes": self.limits.mem_bytes,
             "fsize_bytes": self.limits.output_bytes,
         }
+        submission = None
+        if self.sandbox == "bwrap":  # the worker copies /submission into its own folder in its private /tmp
+            submission = submission_copy(self.source_files)
+            config.update(source=bwrap.SUBMISSION_DIR, files=sorted(os.path.basename(n) for n in self.source_files))
+        else:
+            self.dir = tempfile.mkdtemp(prefix=f"ag-{self.exercise.id}-")
+            for name, path in self.source_files.items():
+                copy_file_nofollow(path, os.path.join(self.dir, os.path.basename(name)))
+            config["sandbox"] = self.dir
         if self.limits.worker_mode() == "fork":
-            zyg = zygote(self.limits)
+            zyg = zygote(self.limits.start_timeout, submission=submission)
             if zyg is not None:
                 try:
                     self.proc, self.mode = zyg.spawn(config), "fork"
                 except ZygoteError:
                     _note_zygote_failure()
         if self.proc is None:
+            if submission is not None:
+                argv = bwrap.command([sys.executable, "-I", "-B", bwrap.worker_script(), json.dumps(config)], submission)
+                env, cwd = clean_env("/tmp"), submission
+            else:
+                argv = [sys.executable, "-I", "-B", WORKER_PY, json.dumps(config)]
+                env, cwd = clean_env(self.dir), self.dir
             self.proc, self.mode = subprocess.Popen(
-                [sys.executable, "-I", "-B", WORKER_PY, json.dumps(config)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                cwd=self.dir, env=clean_env(self.dir), start_new_session=True, close_fds=True,
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                cwd=cwd, env=env, start_new_session=True, close_fds=True,
             ), "spawn"
-        self._log_offset = 0
         ready = self._receive(self.limits.start_timeout, what="starting Python and torch")
         if ready.get("status") != "ready":
             raise WorkerFailure("crash", "the worker did not start")
@@ -443,7 +254,7 @@ class Worker:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _kill_group(self.proc)
+            kill_group(self.proc)
             for stream in (self.proc.stdin, self.proc.stdout):
                 try:
                     stream.close()
@@ -490,7 +301,7 @@ class Worker:
         if reply.get("nonce") != nonce:
             self._kill()
             raise WorkerFailure("protocol", "the worker's reply was garbled (did the code write to a file descriptor?)")
-        stdout = self._read_log()
+        stdout = str(reply.get("stdout") or "")
         status = reply.get("status")
         events = list(reply.get("events") or [])
         if status == "ok":
@@ -520,7 +331,7 @@ class Worker:
     def _fail_dead(self, what: str):
         code = self.proc.poll() if self.proc else None
         self._kill()
-        raise WorkerFailure("crash", f"{what}: {_exit_reason(code)}")
+        raise WorkerFailure("crash", f"{what}: {exit_reason(code)}")
 
     def _receive(self, timeout: float, what: str) -> dict:
         deadline = time.monotonic() + timeout
@@ -545,7 +356,7 @@ class Worker:
                                                "(an infinite loop, or far too slow?)")
             if now >= next_mem_check:
                 next_mem_check = now + 0.2
-                if _rss_bytes(self.proc.pid) > self.limits.rss_bytes:
+                if rss_bytes(self.proc.pid) > self.limits.rss_bytes:
                     self._kill()
                     raise WorkerFailure("memory", f"your code used more than {self.limits.rss_bytes / 1024 ** 3:.1f} "
                                                   f"GiB of memory while {what}")
@@ -560,30 +371,14 @@ class Worker:
                 except subprocess.TimeoutExpired:
                     pass
                 self._kill()
-                raise WorkerFailure("crash", f"the worker stopped while {what}: {_exit_reason(code)}")
+                raise WorkerFailure("crash", f"the worker stopped while {what}: {exit_reason(code)}")
             chunks.append(b)
             got += len(b)
         return b"".join(chunks)
 
     def _kill(self) -> None:
         if self.proc is not None:
-            _kill_group(self.proc)
-
-    def _read_log(self, limit: int = 4000) -> str:
-        if not self.dir:
-            return ""
-        path = os.path.join(self.dir, ".output.log")
-        try:
-            with open(path, "rb") as f:
-                f.seek(self._log_offset)
-                data = f.read(limit + 1)
-                self._log_offset = f.seek(0, os.SEEK_END)
-        except OSError:
-            return ""
-        text = data[:limit].decode("utf-8", errors="replace")
-        if len(data) > limit:
-            text += "\n[... output truncated]"
-        return text
+            kill_group(self.proc)
 
 
 def _describe_req(req: dict) -> str:
@@ -599,35 +394,6 @@ def _describe_req(req: dict) -> str:
     return f"running {op}"
 
 
-def _exit_reason(code) -> str:
-    if code is None:
-        return "it stopped responding"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        extra = {"SIGKILL": " (killed: out of memory?)", "SIGSEGV": " (a crash in native code)",
-                 "SIGXCPU": " (CPU time limit)"}.get(name, "")
-        return f"killed by {name}{extra}"
-    return f"exited with status {code} (sys.exit or os._exit in your code?)"
-
-
-def _kill_group(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
-        pass
-    try:
-        proc.kill()
-    except OSError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 @atexit.register
 def _stop_all() -> None:
     for w in list(_LIVE):
@@ -637,5 +403,6 @@ def _stop_all() -> None:
             pass
     try:
         stop_zygote()
+        end_grading()
     except Exception:  # noqa: BLE001
         pass

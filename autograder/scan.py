@@ -7,7 +7,9 @@ The scan reads the source with :mod:`ast` (never imports it).  It finds
 * attribute chains that name a forbidden call, resolved through the file's import aliases
   (``F.ctc_loss`` with ``import torch.nn.functional as F``; ``nn.GRU``; ``x.stft(...)``);
 * ``__import__("reference")``, ``importlib.import_module("solutions...")`` and
-  ``sys.modules["reference"]`` with a literal name.
+  ``sys.modules["reference"]`` with a literal name;
+* ``getattr(torch.ops.aten, "ctc_loss")`` (a literal attribute name) and operator names in strings
+  (``"aten::ctc_loss"``, ``torch._C._jit_get_operation("aten::gru")``).
 
 Code under ``if __name__ == "__main__":`` is a student's own experiment and is not scanned.
 The worker blocks the same things at run time; the scan names the line.
@@ -44,6 +46,7 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
     blocked = tuple(ALWAYS_BLOCKED_MODULES) + tuple(exercise.forbidden_modules)
     forbidden = set(exercise.forbidden_calls)
     method_names = {f.rsplit(".", 1)[1] for f in forbidden if f.startswith("torch.Tensor.")}
+    aten_ops = {f.rsplit(".", 1)[1]: f for f in forbidden if f.startswith("torch.ops.aten.")}
     findings: list[Finding] = []
     aliases: dict[str, str] = {}  # local name -> dotted module/object
 
@@ -107,8 +110,20 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
             elif node.attr in method_names and isinstance(node.ctx, ast.Load) and not (
                     dotted and dotted.split(".")[0] in aliases and not dotted.startswith("torch.Tensor")):
                 findings.append(Finding(node.lineno, f"calls .{node.attr}(), which {exercise.id} forbids"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "aten::" in node.value:
+            op = node.value.split("aten::", 1)[1].split(".")[0].split("(")[0].strip()
+            if op in aten_ops:
+                findings.append(Finding(node.lineno, f"names the operator aten::{op} ({aten_ops[op]}), which "
+                                                     f"{exercise.id} forbids"))
         elif isinstance(node, ast.Call):
             fname = full_name(node.func) if isinstance(node.func, (ast.Name, ast.Attribute)) else None
+            if fname in ("getattr", "builtins.getattr") and len(node.args) >= 2 and \
+                    isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+                owner = full_name(node.args[0]) if isinstance(node.args[0], (ast.Name, ast.Attribute)) else None
+                f = is_forbidden(f"{owner}.{node.args[1].value}") if owner else None
+                if f:
+                    findings.append(Finding(node.lineno, f"uses {owner}.{node.args[1].value}, which {exercise.id} "
+                                                         "forbids"))
             if fname in ("__import__", "importlib.import_module", "builtins.__import__", "importlib.__import__"):
                 if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                     name = node.args[0].value

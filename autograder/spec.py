@@ -15,6 +15,18 @@ TOTAL_POINTS = 100
 ALWAYS_BLOCKED_MODULES = ("reference", "solutions", "autograder")
 
 
+def _routes(*ops: str, nn: tuple = ()) -> tuple[str, ...]:
+    """The low-level routes of a forbidden op: ``torch.ops.aten.<op>`` (stubbed at run time, looked-up
+    names refused too), ``torch._C._VariableFunctions.<op>`` (read-only in torch: the static scan
+    catches it) and, for ``nn``, ``torch._C._nn.<op>``."""
+    out = []
+    for op in ops:
+        out += [f"torch.ops.aten.{op}", f"torch._C._VariableFunctions.{op}"]
+    for op in nn:
+        out += [f"torch.ops.aten.{op}", f"torch._C._nn.{op}"]
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Exercise:
     id: str                      # "ex04"
@@ -36,26 +48,34 @@ class Exercise:
 
 EXERCISES: dict[str, Exercise] = {e.id: e for e in [
     Exercise("ex01", "ex01_spectrogram", "spectrograms", ("frame_signal", "compute_spectrogram"),
-             ("torch.stft", "torch.Tensor.stft", "torch.istft", "torch.Tensor.istft", "torch.functional.stft"),
+             ("torch.stft", "torch.Tensor.stft", "torch.istft", "torch.Tensor.istft", "torch.functional.stft",
+              "torch._VF.stft", "torch._VF.istft") + _routes("stft", "istft"),
              ("torchaudio", "librosa", "scipy.signal")),
     Exercise("ex02", "ex02_ctc_decoding", "CTC collapse and greedy decoding", ("ctc_collapse", "greedy_decode")),
     Exercise("ex03", "ex03_wer", "word error rate", ("edit_distance", "word_error_rate", "char_error_rate"),
              (), ("jiwer", "editdistance", "Levenshtein", "rapidfuzz", "leven", "nltk")),
     Exercise("ex04", "ex04_ctc_loss", "CTC loss", ("extend_with_blanks", "ctc_log_alpha", "ctc_loss"),
              ("torch.nn.functional.ctc_loss", "torch.ctc_loss", "torch.nn.CTCLoss", "torch._ctc_loss",
-              "torch.nn.modules.loss.CTCLoss")),
+              "torch.nn.modules.loss.CTCLoss", "torch._VF.ctc_loss") + _routes("ctc_loss", "_ctc_loss")),
     Exercise("ex05", "ex05_conv", "convolutions", ("clipped_relu", "conv_output_length", "mask_time"),
              ("torch.nn.functional.hardtanh", "torch.nn.functional.hardtanh_", "torch.nn.Hardtanh",
               "torch.nn.ReLU6", "torch.nn.functional.relu6", "torch.hardtanh", "torch.nn.modules.activation.Hardtanh",
-              "torch.nn.modules.activation.ReLU6")),
+              "torch.nn.modules.activation.ReLU6") + _routes(nn=("hardtanh", "hardtanh_", "relu6"))),
     Exercise("ex06", "ex06_bigru", "bidirectional GRU", ("gru_cell", "gru_layer", "bidirectional_gru"),
              ("torch.nn.GRU", "torch.nn.GRUCell", "torch.gru", "torch.gru_cell", "torch._VF.gru",
               "torch._VF.gru_cell", "torch.nn.RNN", "torch.nn.LSTM", "torch.nn.RNNCell", "torch.nn.LSTMCell",
-              "torch.nn.modules.rnn.GRU", "torch.nn.modules.rnn.GRUCell")),
+              "torch.nn.modules.rnn.GRU", "torch.nn.modules.rnn.GRUCell")
+             + _routes("gru", "gru_cell", "rnn_tanh", "rnn_relu", "lstm", "lstm_cell", "rnn_tanh_cell",
+                       "rnn_relu_cell") + ("torch.ops.aten._thnn_fused_gru_cell",)),
     Exercise("ex07", "ex07_batchnorm", "sequence-wise batch norm", ("SequenceWiseBatchNorm",),
              ("torch.nn.BatchNorm1d", "torch.nn.functional.batch_norm", "torch.batch_norm", "torch.nn.BatchNorm2d",
               "torch.nn.BatchNorm3d", "torch.nn.SyncBatchNorm", "torch.nn.modules.batchnorm.BatchNorm1d",
-              "torch.native_batch_norm", "torch._VF.batch_norm")),
+              "torch.native_batch_norm", "torch._VF.batch_norm")
+             + _routes("batch_norm", "native_batch_norm", "_native_batch_norm_legit",
+                       "_native_batch_norm_legit_no_training", "_batch_norm_impl_index", "cudnn_batch_norm",
+                       "miopen_batch_norm", "batch_norm_update_stats")
+             + ("torch.ops.aten._batch_norm_with_update", "torch.ops.aten._native_batch_norm_legit_functional",
+                "torch.ops.aten._batch_norm_no_update")),
     Exercise("ex08", "ex08_sortagrad", "SortaGrad and collating", ("sortagrad_sampler", "sortagrad_batches",
                                                                      "collate_batch")),
     Exercise("ex09", "ex09_training", "training step and evaluation", ("train_step", "evaluate")),

@@ -3,7 +3,9 @@
 Both modes must give the same isolation: own session and process group, the sandbox as cwd and
 HOME, rlimits, one torch thread, no descriptor of the zygote or the grader, death with the
 grader.  The zygote must hold nothing of the grader's and stay single-threaded (no OpenMP /
-intra-op pool) so that forking it is safe.
+intra-op pool) so that forking it is safe.  These tests look at the processes from outside, so
+they run without bwrap (``sandbox="off"``); ``test_autograder_sandbox.py`` covers the bwrap
+sandbox, and the killed-grader test runs in both.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sandbox
+from autograder import bwrap, sandbox
+from autograder import zygote as zygote_mod
 from autograder.sandbox import Limits, Worker, WorkerFailure, Zygote
 from autograder.spec import EXERCISES
 
@@ -50,7 +53,7 @@ def die(code):
 def _worker(tmp_path, mode: str) -> Worker:
     ex = EXERCISES["ex11"]
     (tmp_path / ex.filename).write_text(PROBE)
-    return Worker(ex, {ex.filename: str(tmp_path / ex.filename)}, Limits(worker=mode, call_timeout=20))
+    return Worker(ex, {ex.filename: str(tmp_path / ex.filename)}, Limits(worker=mode, call_timeout=20, sandbox="off"))
 
 
 def _call(w: Worker, fn: str, *args):
@@ -106,8 +109,8 @@ def test_worker_isolation_is_the_same_in_both_modes(tmp_path, own_zygote, mode):
                     pass
             assert fds[0] == "/dev/null"
             assert fds[1] == fds[2] == os.path.join(sandbox_dir, ".output.log")
-            others = [v for k, v in fds.items() if k > 2]
-            assert sorted(v.split(":")[0] for v in others) == ["pipe", "pipe"], fds  # no socket, no file
+            others = [v for k, v in fds.items() if k > 2 and v != fds[1]]  # the log, read back for the replies
+            assert sorted(v.split(":")[0] for v in others) == ["pipe", "pipe"], fds  # no socket, no other file
             assert os.readlink(f"/proc/{pid}/cwd") == sandbox_dir
     finally:
         w.stop()
@@ -147,7 +150,7 @@ def test_falls_back_to_spawn_when_the_zygote_fails(tmp_path, own_zygote, monkeyp
         raise sandbox.ZygoteError("simulated")
 
     monkeypatch.setattr(sandbox.Zygote, "spawn", broken_spawn)
-    monkeypatch.setattr(sandbox, "_ZYGOTE_FAILURES", 0)
+    monkeypatch.setattr(zygote_mod, "_ZYGOTE_FAILURES", 0)
     w = _worker(tmp_path, "fork")
     try:
         w.ensure()
@@ -192,8 +195,13 @@ def _exists(pid: int) -> bool:
     return True
 
 
+BWRAP_OK = bwrap.probe()[0]
+
+
+@pytest.mark.parametrize("sandboxed", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not BWRAP_OK, reason="bwrap unavailable"))], ids=["process", "bwrap"])
 @pytest.mark.parametrize("mode", ["fork", "spawn"])
-def test_killed_grader_takes_its_workers_along(tmp_path, mode):
+def test_killed_grader_takes_its_workers_along(tmp_path, mode, sandboxed):
     ex = EXERCISES["ex11"]
     (tmp_path / ex.filename).write_text(PROBE + "\ndef spin():\n    while True:\n        pass\n")
     script = textwrap.dedent(f"""
@@ -203,7 +211,8 @@ def test_killed_grader_takes_its_workers_along(tmp_path, mode):
         from autograder.sandbox import Limits, Worker
         from autograder.spec import EXERCISES
         ex = EXERCISES["ex11"]
-        w = Worker(ex, {{ex.filename: {str(tmp_path / ex.filename)!r}}}, Limits(worker={mode!r}))
+        w = Worker(ex, {{ex.filename: {str(tmp_path / ex.filename)!r}}},
+                   Limits(worker={mode!r}, sandbox={"bwrap" if sandboxed else "off"!r}))
         w.ensure()
         z = sandbox.zygote(start=False)
         print(w.proc.pid, z.pid if z else 0, flush=True)
