@@ -372,13 +372,30 @@ class RecurrentLayer(nn.Module):
         bn_include_padding: count padded frames in the BatchNorm statistics (a mistake, for ablations).
         merge: ``'sum'`` (paper) or ``'concat'`` (output ``2H``, for ablations).
         fused: the fast path for the GRU recurrence (same maths; :func:`_fused_gru`).
+        gru_layer: an implementation of :func:`gru_layer`'s contract to run each direction's
+            recurrence with (lessons 09-11 plug the student's in); ``None``: the reference's own.
+            It receives the normalised projection ``B(W x)`` as its input with an identity
+            ``weight_ih`` (``F.linear(gx, I) = gx``), ``U`` and its bias, and ``reverse=True`` for
+            the backward direction.  A Python-loop GRU under autograd is several times slower
+            than the fused path.
+        batch_norm_class: a class with :class:`SequenceWiseBatchNorm`'s contract
+            (``cls(num_features)``, ``forward(x, lengths)``, the same parameters and buffers);
+            ``None``: the reference's own.
     """
 
     def __init__(self, input_size: int, hidden_size: int, rnn_type: str = "gru", bidirectional: bool = True,
-                 batch_norm: str = "wx", bn_include_padding: bool = False, merge: str = "sum", fused: bool = True):
+                 batch_norm: str = "wx", bn_include_padding: bool = False, merge: str = "sum", fused: bool = True,
+                 gru_layer=None, batch_norm_class=None):
         super().__init__()
         if rnn_type not in ("gru", "rnn"):
             raise ValueError(f"rnn_type must be 'gru' or 'rnn', got {rnn_type!r}")
+        if gru_layer is not None and (rnn_type != "gru" or not callable(gru_layer)):
+            raise ValueError(f"gru_layer must be a function with gru_layer's contract, for rnn_type='gru' only; "
+                             f"got {gru_layer!r} with rnn_type={rnn_type!r}")
+        if batch_norm_class is not None and (bn_include_padding or not callable(batch_norm_class)):
+            raise ValueError("batch_norm_class must be a class like SequenceWiseBatchNorm (num_features) -> module, "
+                             f"and cannot count padding (bn_include_padding=False); got {batch_norm_class!r}, "
+                             f"bn_include_padding={bn_include_padding}")
         if batch_norm not in ("wx", "input", "none"):
             raise ValueError(f"batch_norm must be 'wx', 'input' or 'none', got {batch_norm!r}")
         if merge not in ("sum", "concat"):
@@ -386,6 +403,7 @@ class RecurrentLayer(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.rnn_type, self.bidirectional, self.batch_norm = rnn_type, bidirectional, batch_norm
         self.merge, self.fused = merge, fused
+        self.gru_layer_fn = gru_layer                               # None: the reference's recurrence
         gates = 3 if rnn_type == "gru" else 1
         directions = 2 if bidirectional else 1
         self.gate_size = gates * hidden_size
@@ -397,8 +415,11 @@ class RecurrentLayer(nn.Module):
         self.bias_hh = nn.ParameterList([nn.Parameter(torch.zeros(self.gate_size)) for _ in range(directions)])
         self.bn = None
         if batch_norm != "none":
-            self.bn = SequenceWiseBatchNorm(proj if batch_norm == "wx" else input_size,
-                                            include_padding=bn_include_padding)
+            features = proj if batch_norm == "wx" else input_size
+            if batch_norm_class is None:
+                self.bn = SequenceWiseBatchNorm(features, include_padding=bn_include_padding)
+            else:
+                self.bn = batch_norm_class(features)
         self.reset_parameters()
 
     @property
@@ -435,7 +456,11 @@ class RecurrentLayer(nn.Module):
         valid = _valid(lengths, x.shape[0], gx)
         outs = []
         for d, g in enumerate(gx.split(self.gate_size, dim=-1)):
-            if d == 1:                                             # backward: each sequence from its own end
+            if self.gru_layer_fn is not None:                      # an injected gru_layer runs each direction
+                eye = torch.eye(self.gate_size, dtype=g.dtype, device=g.device)      # W x is done: pass it through
+                outs.append(self.gru_layer_fn(g, lengths, eye, self.weight_hh[d], None, self.bias_hh[d],
+                                              reverse=d == 1))
+            elif d == 1:                                           # backward: each sequence from its own end
                 outs.append(reverse_padded(self._recur(reverse_padded(g, lengths), d, lengths), lengths))
             else:
                 outs.append(self._recur(g, d, lengths))
@@ -468,14 +493,21 @@ def row_conv(x: torch.Tensor, weight: torch.Tensor, lengths) -> torch.Tensor:
 
 
 class RowConv(nn.Module):
-    """Module form of :func:`row_conv` with ``tau`` future frames of context."""
+    """Module form of :func:`row_conv` with ``tau`` future frames of context.
 
-    def __init__(self, hidden_size: int, lookahead: int):
+    ``fn``: an implementation of :func:`row_conv`'s contract to compute it with (lesson 11 plugs
+    the student's in); ``None``: the reference's own.
+    """
+
+    def __init__(self, hidden_size: int, lookahead: int, fn=None):
         super().__init__()
         if lookahead < 0:
             raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        if fn is not None and not callable(fn):
+            raise ValueError(f"fn must be a function with row_conv's contract (x, weight, lengths), got {fn!r}")
+        self.fn = fn
         self.weight = nn.Parameter(torch.empty(lookahead + 1, hidden_size))
         nn.init.uniform_(self.weight, -1.0 / math.sqrt(lookahead + 1), 1.0 / math.sqrt(lookahead + 1))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return row_conv(x, self.weight, lengths)
+        return (self.fn or row_conv)(x, self.weight, lengths)

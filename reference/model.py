@@ -14,6 +14,7 @@ each conv for its kernel, stride and padding), so nothing is written twice.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from .layers import MaskedConv, RecurrentLayer, RowConv, clipped_relu, time_mask
 from .validation import check_lengths, check_tensor
 
-__all__ = ["DeepSpeech2", "DeepSpeech2Config", "PAPER_CONV_LAYERS"]
+__all__ = ["DeepSpeech2", "DeepSpeech2Config", "Parts", "PAPER_CONV_LAYERS"]
 
 # DS2 section 3.5 (frequency convolutions): (channels, (freq kernel, time kernel), (freq stride, time stride))
 PAPER_CONV_LAYERS = (
@@ -42,8 +43,9 @@ class DeepSpeech2Config:
     conv_channels: tuple = ()       # channels per conv layer; () = the paper's (32, 32, 96)
     conv_time_stride: int = 0       # time stride of the first conv; 0 = the paper's 2 (DS2 section 3.6: striding
                                     # cuts RNN cost; 3 still leaves CTC enough frames for 1-2-word demo utterances)
-    n_rnn: int = 3                  # DS2 Table 2: 1-7 recurrent layers; depth helped more than width
-    rnn_hidden: int = 128           # units per recurrent layer (1760-2560 in DS2; small for a CPU)
+    n_rnn: int = 3                  # DS2 Table 1: 1-7 recurrent layers at a fixed parameter count; depth beat width
+    rnn_hidden: int = 128           # units per recurrent layer (DS2 Table 1: 1280-2400, ~38 M parameters; the
+                                    # paper's deployed forward-only GRU has 2560); small here, for a CPU
     rnn_type: str = "gru"           # 'gru' (DS2's choice at small sizes) or 'rnn' (clipped-ReLU RNN)
     bidirectional: bool = True      # False for streaming; then use lookahead > 0 (row convolution)
     lookahead: int = 0              # future frames of the row convolution (DS2 section 3.7), unidirectional only
@@ -92,22 +94,46 @@ class DeepSpeech2Config:
         return layers
 
 
+@dataclass(frozen=True)
+class Parts:
+    """Which implementation of each graded piece the model is built from; ``None``: the reference's.
+
+    Lessons 09-11 build the model from the student's own pieces (``lessons/yourturn.py`` checks
+    each one first).  The maths are the same, so are the parameter names (a checkpoint loads either
+    way); the speed is not: an injected ``gru_layer`` replaces the fused GRU recurrence by the
+    student's Python loop under autograd.
+
+    * ``gru_layer``: :func:`~reference.layers.gru_layer`'s contract (runs each direction);
+    * ``batch_norm``: a class with :class:`~reference.layers.SequenceWiseBatchNorm`'s contract;
+    * ``row_conv``: :func:`~reference.layers.row_conv`'s contract (streaming models only).
+    """
+
+    gru_layer: Callable | None = None
+    batch_norm: Callable | None = None
+    row_conv: Callable | None = None
+
+
 class DeepSpeech2(nn.Module):
     """Deep Speech 2: ``model(features, feature_lengths) -> (log_probs (T', B, V), out_lengths)``.
 
     Construct with keyword arguments (``DeepSpeech2(n_freq=161, vocab_size=29, n_conv=1,
     n_rnn=3, rnn_hidden=128)``) or from a :class:`DeepSpeech2Config`.  In eval mode an
     utterance's outputs do not depend on its batch mates (padding is re-zeroed after every
-    layer and BatchNorm statistics never see it).
+    layer and BatchNorm statistics never see it).  ``parts=Parts(...)`` builds it from other
+    implementations of the graded pieces (the student's, in lessons 09-11).
     """
 
-    def __init__(self, n_freq: int = 161, vocab_size: int = 29, config: DeepSpeech2Config | None = None, **kwargs):
+    def __init__(self, n_freq: int = 161, vocab_size: int = 29, config: DeepSpeech2Config | None = None, *,
+                 parts: Parts | None = None, **kwargs):
         super().__init__()
         if config is None:
             config = DeepSpeech2Config(n_freq=n_freq, vocab_size=vocab_size, **kwargs)
         elif kwargs:
             raise ValueError(f"pass either a config or keyword arguments, not both (got {sorted(kwargs)})")
+        if parts is not None and not isinstance(parts, Parts):
+            raise ValueError(f"parts must be a reference.model.Parts, got {type(parts).__name__}")
         self.config = cfg = config
+        self.parts = parts = parts or Parts()
 
         self.convs = nn.ModuleList()
         channels, freq = 1, cfg.n_freq
@@ -123,10 +149,11 @@ class DeepSpeech2(nn.Module):
         self.rnns = nn.ModuleList()
         for _ in range(cfg.n_rnn):
             rnn = RecurrentLayer(size, cfg.rnn_hidden, cfg.rnn_type, cfg.bidirectional, cfg.batch_norm,
-                                 cfg.bn_include_padding, cfg.merge, cfg.fused_rnn)
+                                 cfg.bn_include_padding, cfg.merge, cfg.fused_rnn,
+                                 gru_layer=parts.gru_layer, batch_norm_class=parts.batch_norm)
             self.rnns.append(rnn)
             size = rnn.output_size
-        self.lookahead = RowConv(size, cfg.lookahead) if cfg.lookahead else None
+        self.lookahead = RowConv(size, cfg.lookahead, parts.row_conv) if cfg.lookahead else None
         self.fc = nn.Linear(size, cfg.fc_hidden) if cfg.fc_hidden else None
         self.output = nn.Linear(cfg.fc_hidden or size, cfg.vocab_size)
 

@@ -5,6 +5,17 @@
 * :func:`evaluate` — corpus WER with greedy decoding.
 * :func:`fit` — epochs of SortaGrad minibatches with a time budget, a tqdm bar, periodic
   held-out WER and checkpoints; returns the history that the lessons plot.
+
+The paper's recipe (DS2 section 6): SGD with Nesterov momentum 0.99, minibatches of 512
+utterances, the gradient norm clipped to 400, a learning rate annealed by a constant factor
+after every epoch, on thousands of hours and many GPUs.  The defaults here are for minutes on
+a laptop CPU: Adam (forgiving about the learning rate), minibatches of 16-32, a linear anneal
+over the time budget; the clipping threshold of 400 is the paper's.
+
+Injection points (lessons 09-11 train with the student's own pieces): ``train_step(...,
+ctc_loss=...)`` computes the loss with any implementation of the ``ctc_loss`` contract, and
+``fit(..., ctc_loss=, step_fn=, plan=, collate=)`` takes a CTC loss, a training step, a SortaGrad
+batch planner and a collate function of the graded contracts.
 """
 from __future__ import annotations
 
@@ -20,24 +31,74 @@ from .ctc import greedy_decode
 from .data import Batch, collate_batch, sortagrad_batches
 from .metrics import char_error_rate, word_error_rate
 
-__all__ = ["train_step", "evaluate", "transcribe_batches", "fit", "History", "make_batches"]
+__all__ = ["train_step", "evaluate", "transcribe_batches", "fit", "History", "make_batches", "torch_style_ctc_loss"]
 
 
-def train_step(model, batch, optimizer, max_grad_norm: float = 400.0) -> float:
+def _min_frames(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` fewest frames that can carry each target: its symbols plus one blank per repeat."""
+    out = []
+    for b, n in enumerate(target_lengths.tolist()):
+        y = targets[b, :n] if targets.dim() == 2 else targets[int(target_lengths[:b].sum()):][:n]
+        out.append(n + int((y[1:] == y[:-1]).sum()))
+    return torch.tensor(out, dtype=torch.long)
+
+
+def torch_style_ctc_loss(ctc_loss: Callable) -> Callable:
+    """``F.ctc_loss``'s signature (with ``zero_infinity``) around any implementation of the ``ctc_loss`` contract.
+
+    The contract (``ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
+    reduction='mean')``, exercise 04) has no ``zero_infinity``; here an utterance too short for its
+    target (fewer frames than symbols plus repeats) is left out of the call and counts as a loss of
+    0 with no gradient, exactly what ``zero_infinity=True`` does, without ever differentiating
+    through an infinite loss.
+    """
+    def loss_fn(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
+        if not zero_infinity:
+            return ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=blank, reduction=reduction)
+        if reduction not in ("none", "sum", "mean"):
+            raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
+        input_lengths = torch.as_tensor(input_lengths).long().cpu()
+        target_lengths = torch.as_tensor(target_lengths).long().cpu()
+        feasible = (input_lengths >= _min_frames(targets.cpu(), target_lengths)).nonzero().flatten()
+        losses = log_probs.new_zeros(log_probs.shape[1]) + 0.0 * log_probs.sum()   # (B,), zero with a graph
+        if len(feasible):
+            if targets.dim() == 2:
+                sub_targets = targets[feasible.to(targets.device)]
+            else:
+                starts = torch.cumsum(target_lengths, 0) - target_lengths
+                sub_targets = torch.cat([targets[int(starts[b]): int(starts[b] + target_lengths[b])]
+                                         for b in feasible.tolist()])
+            sub = ctc_loss(log_probs[:, feasible.to(log_probs.device)], sub_targets, input_lengths[feasible],
+                           target_lengths[feasible], blank=blank, reduction="none")               # (B_feasible,)
+            losses = losses.index_put((feasible.to(log_probs.device),), sub.to(losses.dtype), accumulate=True)
+        if reduction == "none":
+            return losses
+        if reduction == "sum":
+            return losses.sum()
+        return (losses / target_lengths.clamp_min(1).to(losses.device, losses.dtype)).mean()
+
+    loss_fn.__name__ = f"torch_style_{getattr(ctc_loss, '__name__', 'ctc_loss')}"
+    return loss_fn
+
+
+def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: Callable | None = None) -> float:
     """One optimisation step on ``batch``; returns the batch's mean CTC loss (before the step).
 
     The loss is ``F.ctc_loss(..., reduction='mean', zero_infinity=True)``: each utterance's
     loss divided by its target length, averaged; an utterance too short for its transcript
-    contributes 0 instead of ``inf``.  The gradient norm is clipped to ``max_grad_norm``
-    (400 here, as deepspeech.pytorch; DS2 clips to keep the recurrence stable).  If the loss
-    or the gradient norm is not finite the step is skipped (weights unchanged) and the
+    contributes 0 instead of ``inf``.  ``ctc_loss``: another implementation of the ``ctc_loss``
+    contract to compute it with (the student's, in lessons 09-11; see :func:`torch_style_ctc_loss`).
+    The gradient norm is clipped to ``max_grad_norm``: 400, the paper's threshold (DS2 section 6);
+    recurrent networks occasionally produce gradient spikes, and one can wreck the weights.  If
+    the loss or the gradient norm is not finite the step is skipped (weights unchanged) and the
     non-finite loss is returned, so the caller can count it.
     """
+    loss_fn = F.ctc_loss if ctc_loss is None else torch_style_ctc_loss(ctc_loss)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     log_probs, out_lengths = model(batch.features, batch.feature_lengths)        # (T', B, V), (B,)
-    loss = F.ctc_loss(log_probs, batch.targets, out_lengths, batch.target_lengths,
-                      blank=0, reduction="mean", zero_infinity=True)
+    loss = loss_fn(log_probs, batch.targets, out_lengths, batch.target_lengths,
+                   blank=0, reduction="mean", zero_infinity=True)
     value = float(loss.detach())
     if not math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
@@ -75,10 +136,15 @@ def evaluate(model, batches, encoder) -> float:
     return word_error_rate(refs, hyps)
 
 
-def make_batches(dataset, encoder, batch_size: int, epoch: int = 0, seed: int = 0, n_fft=None) -> list[Batch]:
-    """Collate a dataset into SortaGrad minibatches (features are computed once here)."""
-    return [collate_batch([dataset[i] for i in idx], encoder, n_fft=n_fft)
-            for idx in sortagrad_batches(dataset, batch_size, epoch, seed)]
+def make_batches(dataset, encoder, batch_size: int, epoch: int = 0, seed: int = 0, n_fft=None,
+                 plan: Callable | None = None, collate: Callable | None = None) -> list[Batch]:
+    """Collate a dataset into SortaGrad minibatches (features are computed once here).
+
+    ``plan`` and ``collate``: implementations of the ``sortagrad_batches`` and ``collate_batch``
+    contracts to use instead of the reference's (the student's, in lessons 09-11).
+    """
+    plan, collate = plan or sortagrad_batches, collate or collate_batch
+    return [collate([dataset[i] for i in idx], encoder, n_fft=n_fft) for idx in plan(dataset, batch_size, epoch, seed)]
 
 
 @dataclass
@@ -110,7 +176,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         seed: int = 0, sortagrad: bool = True, max_grad_norm: float = 400.0, optimizer=None,
         progress: bool = True, on_eval: Callable | None = None, n_fft=None, target_wer: float | None = None,
         history: History | None = None, start_epoch: int = 0, start_index: int = 0,
-        anneal: float = 0.1, augment: Callable | None = None) -> History:
+        anneal: float = 0.1, augment: Callable | None = None, ctc_loss: Callable | None = None,
+        step_fn: Callable | None = None, plan: Callable | None = None, collate: Callable | None = None) -> History:
     """Train ``model`` with SortaGrad minibatches; stop after ``epochs`` or ``seconds`` of training.
 
     Features are computed once per utterance (spectrograms do not change between epochs);
@@ -132,16 +199,32 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     Resuming: pass the saved ``history`` and the ``(start_epoch, start_index)`` position
     (``on_eval`` receives it as ``hist.position``); the minibatch order of an epoch depends
     only on ``(seed, epoch)``, so training continues exactly where it stopped.
+
+    Other implementations of the graded pieces (the student's own, in lessons 09-11), each
+    ``None`` for the reference's: ``ctc_loss`` (the ``ctc_loss`` contract, used by the reference's
+    :func:`train_step`), ``step_fn`` (the ``train_step`` contract ``step_fn(model, batch, optimizer,
+    max_grad_norm) -> float``; it computes its own loss, so it cannot be combined with
+    ``ctc_loss``: wrap the two yourself), ``plan`` (the ``sortagrad_batches`` contract) and
+    ``collate`` (the ``collate_batch`` contract, for the training minibatches and the held-out set).
     """
     from tqdm.auto import tqdm
 
     if isinstance(anneal, bool) or not isinstance(anneal, (int, float)) or not 0.0 <= anneal < math.inf:
         raise ValueError(f"anneal must be a number >= 0 (the final learning rate as a fraction of lr), got {anneal!r}")
+    if step_fn is not None and ctc_loss is not None:
+        raise ValueError("fit got both step_fn= and ctc_loss=: a training step computes its own loss; pass a step_fn "
+                         "that uses the loss you want, or ctc_loss= alone (for the reference's train_step)")
+    for name, fn in (("ctc_loss", ctc_loss), ("step_fn", step_fn), ("plan", plan), ("collate", collate)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be a function (or None for the reference's), got {fn!r}")
+    if step_fn is None:
+        step_fn = train_step if ctc_loss is None else (lambda m, b, o, c: train_step(m, b, o, c, ctc_loss=ctc_loss))
+    plan = plan or sortagrad_batches
     torch.manual_seed(seed)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft)
-    position = {tuple(idx): i for i, idx in enumerate(sortagrad_batches(train_set, batch_size, 0, seed))}
-    valid = make_batches(valid_set, encoder, 64, n_fft=n_fft) if valid_set else None
+    batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft, plan=plan, collate=collate)
+    position = {tuple(idx): i for i, idx in enumerate(plan(train_set, batch_size, 0, seed))}
+    valid = make_batches(valid_set, encoder, 64, n_fft=n_fft, collate=collate) if valid_set else None
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     total_steps = epochs * len(batches)
 
@@ -171,8 +254,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     for epoch in range(start_epoch, epochs):
         # the minibatch order of this epoch, by the graded rule; without SortaGrad epoch 0 is
         # shuffled too (each epoch takes the random order that the next epoch would get)
-        plan = sortagrad_batches(train_set, batch_size, epoch if sortagrad else epoch + 1, seed)
-        order = [position[tuple(idx)] for idx in plan]
+        epoch_plan = plan(train_set, batch_size, epoch if sortagrad else epoch + 1, seed)
+        order = [position[tuple(idx)] for idx in epoch_plan]
         first = start_index if epoch == start_epoch else 0
         for pos in range(first, len(order)):
             i = order[pos]
@@ -182,7 +265,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
             batch = batches[i]
             if augment is not None:
                 batch = augment(batch, aug_gen.manual_seed(seed * 1_000_003 + step))
-            loss = train_step(model, batch, optimizer, max_grad_norm)
+            loss = step_fn(model, batch, optimizer, max_grad_norm)
             dt = time.perf_counter() - t0
             train_time += dt
             step += 1
