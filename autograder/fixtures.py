@@ -205,29 +205,49 @@ class TinyCTCModel(nn.Module):
 
 
 class EchoModel(nn.Module):
-    """A "model" whose log-probabilities are its input features: ``(B, 1, 29, T) -> (T, B, 29)``.
+    """A "model" whose log-probabilities are its input features: ``(B, 1, 29, T) -> (T', B, 29)``.
 
     Lets a check choose exactly what greedy decoding will read.  In train mode it adds a large
-    bias to the blank (everything decodes to ""), so forgetting ``model.eval()`` shows.
+    bias to the blank (everything decodes to ""), so forgetting ``model.eval()`` shows.  With
+    ``stride=2`` it keeps every other frame (``T' = (T - 1) // 2 + 1``, lengths likewise), so
+    decoding up to ``feature_lengths`` instead of the output lengths shows.  ``grad_modes``
+    records ``torch.is_grad_enabled()`` at every forward (a check reads it with ``model_flags``).
     """
 
-    def __init__(self):
+    def __init__(self, stride: int = 1):
         super().__init__()
         bias = torch.zeros(29)
         bias[0] = 50.0
         self.register_buffer("train_bias", bias)
+        self.stride = int(stride)
+        self.grad_modes: list[bool] = []
 
     def forward(self, features, feature_lengths):
-        x = features.squeeze(1).permute(2, 0, 1)                            # (T, B, 29)
+        self.grad_modes.append(bool(torch.is_grad_enabled()))
+        x = features.squeeze(1).permute(2, 0, 1)[:: self.stride]            # (T', B, 29)
         if self.training:
             x = x + self.train_bias
-        return x.log_softmax(-1), feature_lengths.clone()
+        out_lens = torch.div(feature_lengths - 1, self.stride, rounding_mode="floor") + 1
+        return x.log_softmax(-1), out_lens
 
 
-def echo_model(mode: str = "train") -> EchoModel:
-    m = EchoModel()
+def echo_model(mode: str = "train", stride: int = 1) -> EchoModel:
+    m = EchoModel(stride)
     m.train(mode == "train")
     return m
+
+
+def model_flags(m: nn.Module) -> dict:
+    """The mode a model is in, and the grad modes its forwards ran in (``EchoModel`` only)."""
+    return {"training": bool(m.training), "grad_modes": list(getattr(m, "grad_modes", []))}
+
+
+def stale_grads(m: nn.Module, seed: int = 0, scale: float = 1.0) -> None:
+    """Leave gradients in every parameter's ``.grad``, as an earlier backward() would."""
+    g = torch.Generator().manual_seed(int(seed))
+    for p in m.parameters():
+        p.grad = scale * torch.randn(p.shape, generator=g, dtype=p.dtype)
+    return None
 
 
 def model(n_freq: int = 9, hidden: int = 12, seed: int = 0, scale: float = 1.0, mode: str = "eval") -> TinyCTCModel:
@@ -263,6 +283,8 @@ BUILDERS = {
     "batches": batches,
     "model": model,
     "echo_model": echo_model,
+    "model_flags": model_flags,
+    "stale_grads": stale_grads,
     "sgd": sgd,
     "model_state": model_state,
     "lm_calls": lm_calls,

@@ -263,36 +263,8 @@ def type_name(x) -> str:
 
 
 # ----------------------------------------------------------------------------- hints
-Hint = tuple  # (candidate value or zero-argument callable returning it, message)
-
-
-def _matches(got, candidate, rtol, atol) -> bool:
-    try:
-        if isinstance(candidate, torch.Tensor):
-            if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(candidate.shape):
-                return False
-            g, c = got.detach().double(), candidate.detach().double()
-            return bool(torch.allclose(g, c, rtol=rtol, atol=atol, equal_nan=True))
-        if isinstance(candidate, float) or isinstance(got, float):
-            if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
-                return False
-            return math.isclose(float(got), float(candidate), rel_tol=max(rtol, 1e-9), abs_tol=atol)
-        if isinstance(candidate, (list, tuple)) and isinstance(got, (list, tuple)):
-            return len(got) == len(candidate) and all(_matches(a, b, rtol, atol) for a, b in zip(got, candidate))
-        return type(got) is type(candidate) and got == candidate
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def hint_for(got, hints: Iterable[Hint], rtol: float = 1e-3, atol: float = 1e-4) -> str:
-    for candidate, message in hints or ():
-        try:
-            value = candidate() if callable(candidate) else candidate
-        except Exception:  # noqa: BLE001 - a mistake model that does not apply to this input
-            continue
-        if _matches(got, value, rtol, atol):
-            return f" Hint: {message}"
-    return ""
+# One copy of the hint logic, shared with the lessons: autograder/mistakes.py.
+from ..mistakes import Hint, hint_for, matches as _matches  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- comparisons

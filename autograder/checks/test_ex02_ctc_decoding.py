@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from autograder import mistakes as M
 from autograder.fixtures import ToyEncoder
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
@@ -13,29 +14,8 @@ pytestmark = pytest.mark.exercise("ex02")
 ENC = ToyEncoder()
 
 
-# mistake models: what classic mistakes produce (for hints)
-def _drop_then_merge(ids, blank=0):
-    kept = [int(i) for i in ids if int(i) != blank]
-    return [x for k, x in enumerate(kept) if k == 0 or kept[k - 1] != x]
-
-
-def _drop_only(ids, blank=0):
-    return [int(i) for i in ids if int(i) != blank]
-
-
-def _merge_only(ids, blank=0):
-    ids = [int(i) for i in ids]
-    return [x for k, x in enumerate(ids) if k == 0 or ids[k - 1] != x]
-
-
 def _collapse_hints(ids, blank=0):
-    return [
-        (lambda: _drop_then_merge(ids, blank), "you dropped the blanks before merging repeats: merge first, "
-                                               "then drop blanks (a _ a -> aa)"),
-        (lambda: _drop_only(ids, blank), "you dropped blanks but did not merge repeated ids"),
-        (lambda: _merge_only(ids, blank), "you merged repeats but did not drop the blanks"),
-        (lambda: R.ctc_collapse(ids, 0), f"you dropped id 0 instead of the blank argument (blank={blank})"),
-    ]
+    return M.hints("ctc_collapse", ids, blank)
 
 
 @pytest.mark.points(2)
@@ -60,21 +40,11 @@ def test_ctc_collapse_random_and_blank_argument(sub):
                     hints=_collapse_hints(ids, blank))
     t = torch.tensor([3, 3, 0, 3, 4, 0, 0, 4])
     check_value(sub.call("ctc_collapse", t, _what="ids=tensor([3, 3, 0, 3, 4, 0, 0, 4])"), R.ctc_collapse(t),
-                fn="ctc_collapse", what="ids=tensor([3, 3, 0, 3, 4, 0, 0, 4])", hints=_collapse_hints(t.tolist()))
+                fn="ctc_collapse", what="ids=tensor([3, 3, 0, 3, 4, 0, 0, 4])", hints=_collapse_hints(t))
 
 
 def _greedy_hints(lp, lengths):
-    T, B, _ = lp.shape
-    best = lp.argmax(-1)
-    full = [ENC.ctc_decode(best[:, b]) for b in range(B)]
-    lens = lengths.tolist() if lengths is not None else [T] * B
-    return [
-        (lambda: [ENC.decode(_drop_then_merge(best[: lens[b], b].tolist())) for b in range(B)],
-         "you dropped the blanks before merging repeats (collapse: merge first, then drop blanks)"),
-        (lambda: [ENC.decode(best[: lens[b], b].tolist()) for b in range(B)],
-         "you did not collapse the path (merge repeats) before decoding"),
-        (full, "you decoded the padded frames too: keep only the first lengths[b] frames of item b"),
-    ]
+    return M.hints("greedy_decode", lp, ENC, lengths)
 
 
 @pytest.mark.points(2)

@@ -3,31 +3,18 @@ from __future__ import annotations
 
 import pytest
 
+import torch
+
+from autograder import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
-from autograder.checks._support import check_float, check_value
+from autograder.checks._support import check_float, check_raises, check_value
 
 pytestmark = pytest.mark.exercise("ex03")
 
 
-def _lcs(a, b):
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, 1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[-1]))
-        prev = cur
-    return prev[-1]
-
-
 def _ed_hints(r, h):
-    return [
-        (lambda: len(r) + len(h) - 2 * _lcs(r, h), "a substitution costs 1, not a deletion plus an insertion (2)"),
-        (lambda: max(len(r), len(h)) - R.edit_distance(r, h), "return the distance, not a similarity"),
-        (lambda: _lcs(r, h), "you computed the longest common subsequence, not the edit distance"),
-        (lambda: sum(a != b for a, b in zip(r, h)) + abs(len(r) - len(h)),
-         "you compared position by position (Hamming); insertions and deletions shift the alignment"),
-    ]
+    return M.hints("edit_distance", r, h)
 
 
 @pytest.mark.points(3)
@@ -37,7 +24,6 @@ def test_edit_distance(sub):
              (["the", "cat", "sat"], ["the", "cat", "sat", "down"]), (["a", "b", "c"], ["c", "b", "a"]),
              ("intention", "execution")]
     g = I.gen(31)
-    import torch
     for k in range(6):
         n = int(torch.randint(0, 12, (1,), generator=g))
         m = int(torch.randint(0, 12, (1,), generator=g))
@@ -55,28 +41,16 @@ HYPS = ["the cat sat on mat", "a dog ran", "deep peach too", ""]
 
 
 def _wer_hints(refs, hyps):
-    def per_utt():
-        return sum(R.edit_distance(r.split(), h.split()) / len(r.split()) for r, h in zip(refs, hyps)) / len(refs)
-
-    def by_hyp():
-        return sum(R.edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)) / max(1, sum(len(h.split()) for h in hyps))
-
-    return [
-        (per_utt, "you averaged the WER of each utterance: the corpus WER is the total edit distance divided by "
-                  "the total number of reference words"),
-        (by_hyp, "divide by the number of REFERENCE words, not hypothesis words"),
-        (lambda: R.char_error_rate(refs, hyps), "WER counts words: split the strings into words first"),
-        (lambda: float(sum(R.edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))),
-         "divide the total edit distance by the total number of reference words"),
-    ]
+    return M.hints("word_error_rate", refs, hyps)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_word_error_rate(sub):
     """word_error_rate: corpus level over utterances of different lengths"""
     cases = [(REFS, HYPS), (["a b c d e f g h"], ["a b x d e f g h"]), (["one two", "three four five six seven"],
                                                                        ["one", "three four five six seven"]),
-             (["same words here"], ["same words here"]), (["a  b   c"], [" a b c "])]
+             (["same words here"], ["same words here"]), (["a  b   c"], [" a b c "]),
+             (["one two three four", "five"], ["one two three four", "six seven"])]
     for refs, hyps in cases:
         what = f"refs={refs}, hyps={hyps}"
         check_float(sub.call("word_error_rate", refs, hyps, _what=what), R.word_error_rate(refs, hyps),
@@ -84,25 +58,22 @@ def test_word_error_rate(sub):
 
 
 def _cer_hints(refs, hyps):
-    def per_utt():
-        return sum(R.edit_distance(r, h) / len(r) for r, h in zip(refs, hyps)) / len(refs)
-
-    def no_spaces():
-        return sum(R.edit_distance(r.replace(" ", ""), h.replace(" ", "")) for r, h in zip(refs, hyps)) / sum(
-            len(r.replace(" ", "")) for r in refs)
-
-    return [
-        (per_utt, "you averaged the CER of each utterance: the corpus CER is the total edit distance divided by "
-                  "the total number of reference characters"),
-        (no_spaces, "spaces are characters too: do not remove them"),
-        (lambda: R.word_error_rate(refs, hyps), "CER compares characters, not words"),
-    ]
+    return M.hints("char_error_rate", refs, hyps)
 
 
 @pytest.mark.points(2)
 def test_char_error_rate(sub):
     """char_error_rate: corpus level, spaces count"""
-    for refs, hyps in [(REFS, HYPS), (["abc", "de fgh ij"], ["abd", "defgh ij"]), (["x"], ["xyz"])]:
+    for refs, hyps in [(REFS, HYPS), (["abc", "de fgh ij"], ["abd", "defgh ij"]), (["x"], ["xyz"]),
+                       ([" ab c ", "defg"], ["ab c", "dxfgh"])]:
         what = f"refs={refs}, hyps={hyps}"
         check_float(sub.call("char_error_rate", refs, hyps, _what=what), R.char_error_rate(refs, hyps),
                     fn="char_error_rate", what=what, hints=_cer_hints(refs, hyps))
+
+
+@pytest.mark.points(1)
+def test_no_reference_words_is_a_value_error(sub):
+    """word_error_rate / char_error_rate: references without words (or characters) are a ValueError"""
+    for fn, refs, hyps in [("word_error_rate", ["", "  "], ["a", ""]), ("word_error_rate", [], []),
+                           ("char_error_rate", ["", " "], ["ab", ""])]:
+        check_raises(sub, fn, refs, hyps, _what=f"refs={refs}, hyps={hyps}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from autograder import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
 from autograder.checks._support import check_tensor, check_value
@@ -21,20 +22,11 @@ def test_clipped_relu(sub):
         what = f"x={'linspace(-30, 30)' if inp is x else 'a float64 tensor'}{', ceiling=%g' % c if kw else ''}"
         check_tensor(sub.call("clipped_relu", inp, _what=what, **kw), R.clipped_relu(inp, **kw), fn="clipped_relu",
                      what=what, rtol=0, atol=0,
-                     hints=[(lambda i=inp: i.clamp_min(0), "the ReLU is not clipped: min(max(x, 0), 20)"),
-                            (lambda i=inp, c=c: i.clamp(-c, c), "the lower bound is 0, not -ceiling"),
-                            (lambda i=inp: i.clamp(0, 20), "use the ceiling argument, not a fixed 20")])
+                     hints=M.hints("clipped_relu", inp, **kw))
 
 
 def _len_hints(L, k, s, p, d):
-    span = d * (k - 1) + 1
-    return [
-        (lambda: (L + 2 * p - span) // s, "off by one: floor((L + 2p - d(k-1) - 1) / s) + 1 (the +1 counts the "
-                                          "first window)"),
-        (lambda: -(-(L + 2 * p - span) // s) + 1, "round DOWN (floor), not up"),
-        (lambda: (L + 2 * p - k) // s + 1, "the dilation spreads the kernel over d(k-1)+1 frames"),
-        (lambda: (L - span) // s + 1, "the padding is added on both sides: L + 2p"),
-    ]
+    return M.hints("conv_output_length", L, k, s, p, d)
 
 
 @pytest.mark.points(3)
@@ -50,7 +42,8 @@ def test_conv_output_length(sub):
     lengths = torch.tensor([100, 57, 12, 11])
     what = "length=tensor([100, 57, 12, 11]), kernel_size=11, stride=2, padding=5"
     check_tensor(sub.call("conv_output_length", lengths, 11, stride=2, padding=5, _what=what),
-                 R.conv_output_length(lengths, 11, 2, 5), fn="conv_output_length", what=what, rtol=0, atol=0)
+                 R.conv_output_length(lengths, 11, 2, 5), fn="conv_output_length", what=what, rtol=0, atol=0,
+                 hints=_len_hints(lengths, 11, 2, 5, 1))
 
 
 @pytest.mark.points(2)
@@ -58,14 +51,10 @@ def test_mask_time(sub):
     """mask_time: zero the frames t >= lengths[b] of (B, C, F, T)"""
     g = I.gen(9)
     x = torch.randn(3, 2, 4, 10, generator=g)
-    for lens in ([10, 6, 1], [3, 10, 0]):
+    x_inf = x.clone()
+    x_inf[1, 0, 2, 8] = float("inf")
+    for xx, lens in ((x, [10, 6, 1]), (x, [3, 10, 0]), (x_inf, [10, 6, 2])):
         lengths = torch.tensor(lens)
-        what = f"x of shape (3, 2, 4, 10), lengths={lens}"
-        mask_gt = torch.arange(10)[None, :] <= lengths[:, None]
-        check_tensor(sub.call("mask_time", x, lengths, _what=what), R.mask_time(x, lengths), fn="mask_time",
-                     what=what, rtol=0, atol=0,
-                     hints=[(lambda: x * mask_gt[:, None, None, :], "off by one: keep frames t < lengths[b], "
-                                                                    "zero t >= lengths[b]"),
-                            (lambda: x, "nothing was masked"),
-                            (lambda: x * (torch.arange(4)[None, :] < lengths[:, None]).clamp(max=1)[:, None, :, None],
-                             "you masked the frequency axis; time is the LAST axis")])
+        what = f"x of shape (3, 2, 4, 10){' with an inf in the padding' if xx is x_inf else ''}, lengths={lens}"
+        check_tensor(sub.call("mask_time", xx, lengths, _what=what), R.mask_time(xx, lengths), fn="mask_time",
+                     what=what, rtol=0, atol=0, hints=M.hints("mask_time", xx, lengths))

@@ -48,6 +48,14 @@ def _unbiased_norm(x, lengths, p, eps=1e-5):
     return ((x - mean) / torch.sqrt(var + eps) * p["weight"] + p["bias"]) * mask
 
 
+def _unmasked_out(x, lengths, p, eps=1e-5):
+    mask = (torch.arange(x.shape[0])[:, None] < lengths[None, :]).unsqueeze(2).float()
+    n = mask.sum()
+    mean = (x * mask).sum((0, 1)) / n
+    var = ((x - mean) ** 2 * mask).sum((0, 1)) / n
+    return (x - mean) / torch.sqrt(var + eps) * p["weight"] + p["bias"]
+
+
 def _forward_hints(x, lengths, p):
     return [
         (lambda: _per_timestep(x, lengths, p), "your statistics are per time step; sequence-wise BN pools over ALL "
@@ -56,8 +64,7 @@ def _forward_hints(x, lengths, p):
                                                             "frames t < lengths[b]"),
         (lambda: _unbiased_norm(x, lengths, p), "normalise with the BIASED variance (divide by n); the unbiased one "
                                                 "is only for running_var"),
-        (lambda: _ref(p)(x, lengths) + (1 - (torch.arange(x.shape[0])[:, None] < lengths[None, :]).float()
-                                        ).unsqueeze(2) * 0, "check the padded frames: they must come out 0"),
+        (lambda: _unmasked_out(x, lengths, p), "the padded frames must come out 0: zero them after normalising"),
     ]
 
 
@@ -92,10 +99,13 @@ def test_train_forward(sub):
                      atol=1e-4, hints=_forward_hints(x, lengths, p))
 
 
-def _stats_hints(batches, p):
+def _stats_hints(batches, momentum=0.1):
+    """Running statistics after ``batches`` with one thing changed (mistake models of the buffers)."""
     def run(mode):
         rm, rv = torch.zeros(H), torch.ones(H)
-        for x, lengths in batches:
+        if mode == "never":
+            return {"running_mean": rm, "running_var": rv}
+        for k, (x, lengths) in enumerate(batches, 1):
             mask = (torch.arange(x.shape[0])[:, None] < lengths[None, :]).unsqueeze(2).float()
             if mode == "padding":
                 mask = torch.ones_like(mask)
@@ -103,34 +113,57 @@ def _stats_hints(batches, p):
             mean = (x * mask).sum((0, 1)) / n
             var = ((x - mean) ** 2 * mask).sum((0, 1)) / n
             unb = var if mode == "biased" else var * n / (n - 1)
-            m = 0.9 if mode == "momentum" else 0.1
-            rm, rv = (1 - m) * rm + m * mean, (1 - m) * rv + m * unb
+            m = (1.0 / k) if momentum is None else momentum
+            if mode == "momentum":
+                m = 1 - m
+            elif mode == "fixed":
+                m = 0.1
+            if mode == "replace":
+                rm, rv = mean, unb
+            else:
+                rm, rv = (1 - m) * rm + m * mean, (1 - m) * rv + m * unb
         return {"running_mean": rm, "running_var": rv}
-    return {name: [(lambda md=md, name=name: run(md)[name], msg) for md, msg in [
-        ("biased", "running_var uses the UNBIASED variance (n / (n - 1)), as nn.BatchNorm1d does"),
-        ("momentum", "running = (1 - momentum) * running + momentum * batch_statistic (you swapped the weights)"),
-        ("padding", "the padded frames entered your statistics")]] for name in ("running_mean", "running_var")}
+    msgs = [("never", "your running statistics were never updated: in train mode, update running_mean and "
+                      "running_var in place (under torch.no_grad()) after computing the batch statistics"),
+            ("biased", "running_var uses the UNBIASED variance (n / (n - 1)), as nn.BatchNorm1d does"),
+            ("momentum", "running = (1 - momentum) * running + momentum * batch_statistic (you swapped the weights)"),
+            ("padding", "the padded frames entered your statistics"),
+            ("replace", "the running statistics are a moving average: do not replace them by the batch's"),
+            ("fixed", "use the momentum argument (None means a cumulative average, 1 / num_batches_tracked)")]
+    return {name: [(lambda md=md, name=name: run(md)[name], msg) for md, msg in msgs]
+            for name in ("running_mean", "running_var")}
+
+
+def _torch_bn_stats(batches, momentum):
+    """Oracle: torch.nn.BatchNorm1d run on the valid frames only."""
+    bn = torch.nn.BatchNorm1d(H, momentum=momentum)
+    for x, lengths in batches:
+        mask = torch.arange(x.shape[0])[:, None] < lengths[None, :]
+        bn(x[mask])
+    return bn
 
 
 @pytest.mark.points(2)
 def test_running_statistics(sub):
-    """running_mean / running_var / num_batches_tracked after two training batches"""
+    """running_mean / running_var / num_batches_tracked after two training batches (momentum 0.1, 0.3, None)"""
     p = _params(30)
     batches = [_batch(31, [5, 2, 4]), _batch(32, [3, 6])]
-    h = sub.new("SequenceWiseBatchNorm", H)
-    sub.set(h, p)
-    sub.method(h, "train")
-    ref = _ref(p)
-    for x, lengths in batches:
-        sub.method(h, "forward", x, lengths, _what=f"SequenceWiseBatchNorm.forward(x {tuple(x.shape)})")
-        ref(x, lengths)
-    got = sub.get(h, ["running_mean", "running_var", "num_batches_tracked"])
-    hints = _stats_hints(batches, p)
-    for name in ("running_mean", "running_var"):
-        check_tensor(got[name], getattr(ref, name), fn="SequenceWiseBatchNorm", what="two batches in train mode",
-                     name=name, rtol=1e-4, atol=1e-5, hints=hints[name])
-    check_tensor(got["num_batches_tracked"], ref.num_batches_tracked, fn="SequenceWiseBatchNorm",
-                 what="two batches in train mode", name="num_batches_tracked", rtol=0, atol=0)
+    for momentum in (0.1, 0.3, None):
+        h = sub.new("SequenceWiseBatchNorm", H, momentum=momentum, _what=f"SequenceWiseBatchNorm({H}, momentum={momentum})")
+        sub.set(h, p)
+        sub.method(h, "train")
+        for x, lengths in batches:
+            sub.method(h, "forward", x, lengths, _what=f"SequenceWiseBatchNorm.forward(x {tuple(x.shape)})")
+        ref = _torch_bn_stats(batches, momentum)
+        got = sub.get(h, ["running_mean", "running_var", "num_batches_tracked"])
+        hints = _stats_hints(batches, momentum)
+        what = f"momentum={momentum}, two batches in train mode"
+        for name in ("running_mean", "running_var"):
+            check_tensor(got[name], getattr(ref, name), fn="SequenceWiseBatchNorm", what=what, name=name, rtol=1e-4,
+                         atol=1e-5, hints=hints[name])
+        check_tensor(got["num_batches_tracked"], ref.num_batches_tracked, fn="SequenceWiseBatchNorm", what=what,
+                     name="num_batches_tracked", rtol=0, atol=0,
+                     hints=[(torch.tensor(0), "add 1 to num_batches_tracked at every training forward")])
 
 
 @pytest.mark.points(2)
@@ -152,9 +185,13 @@ def test_eval_forward(sub):
     got = sub.method(h, "forward", x, lengths, _what=f"SequenceWiseBatchNorm.forward({what})").value
     exp = ref(x, lengths).detach()
     train_like = _ref(p)(x, lengths).detach()
+    valid = (torch.arange(x.shape[0])[:, None] < lengths[None, :]).unsqueeze(2)
+    never = ((x / (1 + 1e-5) ** 0.5) * p["weight"] + p["bias"]) * valid
     check_tensor(got, exp, fn="SequenceWiseBatchNorm.forward", what=what, rtol=1e-4, atol=1e-4,
                  hints=[(train_like, "in eval mode, normalise with running_mean / running_var, not the batch's "
-                                     "statistics")])
+                                     "statistics"),
+                        (never, "your running statistics were never updated (still 0 and 1): update them in train "
+                                "mode")])
 
 
 @pytest.mark.points(2)

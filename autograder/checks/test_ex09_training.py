@@ -1,4 +1,9 @@
-"""ex09 — the training step and evaluation (8 points)."""
+"""ex09 — the training step and evaluation (8 points).
+
+``train_step`` changes a model and an optimiser, so its comparisons are not a single call: its
+mistake models (``_train_step_variant``) stay here, each named in its hint.  ``evaluate``'s are in
+``autograder/mistakes.py``.
+"""
 from __future__ import annotations
 
 import math
@@ -8,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from autograder import fixtures as FX
+from autograder import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
-from autograder.checks._support import check_float, check_tensor, fail, fx
+from autograder.checks._support import CheckFailed, check_float, check_tensor, fail, fx
 
 pytestmark = pytest.mark.exercise("ex09")
 ENC = FX.ToyEncoder()
@@ -35,79 +41,157 @@ def _batch_fields(seed, transcripts, extra_frames=(14, 3, 8)):
 TRANSCRIPTS = ["the cat", "a dog ran", "see"]
 
 
-def _run_reference(fields, model_kw, lr=0.5, max_grad_norm=400.0, mode="eval", fn=None):
+# ----------------------------------------------------------------------------- train_step mistake models
+def _train_step_variant(model, batch, optimizer, max_grad_norm, mistake=""):
+    """``train_step`` with one thing changed (``mistake=""`` is the contract)."""
+    if mistake != "no_train":
+        model.train()
+    if mistake != "no_zero_grad":
+        optimizer.zero_grad()
+    lp, ol = model(batch.features, batch.feature_lengths)
+    per_item = F.ctc_loss(lp, batch.targets, ol, batch.target_lengths, reduction="none", zero_infinity=True)
+    mean = (per_item / batch.target_lengths.clamp_min(1)).mean()
+    loss = {"sum": per_item.sum(), "plain_mean": per_item.mean()}.get(mistake, mean)
+    value = float(loss)
+    if not math.isfinite(value):
+        optimizer.zero_grad()
+        return value
+    (per_item.sum() if mistake == "backward_sum" else loss).backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    if mistake == "clip_value":
+        torch.nn.utils.clip_grad_value_(params, max_grad_norm)
+    elif mistake == "clip_per_param":
+        for p in params:
+            torch.nn.utils.clip_grad_norm_([p], max_grad_norm)
+    elif mistake == "clip_400":
+        torch.nn.utils.clip_grad_norm_(params, 400.0)
+    elif mistake not in ("no_clip", "clip_after_step"):
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    if mistake == "clip_after_step":
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    return value
+
+
+_STEP_MISTAKES = {
+    "no_train": "call model.train() first: the model may arrive in eval mode (BatchNorm must use the batch's "
+                "statistics while training)",
+    "no_zero_grad": "call optimizer.zero_grad() before backward(): gradients ACCUMULATE in .grad, so stale ones "
+                    "(from an earlier step or backward) were added to this step's",
+    "sum": "use reduction='mean' (each loss divided by its target length, then averaged), not 'sum'",
+    "plain_mean": "reduction='mean' divides each loss by its target length before averaging; you averaged the "
+                  "raw losses",
+    "backward_sum": "call backward() on the loss you return (the mean), not on the sum of the per-utterance losses",
+    "no_clip": "clip the gradient norm with torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm) "
+               "between backward() and step()",
+    "clip_after_step": "clip BEFORE optimizer.step(): clipping afterwards does not change the step",
+    "clip_400": "use the max_grad_norm argument, not a fixed 400",
+    "clip_value": "clip the global gradient NORM (clip_grad_norm_), not each gradient value (clip_grad_value_)",
+    "clip_per_param": "clip the GLOBAL norm over all parameters together, not each parameter's norm separately",
+}
+
+
+def _run_variant(fields, model_kw, lr=0.5, max_grad_norm=400.0, mode="eval", mistake="", stale=None, steps=1):
     m = FX.model(mode=mode, **model_kw)
+    if stale is not None:
+        FX.stale_grads(m, stale)
     opt = FX.sgd(m, lr=lr)
-    loss = (fn or R.train_step)(m, FX.batch(**fields), opt, max_grad_norm)
+    b = FX.batch(**fields)
+    loss = None
+    for _ in range(steps):
+        loss = (R.train_step(m, b, opt, max_grad_norm) if mistake is None
+                else _train_step_variant(m, b, opt, max_grad_norm, mistake))
     return loss, FX.model_state(m)
 
 
-def _train_step_variant(model, batch, optimizer, max_grad_norm, mistake):
-    if mistake != "no_train":
-        model.train()
-    optimizer.zero_grad()
-    lp, ol = model(batch.features, batch.feature_lengths)
-    loss = F.ctc_loss(lp, batch.targets, ol, batch.target_lengths, reduction="sum" if mistake == "sum" else "mean",
-                      zero_infinity=True)
-    loss.backward()
-    if mistake != "no_clip":
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    return float(loss)
+def _expected(fields, model_kw, **kw):
+    """The reference's step; asserted equal to the contract's own steps (``mistake=""``)."""
+    exp = _run_variant(fields, model_kw, mistake=None, **kw)
+    mine = _run_variant(fields, model_kw, mistake="", **kw)
+    assert math.isclose(exp[0], mine[0], rel_tol=1e-6) or (math.isnan(exp[0]) and math.isnan(mine[0]))
+    return exp
 
 
-def _compare_state(got, exp, what, hints_by_mistake):
+def _compare_state(got, exp, what, variants, mistakes):
     if not isinstance(got, dict):
         fail(f"train_step({what}): could not read the model's parameters afterwards")
     for k, v in exp.items():
         if k.startswith("grad.") or k == "__training__" or k.endswith("num_batches_tracked"):
             continue
-        hints = [(lambda s=s, k=k: s[k], msg) for s, msg in hints_by_mistake]
+        hints = [(lambda mk=mk, k=k: variants[mk][1][k], _STEP_MISTAKES[mk]) for mk in mistakes]
         check_tensor(got.get(k), v, fn="train_step", what=what, name=f"the parameter {k} after the step",
                      rtol=1e-4, atol=1e-5, hints=hints)
 
 
-def _call_train_step(sub, fields, model_kw, lr, max_grad_norm, what, mode="eval"):
+def _call_train_step(sub, fields, model_kw, lr, max_grad_norm, what, mode="eval", stale=None, steps=1):
     m = sub.fixture("model", mode=mode, **model_kw)
+    if stale is not None:
+        sub.fixture("stale_grads", m, stale, _keep=False)
     opt = sub.fixture("sgd", m, lr=lr)
     b = sub.fixture("batch", **fields)
-    loss = sub.call("train_step", m, b, opt, max_grad_norm, _what=what, _timeout=30)
+    loss = None
+    for _ in range(steps):
+        try:
+            loss = sub.call("train_step", m, b, opt, max_grad_norm, _what=what, _timeout=30)
+        except CheckFailed as e:
+            if e.kind == "error" and "input_length" in e.message:
+                raise CheckFailed(f"{e.message} Hint: pass the model's OUTPUT lengths to the loss, not "
+                                  "batch.feature_lengths: the convolution's stride makes the output shorter than "
+                                  "the input", e.kind) from None
+            raise
     state = sub.fixture("model_state", m, _keep=False)
     return loss, state
 
 
-@pytest.mark.points(3)
+def _variants(fields, kw, mistakes, **run_kw):
+    return {mk: _run_variant(fields, kw, mistake=mk, **run_kw) for mk in mistakes}
+
+
+@pytest.mark.points(2)
 def test_train_step_loss_and_update(sub):
-    """train_step: returns the mean CTC loss and takes one optimiser step (model in train mode)"""
+    """train_step: returns the mean CTC loss and takes one optimiser step (model handed over in eval mode)"""
     fields = _batch_fields(1, TRANSCRIPTS)
     kw = {"n_freq": N_FREQ, "seed": 3}
-    what = "a tiny CTC model (handed over in eval mode), a batch of 3, SGD lr=0.5"
+    what = "a tiny CTC model (handed over in eval mode, stride 2 over time), a batch of 3, SGD lr=0.5"
     loss, state = _call_train_step(sub, fields, kw, 0.5, 400.0, what)
-    exp_loss, exp_state = _run_reference(fields, kw)
-    variants = {mk: _run_reference(fields, kw, fn=lambda m, b, o, c, mk=mk: _train_step_variant(m, b, o, c, mk))
-                for mk in ("no_train", "sum")}
+    exp_loss, exp_state = _expected(fields, kw)
+    names = ("no_train", "sum", "plain_mean", "backward_sum")
+    variants = _variants(fields, kw, names)
     check_float(loss, exp_loss, fn="train_step", what=what, rtol=1e-4, atol=1e-5,
-                hints=[(variants["no_train"][0], "call model.train() first: the model may arrive in eval mode"),
-                       (variants["sum"][0], "use reduction='mean' (each loss divided by its target length, then "
-                                            "averaged)")])
-    _compare_state(state, exp_state, what, [(variants["no_train"][1], "call model.train() first")])
+                hints=[(variants[mk][0], _STEP_MISTAKES[mk]) for mk in names])
+    _compare_state(state, exp_state, what, variants, names)
+
+
+@pytest.mark.points(1)
+def test_train_step_clears_old_gradients(sub):
+    """train_step: gradients left in .grad (by an earlier backward, or an earlier step) do not enter the step"""
+    fields = _batch_fields(4, ["egg", "all well", "deep"])
+    kw = {"n_freq": N_FREQ, "seed": 6}
+    what = "a tiny CTC model whose parameters still hold gradients from an earlier backward(), SGD lr=0.5"
+    _, state = _call_train_step(sub, fields, kw, 0.5, 400.0, what, mode="train", stale=7)
+    _, exp_state = _expected(fields, kw, mode="train")
+    variants = _variants(fields, kw, ("no_zero_grad",), mode="train", stale=7)
+    _compare_state(state, exp_state, what, variants, ("no_zero_grad",))
+    what = "two steps in a row on the same model, optimiser and batch, SGD lr=0.5"
+    loss, state = _call_train_step(sub, fields, kw, 0.5, 400.0, what, mode="train", steps=2)
+    exp_loss, exp_state = _expected(fields, kw, mode="train", steps=2)
+    variants = _variants(fields, kw, ("no_zero_grad",), mode="train", steps=2)
+    _compare_state(state, exp_state, what, variants, ("no_zero_grad",))
+    check_float(loss, exp_loss, fn="train_step", what=what + " (the second step's loss)", rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.points(2)
 def test_train_step_clips_gradients(sub):
-    """train_step: the global gradient norm is clipped to max_grad_norm"""
+    """train_step: the global gradient norm of all parameters is clipped to max_grad_norm before the step"""
     fields = _batch_fields(2, ["the dog", "it's a cat", "egg"])
     kw = {"n_freq": N_FREQ, "seed": 4, "scale": 2.0}
     what = "a tiny CTC model, SGD lr=0.5, max_grad_norm=0.05"
     loss, state = _call_train_step(sub, fields, kw, 0.5, 0.05, what, mode="train")
-    exp_loss, exp_state = _run_reference(fields, kw, max_grad_norm=0.05, mode="train")
-    _, no_clip = _run_reference(fields, kw, max_grad_norm=float("inf"), mode="train")
-    _, clip400 = _run_reference(fields, kw, max_grad_norm=400.0, mode="train")
+    exp_loss, exp_state = _expected(fields, kw, max_grad_norm=0.05, mode="train")
+    names = ("no_clip", "clip_after_step", "clip_400", "clip_value", "clip_per_param")
+    variants = _variants(fields, kw, names, max_grad_norm=0.05, mode="train")
     check_float(loss, exp_loss, fn="train_step", what=what, rtol=1e-4, atol=1e-5)
-    _compare_state(state, exp_state, what, [(no_clip, "clip the gradient norm with torch.nn.utils.clip_grad_norm_"
-                                                      "(model.parameters(), max_grad_norm) between backward() and "
-                                                      "step()"),
-                                            (clip400, "use the max_grad_norm argument, not a fixed 400")])
+    _compare_state(state, exp_state, what, variants, names)
 
 
 @pytest.mark.points(1)
@@ -118,7 +202,7 @@ def test_train_step_skips_non_finite(sub):
     kw = {"n_freq": N_FREQ, "seed": 5}
     what = "a batch whose features contain a NaN"
     loss, state = _call_train_step(sub, fields, kw, 0.5, 400.0, what, mode="train")
-    exp_loss, exp_state = _run_reference(fields, kw, mode="train")
+    exp_loss, exp_state = _expected(fields, kw, mode="train")
     check_float(loss, exp_loss, fn="train_step", what=what)
     before = FX.model_state(FX.model(mode="train", **kw))
     for k, v in exp_state.items():
@@ -130,62 +214,72 @@ def test_train_step_skips_non_finite(sub):
                  "(zero the gradients, no optimizer.step())")
 
 
-def _posteriogram_batch(refs, hyps, pad_extra):
-    """Features that the echo model turns into log-probabilities whose best path spells ``hyps``."""
+# ----------------------------------------------------------------------------- evaluate
+def _posteriogram_batch(refs, hyps, pad_extra, stride=2):
+    """Features that the echo model (keeping every ``stride``-th frame) turns into a best path spelling ``hyps``."""
     paths = []
     for h in hyps:
         p = []
         for ch in h:
             p += [ENC.encode(ch)[0], 0]
         paths.append(p or [0])
-    lens = [len(p) for p in paths]
-    T = max(n + e for n, e in zip(lens, pad_extra))
+    out_lens = [len(p) for p in paths]
+    flen = [stride * (n - 1) + 1 for n in out_lens]
+    T = max(n + stride * e for n, e in zip(flen, pad_extra))
     feats = torch.full((len(hyps), 1, 29, T), -5.0)
+    x_id = ENC.encode("x")[0]
     for b, p in enumerate(paths):
+        feats[b, 0, x_id, :] = 5.0                               # padding and skipped frames read "x"
         for t, s in enumerate(p):
-            feats[b, 0, s, t] = 5.0
-        feats[b, 0, ENC.encode("x")[0], len(p):] = 5.0          # padding that decodes to "xxx" if read
+            feats[b, 0, x_id, stride * t] = -5.0
+            feats[b, 0, s, stride * t] = 5.0
     targets = torch.zeros(len(refs), max(len(r) for r in refs), dtype=torch.long)
     for b, r in enumerate(refs):
         targets[b, : len(r)] = torch.tensor(ENC.encode(r))
-    return {"features": feats, "feature_lengths": torch.tensor(lens), "targets": targets,
+    return {"features": feats, "feature_lengths": torch.tensor(flen), "targets": targets,
             "target_lengths": torch.tensor([len(r) for r in refs]), "transcripts": list(refs)}
 
 
 EVAL = [(["the cat sat", "a dog"], ["the cat sat", "a dot"], (0, 6)),
-        (["deep speech", "all well", "see it's good"], ["deep", "all well", "see it's good"], (9, 4, 0))]
+        (["deep speech", "all well", "see it's good"], ["deep", "all well", "see it's good"], (9, 4, 0)),
+        (["a b c d e f g h i j"], ["a b c d e f g h i j"], (2,))]
 
 
-def _evaluate_variant(specs, mistake):
-    model = FX.echo_model(mode="train" if mistake == "train_mode" else "eval")
-    per_batch, refs, hyps = [], [], []
-    with torch.no_grad():
-        for s in specs:
-            lp, ol = model(s["features"], s["feature_lengths"])
-            h = R.greedy_decode(lp, ENC, None if mistake == "padded" else ol)
-            hyps += h
-            refs += s["transcripts"]
-            per_batch.append(R.word_error_rate(s["transcripts"], h))
-    if mistake == "per_batch":
-        return sum(per_batch) / len(per_batch)
-    return R.word_error_rate(refs, hyps)
+def _oracle_wer(refs, hyps):
+    """Corpus WER from the contract (total word edits / total reference words), independent of the reference."""
+    return sum(M._lev(r.split(), h.split()) for r, h in zip(refs, hyps)) / sum(len(r.split()) for r in refs)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_evaluate(sub):
-    """evaluate: corpus WER of greedy decoding in eval mode over all batches"""
+    """evaluate: ONE corpus WER of greedy decoding over all batches, each item up to its output length"""
     specs = [_posteriogram_batch(*e) for e in EVAL]
-    what = "a model (handed over in train mode) whose outputs spell known hypotheses, 2 batches of 2 and 3"
-    m = sub.fixture("echo_model", mode="train")
+    what = ("a model (handed over in train mode, stride 2 over time) whose outputs spell known hypotheses, "
+            "3 batches of 2, 3 and 1 utterances")
+    m = sub.fixture("echo_model", mode="train", stride=2)
     got = sub.call("evaluate", m, fx("batches", specs), fx("encoder"), _what=what, _timeout=30)
-    exp = R.evaluate(FX.echo_model(mode="train"), FX.batches(specs), ENC)
-    hints = [(lambda mk=mk: _evaluate_variant(specs, mk), msg) for mk, msg in [
-        ("per_batch", "you averaged the WER of each batch: compute ONE corpus WER over all utterances"),
-        ("padded", "decode each item only up to its OUTPUT length (the model's out_lens), not the padded frames"),
-        ("train_mode", "call model.eval() before decoding (BatchNorm and dropout must be in eval mode)")]]
-    check_float(got, exp, fn="evaluate", what=what, rtol=1e-6, atol=1e-9, hints=hints)
+    exp = _oracle_wer([r for e in EVAL for r in e[0]], [h for e in EVAL for h in e[1]])
+    assert math.isclose(exp, R.evaluate(FX.echo_model(mode="train", stride=2), FX.batches(specs), ENC))
+    check_float(got, exp, fn="evaluate", what=what, rtol=1e-6, atol=1e-9,
+                hints=M.hints("evaluate", FX.echo_model(mode="train", stride=2), FX.batches(specs), ENC))
 
 
-def _wire(v):
-    from autograder.checks._support import wire
-    return wire(v)
+@pytest.mark.points(1)
+def test_evaluate_mode_and_no_grad(sub):
+    """evaluate: decodes in eval mode under torch.no_grad(), then puts the model back in its own mode"""
+    specs = [_posteriogram_batch(*EVAL[0])]
+    for mode in ("train", "eval"):
+        what = f"a model handed over in {mode} mode, one batch of 2"
+        m = sub.fixture("echo_model", mode=mode, stride=2)
+        got = sub.call("evaluate", m, fx("batches", specs), fx("encoder"), _what=what, _timeout=30)
+        check_float(got, _oracle_wer(*EVAL[0][:2]), fn="evaluate", what=what, rtol=1e-6, atol=1e-9,
+                    hints=M.hints("evaluate", FX.echo_model(mode=mode, stride=2), FX.batches(specs), ENC))
+        flags = sub.fixture("model_flags", m, _keep=False)
+        if not isinstance(flags, dict):
+            fail(f"evaluate({what}): could not read the model's mode afterwards")
+        if any(flags.get("grad_modes") or []):
+            fail(f"evaluate({what}): the model ran with gradients enabled; decode under torch.no_grad() (no graph "
+                 "is needed, and building one costs memory and time)")
+        if flags.get("training") != (mode == "train"):
+            fail(f"evaluate({what}): the model was left in {'train' if flags.get('training') else 'eval'} mode; put "
+                 "it back in the mode it was in (was = model.training ... model.train(was), in a finally block)")
