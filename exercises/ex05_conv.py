@@ -15,7 +15,7 @@ batch:
 Grade your work (from the repository root)::
 
     make grade ONLY=ex05
-    python -m autograder --only ex05
+    .venv/bin/python -m autograder --only ex05     # the same, without make
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -38,6 +38,9 @@ def clipped_relu(x: torch.Tensor, ceiling: float = 20.0) -> torch.Tensor:
 
     Returns:
         y: same shape as ``x``: 0 for negative inputs, ``ceiling`` above the ceiling.
+        Differentiable with respect to ``x``.
+
+    Lesson 05, section 4.  Common mistake: a fixed 20 instead of the ``ceiling`` argument.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -57,8 +60,8 @@ def conv_output_length(length, kernel_size: int, stride: int = 1, padding: int =
         ``floor((length + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1``:
         an int for an int, an int64 tensor for a tensor.
 
-    Hint: use floor division ``//``; ``/`` gives floats, and ``int()`` truncates towards 0
-    instead of flooring.
+    Lesson 05, section 2 (the windows of one convolution counted by hand).  Common mistake:
+    ``/`` gives floats, and ``int()`` truncates towards 0 instead of flooring.
     """
     if isinstance(length, torch.Tensor):
         if length.is_floating_point():
@@ -82,11 +85,11 @@ def mask_time(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         y: a NEW ``(B, C, F, T)`` tensor equal to ``x`` at frames ``t < lengths[b]`` and 0 at
         frames ``t >= lengths[b]``.
 
-    Step 1: a boolean mask ``(B, T)``: ``torch.arange(T)[None, :] < lengths[:, None]``.
-    Step 2: reshape it to ``(B, 1, 1, T)`` so it broadcasts over channels and frequencies.
-    Step 3: ``x.masked_fill(~mask, 0)`` (or ``torch.where``), not a Python loop over ``b``.
+    Vectorised: no Python loop over the batch.  Key intermediate: a boolean ``(B, T)`` mask of
+    the valid frames, broadcast over channels and frequencies.
 
-    Hint: ``x * mask`` looks the same but turns an ``inf`` in the padding into ``nan``.
+    Lesson 05, section 3 (a 2 x 3 padded batch masked by hand).  Common mistake: ``x * mask``
+    looks the same but turns an ``inf`` in the padding into ``nan``.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a (B, C, F, T) tensor, got {getattr(x, 'shape', type(x))}")

@@ -18,7 +18,7 @@ Everything is in log space: products become sums, sums become ``logsumexp``.
 Grade your work (from the repository root)::
 
     make grade ONLY=ex04
-    python -m autograder --only ex04
+    .venv/bin/python -m autograder --only ex04     # the same, without make
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -62,6 +62,8 @@ def extend_with_blanks(target, blank: int = 0) -> list[int]:
 
     Returns:
         ext: a list of ``2U + 1`` ints; blanks at even positions, ``ext[2u + 1] = y_{u+1}``.
+
+    Lesson 04, section 2 (the extended target and the trellis).
     """
     target = _as_id_list(target)
     ### BEGIN SOLUTION
@@ -87,22 +89,14 @@ def ctc_log_alpha(log_probs: torch.Tensor, target, blank: int = 0) -> torch.Tens
         alpha: ``(T, 2U + 1)`` natural-log alphas, ``-inf`` where a state is unreachable.
         Differentiable with respect to ``log_probs``.
 
-    Step 1: ``ext = extend_with_blanks(target, blank)`` and ``emit = log_probs[:, ext]``
-            ``(T, S)`` with ``S = 2U + 1``: the log-probability of each state at each frame.
-    Step 2: initialise: an alignment starts in the first blank or the first symbol:
-            ``alpha[0, 0] = emit[0, 0]``, ``alpha[0, 1] = emit[0, 1]``, everything else log(0).
-    Step 3: for ``t = 1 .. T-1``, for every ``s`` at once (vectorised over ``s``):
-            ``alpha[t, s] = logsumexp(alpha[t-1, s], alpha[t-1, s-1], alpha[t-1, s-2]) + emit[t, s]``
-            where the ``s-2`` term (skipping a blank) is allowed only when ``ext[s]`` is not a
-            blank and differs from ``ext[s-2]`` (otherwise a repeat would merge).
-    Step 4: stack the rows into ``(T, S)`` (build a Python list of rows and ``torch.stack``:
-            in-place writes into one tensor break autograd) and turn values
-            ``<= LOG_ZERO / 2`` into ``-inf``.
+    Key intermediate: ``log_probs[:, ext]``, ``(T, S)`` with ``S = 2U + 1``, the log-probability
+    of each state of the extended target at each frame.  Keep the result differentiable (no
+    in-place writes into a tensor that autograd needs, no ``.item()`` or numpy) and use the given
+    ``LOG_ZERO`` for log(0) inside the recursion.
 
-    Hints: use ``LOG_ZERO`` (finite) rather than ``-inf`` inside the recursion, or the
-    gradient of ``logsumexp`` becomes NaN.  Shifting a row right by one or two states is
-    ``torch.cat([pad, row])[:S]``.  Forgetting the "``ext[s] != ext[s-2]``" condition
-    makes ``aa`` as likely as ``a``.
+    Lesson 04, sections 3-4 (one column of the alpha table by hand, in probabilities and in log
+    space, and why ``LOG_ZERO``).  Common mistake: skipping the blank between two equal labels
+    (``a _ a``), which counts alignments of ``a`` as alignments of ``aa``.
     """
     if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 2 or not log_probs.is_floating_point():
         raise ValueError(f"log_probs must be a floating (T, V) tensor, got {getattr(log_probs, 'shape', type(log_probs))}")
@@ -155,16 +149,12 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
         loss: a tensor (``(B,)`` or a scalar), ``inf`` for an item whose target cannot fit
         in its frames.  Differentiable with respect to ``log_probs``.
 
-    Step 1: for each item ``b``: its frames ``log_probs[:input_lengths[b], b]`` ``(T_b, V)``
-            and its target (row ``b`` cut to ``target_lengths[b]``, or the right slice of
-            the concatenation: item ``b`` starts at ``sum(target_lengths[:b])``).
-    Step 2: ``alpha = ctc_log_alpha(...)``; a complete alignment ends in the final blank
-            or the final symbol: ``log p = logsumexp(alpha[-1, -1], alpha[-1, -2])``
-            (only the final blank when the target is empty).  The loss is ``-log p``.
-    Step 3: reduce.
+    Item ``b`` uses only its first ``input_lengths[b]`` frames, ``(T_b, V)``, and its first
+    ``target_lengths[b]`` labels (in the 1-D layout item ``b`` starts at
+    ``sum(target_lengths[:b])``); build it on your ``ctc_log_alpha``.
 
-    Hint: ``'mean'`` is NOT ``losses.mean()``: PyTorch first divides each loss by its
-    target length.
+    Lesson 04, section 5 (the batched loss and PyTorch's reductions).  Common mistake:
+    ``'mean'`` is not ``losses.mean()``: PyTorch first divides each loss by its target length.
     """
     if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3 or not log_probs.is_floating_point():
         raise ValueError(f"log_probs must be a floating (T, B, V) tensor, got {getattr(log_probs, 'shape', type(log_probs))}")
