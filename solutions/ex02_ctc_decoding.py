@@ -15,7 +15,7 @@ You will implement:
 Grade your work (from the repository root)::
 
     make grade ONLY=ex02
-    python -m autograder --only ex02
+    .venv/bin/python -m autograder --only ex02     # the same, without make
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -40,12 +40,8 @@ def ctc_collapse(ids, blank: int = 0) -> list[int]:
     Returns:
         out: a list of Python ints, e.g. ``[1, 1, 0, 1, 2, 2] -> [1, 1, 2]``.
 
-    Step 1: walk through the ids remembering the previous id (``None`` at the start).
-    Step 2: keep an id when it differs from the previous one AND is not the blank.
-    Step 3: update "previous" with EVERY id, blanks included.
-
-    Hint: dropping blanks first and merging second is the classic mistake: it turns
-    ``a _ a`` into ``a`` instead of ``aa``.
+    Lesson 02, section 2 (the collapse by hand, and the order of the two steps).  Common
+    mistake: dropping blanks first and merging second turns ``a _ a`` into ``a`` instead of ``aa``.
     """
     if isinstance(ids, torch.Tensor):
         if ids.dim() != 1:
@@ -74,12 +70,12 @@ def greedy_decode(log_probs: torch.Tensor, encoder, lengths=None) -> list[str]:
     Returns:
         texts: ``B`` strings, one per batch item.
 
-    Step 1: the most likely symbol of every frame: ``argmax`` over ``V`` -> ``(T, B)``.
-    Step 2: for each item ``b``, keep only its first ``lengths[b]`` frames (the rest is padding).
-    Step 3: collapse with ``ctc_collapse(..., blank=encoder.blank_idx)``, then ``encoder.decode``.
+    The best symbol of every frame is a ``(T, B)`` tensor; item ``b`` uses only its first
+    ``lengths[b]`` frames (the rest is padding), collapsed with your ``ctc_collapse``
+    (``blank=encoder.blank_idx``) and turned into text with ``encoder.decode``.
 
-    Hint: argmax over the wrong dimension still returns a tensor without complaint; check
-    that step 1 gives ``(T, B)``.
+    Lesson 02, section 4 (greedy decoding by hand, and why lengths matter in a batch).  Common
+    mistake: an argmax over the wrong dimension still returns a tensor without complaint.
     """
     if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
         raise ValueError(f"log_probs must be a (T, B, V) tensor, got {getattr(log_probs, 'shape', type(log_probs))}")
