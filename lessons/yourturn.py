@@ -127,6 +127,9 @@ def relative_error(got, expected) -> float:
 
 def _short(v, limit: int = 70) -> str:
     if isinstance(v, torch.Tensor):
+        if v.dim() == 0:                  # a scalar tensor (a reduced loss): tolist() gives a number
+            x = v.item()
+            return f"tensor({round(x, 4) if isinstance(x, float) else x})"
         if v.numel() <= 8:
             return f"tensor({[round(x, 4) if isinstance(x, float) else x for x in v.tolist()]})"
         return f"tensor of shape {tuple(v.shape)} ({str(v.dtype).replace('torch.', '')})"
