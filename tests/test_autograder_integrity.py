@@ -2,7 +2,10 @@
 
 Every hostile submission is a copy of the ex11 (or ex02) solution with one function replaced by
 an attack; they are graded together by one ``batch --jobs 2 --only ex02,ex11,...`` run with a
-short per-call timeout, and each test reads its student's JSON report.
+short per-call timeout, and each test reads its student's JSON report.  The batch runs in the
+bwrap sandbox where it works (``--no-sandbox`` elsewhere): these attacks must fail in both, the
+in-process layer alone stops each of them.  ``test_autograder_sandbox.py`` holds the attacks that
+only the sandbox stops, and those on the batch itself.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from autograder import bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -158,7 +163,7 @@ def hostile(tmp_path_factory):
             (d / name).write_text(text)
     csv_path = base / "grades.csv"
     cmd = [PY, "-m", "autograder", "batch", str(subs), "--csv", str(csv_path), "--jobs", "2", "--no-progress",
-           "--only", "ex01,ex02,ex04,ex11", "--timeout", "3"]
+           "--only", "ex01,ex02,ex04,ex11", "--timeout", "3"] + ([] if bwrap.probe()[0] else ["--no-sandbox"])
     tmp = base / "tmp"  # the workers' sandboxes and the zygote's folder: found below by cwd
     tmp.mkdir()
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ, TMPDIR=str(tmp)))
