@@ -1,7 +1,8 @@
 """A synthesized-speech corpus: eSpeak NG voices saying random sentences (DS2 section 5, in small).
 
 DS2 trains on thousands of hours of speech from many speakers and makes it robust with
-noise: "we add noise to 40% of the utterances that are chosen at random" (section 5.2).  A
+noise: section 5.2 adds noise to 40 % of the training utterances, chosen at random (more noise
+made optimisation difficult, the paper reports).  A
 laptop course cannot download that, but it can *make* a corpus with the same structure:
 
 - **Sentences**: 1 to 6 words drawn uniformly, with replacement, from :data:`VOCABULARY`
