@@ -20,7 +20,7 @@ computes it, NOT the average of per-sentence rates.
 Grade your work (from the repository root)::
 
     make grade ONLY=ex03
-    python -m autograder --only ex03
+    .venv/bin/python -m autograder --only ex03     # the same, without make
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -63,15 +63,12 @@ def edit_distance(ref: Sequence, hyp: Sequence) -> int:
     Returns:
         distance: a Python int, ``0 <= distance <= max(n, m)``.
 
-    Step 1: ``D[i][j]`` = distance between ``ref[:i]`` and ``hyp[:j]``; ``D[i][0] = i``
-            (delete everything), ``D[0][j] = j`` (insert everything).
-    Step 2: ``D[i][j] = min(D[i-1][j] + 1,                  # deletion
-                            D[i][j-1] + 1,                  # insertion
-                            D[i-1][j-1] + (ref[i-1] != hyp[j-1]))  # substitution or match``
-    Step 3: the answer is ``D[n][m]``.  Keeping only the previous row is enough.
+    The dynamic-programming table ``D`` has ``n + 1`` rows and ``m + 1`` columns (row 0 and
+    column 0 are the empty prefixes); ``D[n][m]`` is the answer.  Keeping only the previous row
+    is enough.
 
-    Hint: ``D`` has ``n + 1`` rows and ``m + 1`` columns; forgetting the ``+ 1`` loses the
-    empty-prefix row and gives wrong answers whenever one sequence is empty.
+    Lesson 03, section 1 (the recurrence, and the table of one pair filled cell by cell).
+    Common mistake: a substitution costed as a deletion plus an insertion (2 instead of 1).
     """
     ref, hyp = list(ref), list(hyp)
     # YOUR CODE HERE
@@ -90,12 +87,10 @@ def word_error_rate(refs, hyps) -> float:
         wer: ``sum_k edit_distance(words(ref_k), words(hyp_k)) / sum_k len(words(ref_k))``,
         where ``words(s) = s.split()``.  It can exceed 1 (many insertions).
 
-    Step 1: split every sentence into words with ``str.split()`` (any run of whitespace).
-    Step 2: add up the word-level edit distances and the reference word counts.
-    Step 3: no reference words at all is a ``ValueError`` (the rate is undefined).
+    No reference words at all is a ``ValueError`` (the rate is undefined).
 
-    Hint: averaging per-sentence WERs weights a 2-word sentence like a 50-word one; the
-    corpus rate divides the totals.
+    Lesson 03, section 4.  Common mistake: averaging per-sentence WERs weighs a 2-word
+    sentence like a 50-word one; the corpus rate divides the totals.
     """
     refs, hyps = _check_pair(refs, hyps)
     # YOUR CODE HERE
@@ -115,9 +110,7 @@ def char_error_rate(refs, hyps) -> float:
         between words are characters like any other, leading and trailing spaces are
         stripped first (as jiwer does).
 
-    Step 1: add up the character-level edit distances (strings compare characters) and the
-            reference lengths.
-    Step 2: no reference characters at all is a ``ValueError``.
+    No reference characters at all is a ``ValueError``.  Lesson 03, section 4.
     """
     refs, hyps = _check_pair(refs, hyps)
     refs, hyps = [r.strip() for r in refs], [h.strip() for h in hyps]
