@@ -5,7 +5,7 @@ You will implement:
 
 1. ``train_step``: one optimiser step on one batch with the CTC loss, skipping batches
    whose loss or gradient is not finite, and clipping the gradient norm (gradients of recurrent networks
-   occasionally explode; the reference clips at 400, as deepspeech.pytorch does).
+   occasionally explode; DS2 clips the norm at 400, section 6).
 2. ``evaluate``: the corpus word error rate of a model on a list of batches, with greedy
    decoding, without changing the model's training mode for the caller.
 
@@ -85,18 +85,15 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer, 
         max_grad_norm: the largest allowed global gradient norm (DS2 clips at 400).
 
     Returns:
-        loss: the batch's mean CTC loss as a Python float (before the step).
+        loss: the batch's mean CTC loss as a Python float, before the step:
+        ``F.ctc_loss(..., blank=0, reduction='mean', zero_infinity=True)``.
 
-    Step 1: ``model.train()``; ``optimizer.zero_grad()``.
-    Step 2: forward; ``loss = F.ctc_loss(log_probs, targets, out_lengths, target_lengths,
-            blank=0, reduction='mean', zero_infinity=True)``.
-    Step 3: if the loss is not finite: zero the gradients, do NOT step, return it.
-    Step 4: ``loss.backward()``; ``total = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)``.
-    Step 5: if ``total`` is not finite: zero the gradients and do not step; otherwise
-            ``optimizer.step()``.
+    The model trains in training mode whatever mode it arrives in; the global gradient norm
+    is clipped to ``max_grad_norm``; a non-finite loss or gradient norm leaves the weights
+    unchanged (no step) and the loss is still returned.  Lesson 09, sections 3-4.
 
-    Hint: pass the model's OUTPUT lengths to the loss, not ``batch.feature_lengths``: the
-    convolutions' stride makes the output shorter than the input.
+    Common mistake: the loss needs the model's OUTPUT lengths, not ``batch.feature_lengths``
+    (the convolutions' stride makes the output shorter than the input).
     """
     ### BEGIN SOLUTION
     model.train()
@@ -129,15 +126,13 @@ def evaluate(model: torch.nn.Module, batches, encoder) -> float:
     Returns:
         wer: total word edits / total reference words over ALL batches (a float).
 
-    Step 1: remember ``model.training``; ``model.eval()`` (batch norm uses its running
-            statistics) and work under ``torch.no_grad()``.
-    Step 2: for each batch: forward, ``_greedy_decode(log_probs, encoder, out_lengths)``,
-            collect hypotheses and ``batch.transcripts``.
-    Step 3: ``_word_error_rate(references, hypotheses)``.
-    Step 4: put the model back in the mode it was in (``model.train(was_training)``),
-            even if something raised (``try`` / ``finally``).
+    Decode in eval mode (BatchNorm's running statistics), without gradients, each item up to
+    its output length; the caller finds its model in the mode it handed over, even if
+    something raised.  ``_greedy_decode`` and ``_word_error_rate`` above are given.
+    Lesson 09, section 5.
 
-    Hint: averaging per-batch WERs is not the corpus WER when batches differ in word counts.
+    Common mistake: averaging per-batch WERs is not the corpus WER when batches differ in
+    word counts.
     """
     ### BEGIN SOLUTION
     was_training = model.training

@@ -38,15 +38,12 @@ def row_conv(x: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor) -> to
         out: ``(T, B, H)``, ``out[t, b, i] = sum_j weight[j, i] * x[t + j, b, i]`` where frames
         ``t + j >= lengths[b]`` count as 0; ``out`` is 0 at padded frames ``t >= lengths[b]``.
 
-    Step 1: a ``(T, B, 1)`` mask of valid frames; zero ``x`` outside it (the padding of a
-            short item must not leak into its last frames).
-    Step 2: pad ``tau`` zero frames at the END of the time axis: ``(T + tau, B, H)``.
-    Step 3: ``out = sum_j weight[j] * x_padded[j : j + T]`` (a loop over the ``tau + 1`` taps,
-            each term ``(T, B, H)``; ``weight[j]`` ``(H,)`` broadcasts over time and batch).
-    Step 4: zero the output at padded frames.
+    Build it from differentiable tensor operations (the grader checks gradients for ``x`` and
+    ``weight``); ``tau = 0`` and a lookahead longer than the sequence must work.  Lesson 11,
+    section 5 (the receptive field, by hand on a 1 x 6 sequence).
 
-    Hint: this is a cross-correlation that looks FORWARD in time (``t + j``), not a causal
-    convolution (``t - j``).
+    Common mistake: this is a cross-correlation that looks FORWARD in time (``t + j``), not a
+    causal convolution (``t - j``); and a short item's padding must not leak into its last frames.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"x must be a (T, B, H) tensor, got {getattr(x, 'shape', type(x))}")
