@@ -47,7 +47,7 @@ from autograder import mistakes  # noqa: E402
 from autograder.spec import EXERCISES  # noqa: E402
 
 __all__ = ["case", "Case", "check", "load", "owner", "pick", "pieces", "side_by_side", "exercises_dir",
-           "relative_error"]
+           "relative_error", "with_ctc_loss"]
 
 #: name -> "yours" or "reference", filled by :func:`check`
 OWNERS: dict[str, str] = {}
@@ -162,7 +162,8 @@ def difference(got, expected, rtol: float = 1e-4, atol: float = 1e-5, where: str
         if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
             return f"a {type(got).__name__}{at}, expected a float"
         if math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol) or (
-                math.isinf(float(got)) and float(got) == float(expected)):
+                math.isinf(float(got)) and float(got) == float(expected)) or (
+                math.isnan(float(got)) and math.isnan(float(expected))):           # both NaN: the same answer
             return None
         return f"{float(got):.6g}{at}, expected {float(expected):.6g} (relative error {relative_error(got, expected):.2e})"
     if isinstance(expected, (list, tuple)):
@@ -327,3 +328,49 @@ def side_by_side(yours: torch.Tensor, expected: torch.Tensor, title: str = "", w
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- the training lessons
+class _FunctionalWithLoss(types.ModuleType):
+    """``torch.nn.functional`` whose ``ctc_loss`` is another implementation (everything else is torch's)."""
+
+    def __init__(self, ctc_loss):
+        super().__init__("torch.nn.functional")
+        self.calls = 0
+        torch_style = reference.training.torch_style_ctc_loss(ctc_loss)
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return torch_style(*args, **kwargs)
+
+        self.ctc_loss = counted
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+
+def with_ctc_loss(step, ctc_loss):
+    """A training step (``train_step``'s contract) whose CTC loss is ``ctc_loss`` (``ctc_loss``'s contract).
+
+    With the reference's ``train_step``: ``reference.train_step(..., ctc_loss=ctc_loss)``.  With the
+    student's: the same function, except that the name ``F`` in its file means ``torch.nn.functional``
+    with ``F.ctc_loss`` routed to ``ctc_loss`` (``zero_infinity`` as torch does it).  Returns
+    ``(step, routed)``; ``routed(model, batch)`` runs one step on a copy and says whether the loss went
+    through ``ctc_loss`` (a step that calls torch some other way keeps torch's loss).
+    """
+    if step is reference.train_step:
+        def composed(model, batch, optimizer, max_grad_norm=400.0):
+            return reference.train_step(model, batch, optimizer, max_grad_norm, ctc_loss=ctc_loss)
+
+        return composed, lambda model, batch: True
+    proxy = _FunctionalWithLoss(ctc_loss)
+    composed = types.FunctionType(step.__code__, {**step.__globals__, "F": proxy}, step.__name__,
+                                  step.__defaults__, step.__closure__)
+
+    def routed(model, batch) -> bool:
+        before = proxy.calls
+        twin = copy.deepcopy(model)
+        composed(twin, batch, torch.optim.SGD(twin.parameters(), lr=0.0))
+        return proxy.calls > before
+
+    return composed, routed
