@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -200,8 +201,249 @@ def evaluate(model, batches, encoder):
     model.train(was)
     return sum(wers) / len(wers)
 """, "averaged the WER of each batch"),
+    ("ex01_spectrogram", "n_over_hop_frames", """
+def frame_signal(audio, frame_length, hop_length):
+    audio = _check_audio(audio, frame_length)
+    n = audio.numel() // hop_length
+    idx = torch.arange(n)[:, None] * hop_length + torch.arange(frame_length)[None, :]
+    return audio[idx]
+""", "N // hop_length frames run past the end"),
+    ("ex01_spectrogram", "spectrogram_without_log", """
+def compute_spectrogram(audio, sample_rate=16000, n_fft=None, window_ms=20.0, stride_ms=10.0, eps=1e-10, normalize=True):
+    win, hop, n_fft = _window_and_hop(sample_rate, window_ms, stride_ms, n_fft)
+    audio = _check_audio(audio, win)
+    frames = frame_signal(audio, win, hop)
+    spec = torch.fft.rfft(frames * torch.hann_window(win, periodic=True), n=n_fft, dim=-1)
+    s = (spec.abs() ** 2).T
+    if normalize:
+        s = (s - s.mean()) / s.std().clamp_min(1e-5)
+    return s.contiguous()
+""", "you forgot the log"),
+    ("ex01_spectrogram", "biased_std", """
+_orig_spec = compute_spectrogram
+def compute_spectrogram(audio, sample_rate=16000, n_fft=None, window_ms=20.0, stride_ms=10.0, eps=1e-10, normalize=True):
+    s = _orig_spec(audio, sample_rate, n_fft, window_ms, stride_ms, eps, normalize=False)
+    if normalize:
+        s = (s - s.mean()) / s.std(unbiased=False).clamp_min(1e-5)
+    return s
+""", "unbiased"),
+    ("ex02_ctc_decoding", "no_collapse_in_greedy", """
+def greedy_decode(log_probs, encoder, lengths=None):
+    T, B, V = log_probs.shape
+    lengths = [T] * B if lengths is None else torch.as_tensor(lengths).tolist()
+    best = log_probs.argmax(-1)
+    return [encoder.decode(best[: lengths[b], b].tolist()) for b in range(B)]
+""", "did not collapse the path"),
+    ("ex02_ctc_decoding", "blank_hard_coded", """
+def ctc_collapse(ids, blank=0):
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    out, prev = [], None
+    for i in ids:
+        if i != prev and i != 0:
+            out.append(int(i))
+        prev = i
+    return out
+""", "instead of the blank argument"),
+    ("ex03_wer", "cer_by_hypothesis_characters", """
+def char_error_rate(refs, hyps):
+    refs, hyps = _check_pair(refs, hyps)
+    refs, hyps = [r.strip() for r in refs], [h.strip() for h in hyps]
+    return sum(edit_distance(r, h) for r, h in zip(refs, hyps)) / sum(len(h) for h in hyps)
+""", "not the hypothesis' characters"),
+    ("ex03_wer", "zero_division_instead_of_value_error", """
+def word_error_rate(refs, hyps):
+    refs, hyps = _check_pair(refs, hyps)
+    return sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)) / sum(len(r.split()) for r in refs)
+""", "but it raised ZeroDivisionError"),
+    ("ex04_ctc_loss", "max_instead_of_logsumexp", """
+def ctc_log_alpha(log_probs, target, blank=0):
+    ext = extend_with_blanks(target, blank)
+    T, L = log_probs.shape[0], len(ext)
+    neg = float('-inf')
+    skip = torch.tensor([s >= 2 and ext[s] != blank and ext[s] != ext[s - 2] for s in range(L)])
+    row = torch.full((L,), neg, dtype=log_probs.dtype)
+    row[0] = log_probs[0, ext[0]]
+    if L > 1:
+        row[1] = log_probs[0, ext[1]]
+    rows = [row]
+    for t in range(1, T):
+        prev = rows[-1]
+        one = torch.cat([prev.new_full((1,), neg), prev[:-1]])
+        two = torch.where(skip, torch.cat([prev.new_full((2,), neg), prev[:-2]])[:L], prev.new_full((L,), neg))
+        rows.append(torch.maximum(torch.maximum(prev, one), two) + log_probs[t, ext])
+    return torch.stack(rows)
+""", "took the max of the incoming alphas"),
+    ("ex04_ctc_loss", "final_blank_only", """
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean"):
+    T, B, V = log_probs.shape
+    il, tl = torch.as_tensor(input_lengths).tolist(), torch.as_tensor(target_lengths).tolist()
+    targets = torch.as_tensor(targets)
+    out, off = [], 0
+    for b in range(B):
+        y = targets[b, : tl[b]] if targets.dim() == 2 else targets[off: off + tl[b]]
+        off += tl[b]
+        out.append(-ctc_log_alpha(log_probs[: il[b], b], y, blank)[-1, -1])
+    loss = torch.stack(out)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return (loss / torch.as_tensor(tl).clamp_min(1)).mean()
+""", "the final blank OR the final symbol"),
+    ("ex05_conv", "mask_by_multiplying", """
+def mask_time(x, lengths):
+    lengths = torch.as_tensor(lengths)
+    return x * (torch.arange(x.shape[-1])[None, :] < lengths[:, None])[:, None, None, :].to(x.dtype)
+""", "turns an inf in the padding into nan"),
+    ("ex05_conv", "relu_without_floor", """
+def clipped_relu(x, ceiling=20.0):
+    return torch.clamp(x, max=ceiling)
+""", "you forgot the ReLU"),
+    ("ex06_bigru", "reset_gate_before_matmul", """
+def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    gx = torch.nn.functional.linear(x, weight_ih, bias_ih)
+    rx, zx, nx = gx.chunk(3, -1)
+    wr, wz, wn = weight_hh.chunk(3, 0)
+    br, bz, bn = bias_hh.chunk(3) if bias_hh is not None else (None, None, None)
+    r = torch.sigmoid(rx + torch.nn.functional.linear(h, wr, br))
+    z = torch.sigmoid(zx + torch.nn.functional.linear(h, wz, bz))
+    n = torch.tanh(nx + torch.nn.functional.linear(r * h, wn, bn))
+    return (1 - z) * n + z * h
+""", "AFTER the matrix product"),
+    ("ex07_batchnorm", "running_statistics_never_updated", """
+_Base = SequenceWiseBatchNorm
+class SequenceWiseBatchNorm(_Base):
+    def forward(self, x, lengths):
+        T, B, H = x.shape
+        mask = (torch.arange(T)[:, None] < torch.as_tensor(lengths)[None, :]).unsqueeze(-1).to(x.dtype)
+        if self.training:
+            n = mask.sum()
+            mean = (x * mask).sum((0, 1)) / n
+            var = ((x - mean) ** 2 * mask).sum((0, 1)) / n
+        else:
+            mean, var = self.running_mean, self.running_var
+        return ((x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias) * mask
+""", "never updated"),
+    ("ex07_batchnorm", "biased_running_variance", """
+_Base = SequenceWiseBatchNorm
+class SequenceWiseBatchNorm(_Base):
+    def forward(self, x, lengths):
+        T, B, H = x.shape
+        mask = (torch.arange(T)[:, None] < torch.as_tensor(lengths)[None, :]).unsqueeze(-1).to(x.dtype)
+        if self.training:
+            n = mask.sum()
+            mean = (x * mask).sum((0, 1)) / n
+            var = ((x - mean) ** 2 * mask).sum((0, 1)) / n
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(m * mean)
+                self.running_var.mul_(1 - m).add_(m * var)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return ((x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias) * mask
+""", "UNBIASED variance"),
+    ("ex08_sortagrad", "shuffle_from_global_rng", """
+_orig_sampler = sortagrad_sampler
+def sortagrad_sampler(dataset, epoch, seed=0):
+    if epoch == 0:
+        return _orig_sampler(dataset, 0, seed)
+    return torch.randperm(len(dataset)).tolist()
+""", "global torch random generator"),
+    ("ex08_sortagrad", "decreasing_length", """
+def sortagrad_sampler(dataset, epoch, seed=0):
+    if epoch == 0:
+        return sorted(range(len(dataset)), key=lambda i: (_audio_length(dataset[i]), i), reverse=True)
+    return torch.randperm(len(dataset), generator=_epoch_generator(seed, epoch)).tolist()
+""", "INCREASING length"),
+    ("ex09_training", "gradients_never_cleared", """
+def train_step(model, batch, optimizer, max_grad_norm=400.0):
+    model.train()
+    log_probs, out_lengths = model(batch.features, batch.feature_lengths)
+    loss = F.ctc_loss(log_probs, batch.targets, out_lengths, batch.target_lengths, reduction="mean", zero_infinity=True)
+    value = float(loss)
+    if not math.isfinite(value):
+        return value
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return value
+""", "optimizer.zero_grad()"),
+    ("ex09_training", "clips_each_value", """
+def train_step(model, batch, optimizer, max_grad_norm=400.0):
+    model.train()
+    optimizer.zero_grad()
+    log_probs, out_lengths = model(batch.features, batch.feature_lengths)
+    loss = F.ctc_loss(log_probs, batch.targets, out_lengths, batch.target_lengths, reduction="mean", zero_infinity=True)
+    value = float(loss)
+    if not math.isfinite(value):
+        optimizer.zero_grad()
+        return value
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return value
+""", "clip_grad_value_"),
+    ("ex09_training", "feature_lengths_to_the_loss", """
+def train_step(model, batch, optimizer, max_grad_norm=400.0):
+    model.train()
+    optimizer.zero_grad()
+    log_probs, out_lengths = model(batch.features, batch.feature_lengths)
+    loss = F.ctc_loss(log_probs, batch.targets, batch.feature_lengths, batch.target_lengths, reduction="mean", zero_infinity=True)
+    value = float(loss)
+    if not math.isfinite(value):
+        optimizer.zero_grad()
+        return value
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return value
+""", "OUTPUT lengths"),
+    ("ex09_training", "evaluate_with_gradients", """
+def evaluate(model, batches, encoder):
+    was = model.training
+    model.eval()
+    refs, hyps = [], []
+    for b in batches:
+        lp, ol = model(b.features, b.feature_lengths)
+        hyps += _greedy_decode(lp.detach(), encoder, ol)
+        refs += list(b.transcripts)
+    model.train(was)
+    return _word_error_rate(refs, hyps)
+""", "torch.no_grad()"),
+    ("ex09_training", "evaluate_leaves_eval_mode", """
+def evaluate(model, batches, encoder):
+    model.eval()
+    refs, hyps = [], []
+    with torch.no_grad():
+        for b in batches:
+            lp, ol = model(b.features, b.feature_lengths)
+            hyps += _greedy_decode(lp, encoder, ol)
+            refs += list(b.transcripts)
+    return _word_error_rate(refs, hyps)
+""", "put it back in the mode it was in"),
+    ("ex10_beam_search", "no_end_of_sentence", """
+_orig_beam = prefix_beam_search
+class _NoEnd:
+    def __init__(self, lm):
+        self.lm = lm
+    def score(self, history, word):
+        return self.lm.score(history, word)
+    def end_score(self, history):
+        return 0.0
+def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0):
+    return _orig_beam(log_probs, encoder, beam_width, None if lm is None else _NoEnd(lm), alpha, beta)
+""", "end_score"),
+    ("ex10_beam_search", "beta_per_character", "MUTANT_BEAM_PER_CHAR", "rewards WORDS"),
+    ("ex11_row_conv", "taps_reversed", """
+def row_conv(x, weight, lengths):
+    T, K = x.shape[0], weight.shape[0]
+    valid = (torch.arange(T)[:, None] < torch.as_tensor(lengths)[None, :]).unsqueeze(2).to(x.dtype)
+    padded = torch.nn.functional.pad(x * valid, (0, 0, 0, 0, 0, K - 1))
+    return sum(weight[K - 1 - j] * padded[j: j + T] for j in range(K)) * valid
+""", "you reversed the taps"),
     ("ex10_beam_search", "merges_repeats_across_blanks", "MUTANT_BEAM_ACROSS", "merged repeats across a blank"),
-    ("ex10_beam_search", "max_instead_of_sum", "MUTANT_BEAM_MAX", "max"),
+    ("ex10_beam_search", "max_instead_of_sum", "MUTANT_BEAM_MAX", "(max, Viterbi)"),
     ("ex11_row_conv", "reads_past_the_end", """
 def row_conv(x, weight, lengths):
     T = x.shape[0]
@@ -220,7 +462,21 @@ def row_conv(x, weight, lengths):
 """, "looks AHEAD"),
 ]
 
-# A compact prefix beam search with a switchable mistake (used by the two ex10 mutants).
+#: Plausible bugs that once lost points without a hint (or kept full marks); each must stay in the table.
+REQUIRED_MUTANTS = {
+    "max_instead_of_logsumexp",          # ex04: max instead of log-sum-exp in the alpha recursion
+    "reset_gate_before_matmul",          # ex06: r applied to h before W_hn
+    "running_statistics_never_updated",  # ex07
+    "shuffle_from_global_rng",           # ex08: torch.randperm(n) without a generator
+    "decreasing_length",                 # ex08: SortaGrad sorted longest first
+    "spectrogram_without_log",           # ex01
+    "cer_by_hypothesis_characters",      # ex03
+    "n_over_hop_frames",                 # ex01: N // hop frames
+    "gradients_never_cleared",           # ex09: no optimizer.zero_grad()
+    "zero_division_instead_of_value_error",  # ex03: no reference words
+}
+
+# A compact prefix beam search (no LM) with a switchable mistake (used by three ex10 mutants).
 _BEAM = """
 import math as _m
 def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0):
@@ -231,6 +487,7 @@ def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, be
         hi = max(a, b)
         return hi + _m.log(_m.exp(a - hi) + _m.exp(b - hi))
     comb = (lambda a, b: max(a, b)) if MISTAKE == 'max' else add
+    wc = (lambda k: len(k)) if MISTAKE == 'per_char' else (lambda k: len(k.split()))
     lp = log_probs.double().tolist()
     beams = {'': (0.0, NEG)}
     for row in lp:
@@ -252,9 +509,9 @@ def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, be
                         acc(prefix + ch, NEG, pb + p)
                 else:
                     acc(prefix + ch, NEG, tot + p)
-        scored = sorted(nxt.items(), key=lambda kv: -comb(*kv[1]) - beta * len(kv[0].split()))
+        scored = sorted(nxt.items(), key=lambda kv: -comb(*kv[1]) - beta * wc(kv[0]))
         beams = dict(scored[:beam_width])
-    out = [(k, comb(*v) + beta * len(k.split())) for k, v in beams.items()]
+    out = [(k, comb(*v) + beta * wc(k)) for k, v in beams.items()]
     out.sort(key=lambda r: (-r[1], r[0]))
     return out[:beam_width]
 """
@@ -265,6 +522,8 @@ def _mutant_code(code: str) -> str:
         return "MISTAKE = 'across'\n" + _BEAM
     if code == "MUTANT_BEAM_MAX":
         return "MISTAKE = 'max'\n" + _BEAM
+    if code == "MUTANT_BEAM_PER_CHAR":
+        return "MISTAKE = 'per_char'\n" + _BEAM
     return code
 
 
@@ -381,18 +640,27 @@ def test_stubs_score_0_not_implemented(graded):
 @pytest.mark.parametrize("ex_file,name,hint", [(e, m, h) for e, m, _, h in MUTANTS],
                          ids=[f"{e[:4]}-{m}" for e, m, _, _ in MUTANTS])
 def test_mutant_loses_points_with_a_named_mistake(graded, ex_file, name, hint):
+    from autograder.spec import EXERCISES
+
     rep = _report(graded, f"mutant-{ex_file[:4]}-{name}")
     ex = ex_file[:4]
     e = rep["exercises"][ex]
     assert e["score"] < e["max_score"], f"the mutant {name} kept all its points"
     messages = [c["message"] for c in e["checks"] if c["status"] == "failed"]
-    assert any(hint in m for m in messages), f"no feedback names the mistake ({hint!r}): {messages}"
+    named = [m for m in messages if hint in m]
+    assert named, f"no feedback names the mistake ({hint!r}): {messages}"
+    # the message that names the mistake also names the function and the input that exposed it
+    graded_names = EXERCISES[ex].graded
+    assert any(re.search(rf"\b{re.escape(fn)}(\.\w+)?\([^)]", m) for m in named for fn in graded_names), named
     others = [x for x in rep["exercises"] if x != ex]
     assert all(rep["exercises"][x]["score"] == 0 for x in others)  # the other files are missing
 
 
-def test_two_mutants_per_exercise():
+def test_three_mutants_per_exercise_and_the_named_common_bugs():
     from autograder.spec import EXERCISES
 
     counts = {ex: sum(1 for e, _, _, _ in MUTANTS if e.startswith(ex)) for ex in EXERCISES}
-    assert all(n >= 2 for n in counts.values()), counts
+    assert all(n >= 3 for n in counts.values()), counts
+    names = {m for _, m, _, _ in MUTANTS}
+    assert not REQUIRED_MUTANTS - names, REQUIRED_MUTANTS - names
+    assert len(names) == len(MUTANTS), "two mutants share a name"
