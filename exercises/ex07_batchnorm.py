@@ -6,14 +6,14 @@ feature, computed over every valid (time, batch) frame of the minibatch, padding
 (DS2 section 3.2).  Per-timestep statistics fail because late frames exist in only a few
 (long) utterances; including the padding drags the mean towards 0.
 
-You will implement ``SequenceWiseBatchNorm.forward``: exactly ``torch.nn.BatchNorm1d``
+You implement ``SequenceWiseBatchNorm.forward``: exactly ``torch.nn.BatchNorm1d``
 applied to the valid frames of a ``(T, B, H)`` batch, with the same parameters, buffers
-and running-statistics update, and zeros at the padded frames.
+and running-statistics update, and zeros at the padded frames.  Lesson 07 works the
+statistics out by hand on a 2 x 3 padded batch.
 
 Grade your work (from the repository root)::
 
-    make grade ONLY=ex07
-    python -m autograder --only ex07
+    make grade ONLY=ex07          # or: .venv/bin/python -m autograder --only ex07
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -68,22 +68,19 @@ class SequenceWiseBatchNorm(nn.Module):
             y: ``(T, B, H)``; ``y = (x - mean) / sqrt(var + eps) * weight + bias`` at valid
             frames, 0 at padded frames.
 
-        Step 1: a ``(T, B)`` mask of valid frames and their count ``n``.
-        Step 2 (``self.training``): per-feature ``mean`` and BIASED ``var`` (divide by ``n``)
-                over the valid frames only, ``(H,)`` each.  Then, without tracking
-                gradients, ``num_batches_tracked += 1`` and update
-                ``running_mean = (1 - m) * running_mean + m * mean`` and ``running_var``
-                likewise with the UNBIASED variance ``var * n / (n - 1)``, where
-                ``m = momentum`` (or ``1 / num_batches_tracked``, a cumulative average,
-                when ``momentum`` is ``None``, as in ``nn.BatchNorm1d``).  Guard the
-                divisions: use ``max(n, 1)`` and ``max(n - 1, 1)``.
-        Step 2 (eval): ``mean, var = running_mean, running_var``.
-        Step 3: normalise, scale and shift; zero the padded frames.
+        Contract (that of ``nn.BatchNorm1d`` on the ``n`` valid frames):
 
-        Hints: the padded frames must not enter the sums (select them out with the mask,
-        do not just multiply by it after averaging over ``T * B``).  Use the biased variance
-        to normalise but the unbiased one for ``running_var``: that is what PyTorch does.
-        Update the buffers in place (``.mul_``, ``.add_``, ``.copy_``) under ``torch.no_grad()``.
+        * training mode: ``mean`` and the BIASED ``var`` are ``(H,)``, over the valid frames
+          only; the gradient flows through them.  Each call adds 1 to ``num_batches_tracked``
+          and moves ``running_mean`` and ``running_var`` towards the batch's ``mean`` and
+          UNBIASED variance ``var * n / (n - 1)`` by the fraction ``momentum`` (or
+          ``1 / num_batches_tracked``, a cumulative average, when ``momentum`` is ``None``);
+          with a single valid frame the biased variance is used there too;
+        * evaluation mode: ``running_mean`` and ``running_var`` replace ``mean`` and ``var``;
+          no buffer changes.
+
+        Common mistake: letting the padded frames into the sums (lesson 07, section 1, shows
+        the numbers).  The buffers are updated in place, without tracking gradients.
         """
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[2] != self.num_features or not x.is_floating_point():
             raise ValueError(f"x must be a floating (T, B, {self.num_features}) tensor, got {getattr(x, 'shape', type(x))}")

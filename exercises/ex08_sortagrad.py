@@ -7,7 +7,7 @@ After the first epoch, training reverts back to a random order over minibatches.
 Long utterances have large CTC costs, and early gradients are unstable; a length
 curriculum in epoch 0 helps, and minibatches of similar lengths waste little padding.
 
-You will implement:
+You implement (lesson 08 builds the orders by hand for six utterances):
 
 1. ``sortagrad_sampler``: the order of utterances for one epoch.
 2. ``sortagrad_batches``: the minibatches for one epoch, by the paper's rule.
@@ -19,8 +19,7 @@ state is read or changed.
 
 Grade your work (from the repository root)::
 
-    make grade ONLY=ex08
-    python -m autograder --only ex08
+    make grade ONLY=ex08          # or: .venv/bin/python -m autograder --only ex08
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -118,7 +117,7 @@ def sortagrad_sampler(dataset, epoch: int, seed: int = 0) -> list[int]:
         Epoch 0: indices sorted by ``len(sample.audio)``, ties by index (shortest first).
         Epoch >= 1: ``torch.randperm(len(dataset), generator=_epoch_generator(seed, epoch)).tolist()``.
 
-    Hint: ``sorted(range(n), key=lambda i: (length[i], i))`` sorts by length, then by index.
+    Lesson 08, section 3.
     """
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch!r}")
@@ -135,17 +134,13 @@ def sortagrad_batches(dataset, batch_size: int, epoch: int, seed: int = 0) -> li
         epoch, seed: as in :func:`sortagrad_sampler`.
 
     Returns:
-        batches: a list of index lists.
+        batches: a list of index lists.  The buckets are the epoch-0 order cut into consecutive
+        runs of ``batch_size`` indices (the last may be shorter).  Epoch 0 returns them in that
+        order (increasing longest utterance); epoch >= 1 returns the SAME buckets in the order
+        ``torch.randperm(n_batches, generator=_epoch_generator(seed, epoch))``.
 
-    Step 1: sort ALL indices by audio length, ties by index (this is the epoch-0 sampler).
-    Step 2: cut that order into consecutive chunks of ``batch_size`` (the last one may be
-            shorter): each minibatch holds utterances of similar lengths.
-    Step 3: epoch 0: return the chunks in that order (increasing longest utterance).
-            Epoch >= 1: the SAME chunks, in the order
-            ``torch.randperm(n_batches, generator=_epoch_generator(seed, epoch))``.
-
-    Hint: shuffling the utterances (not the minibatches) in later epochs would mix short
-    and long utterances in one minibatch, and pad them heavily.
+    Common mistake: shuffling the utterances (not the minibatches) in later epochs mixes short
+    and long utterances in one minibatch, and pads them heavily (lesson 08, sections 3-4).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -167,17 +162,13 @@ def collate_batch(samples: Sequence, encoder, n_fft: int | None = None) -> Batch
     Returns:
         A :class:`Batch` with ``features`` ``(B, 1, F, T_max)`` float, ``feature_lengths``
         ``(B,)`` int64, ``targets`` ``(B, S_max)`` int64, ``target_lengths`` ``(B,)`` int64
-        and ``transcripts``, in the order of ``samples``.
+        and ``transcripts``, in the order of ``samples``.  Item ``b``'s features are
+        ``compute_spectrogram(s.audio, sample_rate=s.sample_rate, n_fft=n_fft)`` ``(F, T_b)``
+        followed by zeros; its targets are ``encoder.encode(s.transcript)`` followed by zeros.
+        An empty transcript is a ``ValueError`` (CTC needs at least one symbol).
 
-    Step 1: for each sample: ``compute_spectrogram(s.audio, sample_rate=s.sample_rate, n_fft=n_fft)``
-            ``(F, T_b)`` and ``encoder.encode(s.transcript)`` (an empty transcript is a
-            ``ValueError``: CTC needs at least one symbol).
-    Step 2: lengths as int64 tensors; allocate ``torch.zeros`` of the padded shapes.
-    Step 3: copy each spectrogram into ``features[b, 0, :, :T_b]`` and each target into
-            ``targets[b, :S_b]``.
-
-    Hint: pad with zeros AFTER normalising each utterance (padding first would change its
-    mean and std).
+    Common mistake: padding before normalising each utterance changes its mean and std
+    (lesson 08, section 1, shows by how much).
     """
     if len(samples) == 0:
         raise ValueError("collate_batch needs at least one sample, got an empty list")

@@ -1,8 +1,8 @@
 """Exercise 06 — The bidirectional GRU (lesson 06).
 
-DS2's recurrent layers read the whole utterance in both directions.  You will build them
-from the cell up, with PyTorch's weight layout so that your weights load into ``nn.GRU``
-and back:
+DS2's recurrent layers read the whole utterance in both directions.  You build them from
+the cell up, with PyTorch's weight layout so that your weights load into ``nn.GRU`` and back
+(lesson 06 works each idea out on small cases):
 
 1. ``gru_cell``: one step, exactly ``torch.nn.GRUCell`` (gate order r, z, n)::
 
@@ -11,14 +11,13 @@ and back:
        n  = tanh(W_in x + b_in + r * (W_hn h + b_hn))
        h' = (1 - z) * n + z * h
 
-2. ``gru_layer``: unroll the cell over a zero-padded batch ``(T, B, I)``; forwards or
+2. ``gru_layer``: the cell unrolled over a zero-padded batch ``(T, B, I)``, forwards or
    backwards, where a backward pass starts at each sequence's OWN last valid frame.
 3. ``bidirectional_gru``: the two directions, SUMMED (DS2 sums; many libraries concatenate).
 
 Grade your work (from the repository root)::
 
-    make grade ONLY=ex06
-    python -m autograder --only ex06
+    make grade ONLY=ex06          # or: .venv/bin/python -m autograder --only ex06
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -43,15 +42,11 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         bias_ih, bias_hh: ``(3H,)`` or ``None`` (no bias, i.e. zero).
 
     Returns:
-        h_new: ``(B, H)``.
+        h_new: ``(B, H)``.  The input and recurrent projections are ``(B, 3H)`` each, the
+        gates ``r``, ``z`` and the candidate ``n`` ``(B, H)`` each (module docstring).
 
-    Step 1: the two projections ``gi = x @ weight_ih.T (+ bias_ih)`` and
-            ``gh = h @ weight_hh.T (+ bias_hh)``, both ``(B, 3H)``.
-    Step 2: split each into its three ``(B, H)`` gates with ``.chunk(3, dim=-1)``.
-    Step 3: ``r``, ``z``, ``n`` and ``h'`` as in the module docstring.
-
-    Hint: the reset gate multiplies ``W_hn h + b_hn`` (bias included), not ``h`` itself;
-    ``h' = (1 - z) * n + z * h``, not ``z * n + (1 - z) * h``.
+    Common mistake: resetting ``h`` before the matrix (``W_hn (r * h)``, Cho et al.) instead of
+    ``r * (W_hn h + b_hn)``.  Lesson 06, section 2, computes one step by hand.
     """
     ### BEGIN SOLUTION
     gi = x @ weight_ih.T                                        # (B, 3H)
@@ -81,18 +76,13 @@ def gru_layer(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reve
 
     Returns:
         out: ``(T, B, H)`` hidden states, 0 at padded steps ``t >= lengths[b]``.  The
-        initial state is zeros.
+        initial state is zeros, ``(B, H)``.  With ``reverse``, item ``b`` is read from
+        ``t = lengths[b] - 1`` down to 0, starting from a zero state; an item's outputs do not
+        depend on how much padding follows it.
 
-    Step 1: ``h = zeros(B, H)``; the time steps are ``0..T-1`` (``T-1..0`` if ``reverse``).
-    Step 2: at each step, ``h_new = gru_cell(x[t], h, ...)`` for the whole batch, then keep
-            it only for the items still valid at ``t``: ``valid = (t < lengths)[:, None]``,
-            ``h = torch.where(valid, h_new, h)``; the output at ``t`` is
-            ``torch.where(valid, h_new, 0)``.
-    Step 3: put the outputs back in time order and ``torch.stack`` them to ``(T, B, H)``.
-
-    Hint: in reverse, a short sequence must start at ITS last valid frame with a zero state.
-    Because ``h`` stays zero while ``t >= lengths[b]`` (step 2), that happens by itself;
-    without the mask its state would first run through the padding.
+    Common mistake: flipping the whole padded tensor in time for ``reverse``: a short sequence
+    then starts at the padded end and its state runs through the padding first (lesson 06,
+    section 3, draws the steps for a batch of two).
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"x must be a (T, B, I) tensor, got {getattr(x, 'shape', type(x))}")
@@ -126,7 +116,7 @@ def bidirectional_gru(x, lengths, forward_weights, backward_weights):
             for each direction (the biases may be ``None``, or left out: a 2-tuple).
 
     Returns:
-        out: ``(T, B, H)`` = forward pass + backward pass, 0 at padded steps.
+        out: ``(T, B, H)`` = forward pass + backward pass, 0 at padded steps (lesson 06, section 5).
     """
     forward_weights, backward_weights = tuple(forward_weights), tuple(backward_weights)
     for name, w in (("forward_weights", forward_weights), ("backward_weights", backward_weights)):
