@@ -53,7 +53,8 @@ def gradescope(report: Report) -> dict:
                       "visibility": "visible"})
     notes = list(report.notes) + [f"{ex}: {f}" for ex, fs in report.findings.items() for f in fs]
     out = {"score": report.score, "max_score": report.max_score, "execution_time": round(report.seconds, 2),
-           "tests": tests, "visibility": "visible", "stdout_visibility": "hidden"}
+           "tests": tests, "visibility": "visible", "stdout_visibility": "hidden",
+           "extra_data": {"sandbox": report.sandbox}}  # "bwrap" or "process": what isolated the code
     if notes:
         out["output"] = "\n".join(notes)
     return out
