@@ -43,7 +43,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from . import bwrap
-from .procs import WORKER_PY, clean_env, exit_reason, kill_group, rss_bytes
+from .procs import WORKER_PY, clean_env, exit_reason, host_pid, kill_group, rss_bytes
 from .spec import Exercise
 from .zygote import (ZYGOTE_FD_ENV, ForkedProcess, Zygote, ZygoteError, _note_zygote_failure,  # noqa: F401
                      stop_zygote, zygote)
@@ -196,6 +196,7 @@ class Worker:
         self.proc: subprocess.Popen | ForkedProcess | None = None
         self.mode = ""  # how the current process was started: "fork" or "spawn"
         self.sandbox = ""  # where it runs: "bwrap" or "process"
+        self.rss_pid = 0   # whose memory the grader polls (the worker itself, also under bwrap)
         self.dir: str | None = None
         self.load_error: WorkerFailure | None = None
         self.names: list[str] = []
@@ -242,7 +243,10 @@ class Worker:
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 cwd=cwd, env=env, start_new_session=True, close_fds=True,
             ), "spawn"
+        self.rss_pid = self.proc.pid
         ready = self._receive(self.limits.start_timeout, what="starting Python and torch")
+        if self.mode == "spawn" and submission is not None and isinstance(ready.get("pid"), int):
+            self.rss_pid = host_pid(ready["pid"], self.proc.pid) or self.proc.pid  # the worker, not bwrap
         if ready.get("status") != "ready":
             raise WorkerFailure("crash", "the worker did not start")
         self.load_error = None
@@ -356,7 +360,7 @@ class Worker:
                                                "(an infinite loop, or far too slow?)")
             if now >= next_mem_check:
                 next_mem_check = now + 0.2
-                if rss_bytes(self.proc.pid) > self.limits.rss_bytes:
+                if rss_bytes(self.rss_pid) > self.limits.rss_bytes:
                     self._kill()
                     raise WorkerFailure("memory", f"your code used more than {self.limits.rss_bytes / 1024 ** 3:.1f} "
                                                   f"GiB of memory while {what}")
