@@ -38,6 +38,7 @@ TMP_BYTES = 512 * 1024 * 1024  # the private /tmp (memory-backed)
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf install bubblewrap)"
 
 _PROBE: tuple[bool, str] | None = None
+_HELP: dict[str, str] = {}
 
 
 class SandboxUnavailable(Exception):
@@ -116,15 +117,30 @@ def _is_venv(d: str) -> bool:
     return False
 
 
+def _supports(exe: str, option: str) -> bool:
+    """Whether this bwrap knows ``option`` (``--disable-userns`` needs 0.8, ``--size`` 0.6.2)."""
+    if exe not in _HELP:
+        try:
+            _HELP[exe] = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            _HELP[exe] = ""
+    return option in _HELP[exe]
+
+
 def command(argv: list[str], submission: str | None = None) -> list[str]:
     """``bwrap ... -- argv``: ``argv[0]`` is a path inside the sandbox (the same Python as here)."""
     exe = shutil.which("bwrap")
     if exe is None:
         raise SandboxUnavailable(f"bwrap is not installed; {INSTALL_HINT}")
-    args = [exe, "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
-            "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    args = [exe, "--unshare-all", "--unshare-user"]
+    if _supports(exe, "--disable-userns"):  # no nested user namespace (and so no capability) inside
+        args.append("--disable-userns")
+    args += ["--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
     args += _system_binds() + _python_binds()
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    if _supports(exe, "--size"):
+        args += ["--size", str(TMP_BYTES)]
+    args += ["--tmpfs", "/tmp"]
     for name in WORKER_FILES:
         args += ["--ro-bind", os.path.join(HERE, name), f"{WORKER_DIR}/{name}"]
     if submission is not None:
