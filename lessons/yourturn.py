@@ -213,6 +213,24 @@ def _not_written(err: BaseException, ex_id: str) -> str | None:
     return None
 
 
+def source_names(module, name: str) -> set[str]:
+    """The global names the student's ``name`` refers to (which of its siblings it calls)."""
+    import inspect
+
+    def names(code) -> set[str]:  # nested code objects too: comprehensions, lambdas, inner functions
+        out = set(code.co_names)
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                out |= names(c)
+        return out
+
+    obj = getattr(module, name, None)
+    if inspect.isclass(obj):
+        return {n for f in vars(obj).values() if hasattr(f, "__code__") for n in names(f.__code__)}
+    code = getattr(obj, "__code__", None)
+    return names(code) if code is not None else set()
+
+
 def _where(err: BaseException, path: str) -> str:
     frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == path]
     return f" (line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
@@ -271,6 +289,10 @@ def check(name: str, cases: Sequence[Case], *, run: Callable | None = None, rtol
             say(f"    first difference: {diff}")
             if hint:
                 say(f"    Hint: {hint}")
+            siblings = [n for n in ex.graded if n != name and OWNERS.get(n) == "reference"
+                        and REASONS.get(n) in ("does not match yet", "raises an error") and n in source_names(module, name)]
+            if siblings and not hint:
+                say(f"    Note: your {name} calls your {', '.join(siblings)}, which does not match yet: fix that first.")
             return use_reference("does not match yet", f"your {name} does not match the reference on example {k + 1} "
                                  f"of {len(cases)} ({c.describe()})")
     OWNERS[name], REASONS[name] = "yours", ""

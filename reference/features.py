@@ -82,7 +82,8 @@ def compute_spectrogram(
         audio: ``(N,)`` float tensor in [-1, 1].
         sample_rate: samples per second of ``audio``.
         n_fft: FFT size; ``None`` means the window length (320 at 16 kHz: 161 bins).
-        window_ms, stride_ms: window length and hop in milliseconds (20 and 10 in DS2).
+        window_ms, stride_ms: window length and hop in milliseconds (DS2 §3.1 uses 20 ms windows; the 10 ms hop is
+            this course's choice, the usual one).
         eps: added to the power before the log, so silence gives ``log(eps)``, not ``-inf``.
         normalize: subtract the utterance's mean and divide by its standard deviation
             (one mean and one std for the whole utterance).
