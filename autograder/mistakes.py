@@ -271,6 +271,9 @@ def _greedy_decode_mistakes(log_probs, encoder, lengths=None):
          "you decoded the padded frames too: keep only the first lengths[b] frames of item b"),
         (lambda: [encoder.decode(_merge_then_drop(best[: lens[0], b].tolist(), blank)) for b in range(B)],
          "you cut every item to lengths[0]: item b has its own length lengths[b]"),
+        (lambda: [encoder.decode(_merge_then_drop(log_probs.argmax(1)[: lens[b], b].tolist(), blank))
+                  for b in range(B)],
+         "you took the argmax over the wrong dimension: the symbols are the LAST axis, argmax(dim=-1) -> (T, B)"),
     ]
 
 
@@ -305,6 +308,9 @@ def _edit_distance_mistakes(ref, hyp):
         (lambda: _lcs(r, h), "you computed the longest common subsequence, not the edit distance"),
         (lambda: sum(a != b for a, b in zip(r, h)) + abs(len(r) - len(h)),
          "you compared position by position (Hamming); insertions and deletions shift the alignment"),
+        (lambda: 0 if (not r) != (not h) else None,
+         "D has n + 1 rows and m + 1 columns (the empty prefixes): with one sequence empty, the distance is the "
+         "other one's length"),
     ]
 
 
@@ -870,6 +876,11 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
         (lambda: ranked_texts(*a, per_char=True), "beta rewards WORDS (len(text.split())), not characters"),
         (lambda: ranked_texts(log_probs, encoder, lm, alpha, 0.0, beam_width), "add beta * word_count(text) to the "
                                                                                "score"),
+        (lambda: ranked_texts(log_probs, encoder, lm, alpha, 2 * beta, beam_width),
+         "every word earns beta exactly ONCE (you added it when the word was completed and again at the end)"),
+        (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, overwrite=True),
+         "a prefix can be reached from several beams in one frame: ACCUMULATE its probabilities (log-add), do "
+         "not overwrite them"),
     ]
     if lm is not None and alpha != 0:
         out += [
@@ -880,6 +891,66 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
             (lambda: ranked_texts(*a, lm_weight=1.0), "multiply the LM's log-probabilities by alpha"),
         ]
     return out
+
+
+def beam_variant(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0, *, overwrite=False):
+    """A plain prefix beam search (the stub's steps, prefixes as strings), with one switchable mistake."""
+    neg = float("-inf")
+
+    def add(a, b):
+        if a == neg:
+            return b
+        if b == neg:
+            return a
+        m = max(a, b)
+        return m + math.log1p(math.exp(-abs(a - b)))
+
+    use_lm = lm is not None and alpha != 0
+    blank = int(encoder.blank_idx)
+    rows = log_probs.detach().double().tolist()
+    chars = {c: encoder.decode([c]) for c in range(len(rows[0]) if rows else 0) if c != blank}
+    bonus = {"": 0.0}
+
+    def word_bonus(words):
+        return beta + (alpha * float(lm.score(tuple(words[:-1]), words[-1])) if use_lm else 0.0)
+
+    beams = {"": (0.0, neg)}
+    for row in rows:
+        nxt = {}
+
+        def put(k, pb=neg, pnb=neg):
+            ob, onb = nxt.get(k, (neg, neg))
+            nxt[k] = ((pb if pb != neg else ob), (pnb if pnb != neg else onb)) if overwrite else (add(ob, pb),
+                                                                                                add(onb, pnb))
+
+        for prefix, (pb, pnb) in beams.items():
+            tot = add(pb, pnb)
+            put(prefix, pb=tot + row[blank])
+            for c, ch in chars.items():
+                new = prefix + ch
+                if new not in bonus:
+                    b = bonus[prefix]
+                    if ch == " " and prefix and not prefix.endswith(" "):
+                        b += word_bonus(prefix.split())
+                    bonus[new] = b
+                if prefix and prefix[-1] == ch:
+                    put(prefix, pnb=pnb + row[c])
+                    put(new, pnb=pb + row[c])
+                else:
+                    put(new, pnb=tot + row[c])
+        live = sorted(((add(*v) + bonus[k], k) for k, v in nxt.items() if add(*v) > neg), reverse=True)
+        beams = {k: nxt[k] for _, k in live[:beam_width]}
+    out = []
+    for prefix, v in beams.items():
+        words = prefix.split()
+        q = add(*v) + bonus[prefix]
+        if words and not prefix.endswith(" "):
+            q += word_bonus(words)
+        if use_lm:
+            q += alpha * float(lm.end_score(tuple(words)))
+        out.append((prefix, q))
+    out.sort(key=lambda r: (-r[1], r[0]))
+    return out[:beam_width]
 
 
 # ============================================================================ ex11

@@ -41,7 +41,11 @@ def test_frame_signal_values(sub):
 
 @pytest.mark.points(1)
 def test_frame_signal_errors(sub):
-    """frame_signal: audio shorter than one frame, or not 1-D, is a ValueError"""
+    """frame_signal: audio exactly one frame long gives one frame; shorter or 2-D audio is a ValueError"""
+    audio = I.audio(3, 320)
+    what = "audio of exactly one frame (320 samples), frame_length=320, hop_length=160"
+    check_tensor(_call_frames(sub, audio, 320, 160, what), audio.unfold(0, 320, 160), fn="frame_signal", what=what,
+                 rtol=0, atol=0, hints=M.hints("frame_signal", audio, 320, 160))
     check_raises(sub, "frame_signal", torch.zeros(100), 320, 160, _what="audio of 100 samples, frame_length=320")
     check_raises(sub, "frame_signal", torch.zeros(319), 320, 160, _what="audio of 319 samples, frame_length=320")
     check_raises(sub, "frame_signal", torch.zeros(2, 400), 320, 160, _what="audio of shape (2, 400)")

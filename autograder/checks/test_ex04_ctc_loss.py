@@ -114,6 +114,9 @@ def test_ctc_loss_gradient(sub):
                  hints=_loss_hints(lp, targets, il, tl, "mean"))
     if not grads or grads[0] is None:
         fail(f"ctc_loss({what}): no gradient reached log_probs (did you detach, use .item() or numpy?)")
+    if isinstance(grads[0], torch.Tensor) and bool(torch.isnan(grads[0]).any()):
+        fail(f"ctc_loss({what}): d loss / d log_probs contains NaN. Hint: torch.logsumexp of values that are ALL "
+             "-inf has a NaN gradient: use LOG_ZERO (a finite stand-in for log 0) inside the recursion")
     check_tensor(grads[0], leaf.grad, fn="ctc_loss", what=what, name="d loss / d log_probs", rtol=1e-3, atol=1e-4,
                  hints=[(lambda: torch.zeros_like(leaf.grad), "no gradient flowed: keep the computation in torch "
                                                               "(no .item(), .tolist() or numpy inside)")])
