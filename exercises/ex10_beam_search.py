@@ -19,7 +19,7 @@ The language model, when given, has ``lm.score(history, word) -> log p(word | hi
 Grade your work (from the repository root)::
 
     make grade ONLY=ex10
-    python -m autograder --only ex10
+    .venv/bin/python -m autograder --only ex10      # the same, without make
 
 Write your code only between the ``# YOUR CODE HERE`` lines of each stub.
 
@@ -62,30 +62,19 @@ def prefix_beam_search(log_probs: torch.Tensor, encoder, beam_width: int = 16, l
         hypotheses: up to ``beam_width`` pairs ``(text, Q(text))``, best first (ties by text),
         with ``text = encoder.decode(prefix)`` exactly as emitted (spaces kept).
 
-    State: ``beams[prefix] = (p_b, p_nb)`` in log space, ``prefix`` a tuple of symbol ids
-    (start: ``{(): (0.0, -inf)}``), and ``bonus[prefix]``: the sum, over the prefix's
-    COMPLETED words, of ``word_bonus = alpha * lm.score(previous words, word) + beta``
-    (just ``beta`` without an LM).  A word is completed by the space after it: the words of
-    ``"ab c"`` are ``("ab",)`` and ``"c"`` is still open.
+    State (lesson 10, sections 3 to 5): ``beams[prefix] = (p_b, p_nb)`` in log space, ``prefix`` a
+    tuple of symbol ids (start: ``{(): (0.0, -inf)}``): the log-probabilities of the paths of frames
+    ``0..t`` that collapse to ``prefix`` and end in a blank (``p_b``) or in its last symbol (``p_nb``);
+    and ``bonus[prefix]``: the sum, over the prefix's COMPLETED words, of
+    ``alpha * lm.score(previous words, word) + beta`` (just ``beta`` without an LM).  A word is
+    completed by the space after it: the words of ``"ab c"`` are ``("ab",)`` and ``"c"`` is still open.
+    After every frame keep the ``beam_width`` best prefixes by ``(p_b (+) p_nb) + bonus`` (``(+)`` is
+    ``_log_add``); after the last frame, close the open last word and, with an LM, the sentence
+    (``alpha * lm.end_score(all words)``).  The final score is exactly
+    ``log p_ctc + alpha * log p_lm + beta * len(text.split())`` when the beam kept every prefix.
 
-    Step 1: for each frame ``t`` and each beam ``(prefix, p_b, p_nb)``, with ``p = p_b (+) p_nb``
-            (``(+)`` is ``_log_add``), add into the next frame's beams:
-            - blank: ``prefix`` ends in a blank: ``next[prefix].p_b (+)= p + lp[t][blank]``;
-            - ``c == prefix[-1]``: a repeat merges unless a blank separates it:
-              ``next[prefix].p_nb (+)= p_nb + lp[t][c]`` and ``next[prefix + (c,)].p_nb (+)= p_b + lp[t][c]``;
-            - any other ``c``: ``next[prefix + (c,)].p_nb (+)= p + lp[t][c]``.
-    Step 2: a new prefix ending in a space whose text before the space is non-empty and does
-            not already end in a space completes a word: its bonus is its parent's plus that
-            word's ``word_bonus``; any other new prefix inherits its parent's bonus.
-    Step 3: drop prefixes whose ``p_b`` and ``p_nb`` are both ``-inf``; keep the ``beam_width``
-            best by ``(p_b (+) p_nb) + bonus`` (ties: the larger text).
-    Step 4: after the last frame, close each beam: add the ``word_bonus`` of an open last
-            word and, with an LM, ``alpha * lm.end_score(all words)``; sort best first.
-
-    Hints: sum probabilities of paths with ``_log_add``, never ``max`` (that is Viterbi, not
-    CTC).  A prefix can be reached from several beams in one frame: accumulate, do not
-    overwrite.  Every word earns ``beta`` exactly once, so the final score is
-    ``log p_ctc + alpha * log p_lm + beta * len(text.split())``.
+    Common mistakes: ``max`` where paths must be summed (that is Viterbi, not CTC), and merging a
+    repeat across a blank (``a _ a`` is ``"aa"``).
     """
     if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 2 or not log_probs.is_floating_point():
         raise ValueError(f"log_probs must be a floating (T, V) tensor, got {getattr(log_probs, 'shape', type(log_probs))}")
