@@ -247,6 +247,7 @@ def test_a_submission_never_scores_more_than_its_honest_part(graded):
 
 def test_files_outside_the_temp_folder_are_not_created(graded):
     assert sorted(os.listdir(graded["base"] / "escape")) == []
+    assert sorted(os.listdir(graded["base"] / "tmp")) == []  # the grader's own copies and folders are gone too
     rep = _report(graded, "escape_files")
     out = " ".join(c["output"] for c in rep["exercises"]["ex11"]["checks"])
     assert out.count("refused:") >= 4, out[:2000]
