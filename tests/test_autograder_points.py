@@ -68,3 +68,17 @@ def test_static_scan_finds_forbidden_names_by_line():
         assert any(f.line == line and word in f.what for f in found), (ex, found)
         assert not any(f.line == 14 for f in found)  # the __main__ block is the student's own experiment
     assert scan_source("import torch\nx = torch.fft.rfft\n", EXERCISES["ex01"]) == []
+
+
+def test_each_check_module_states_its_exercise_total():
+    """The module docstring's "(N points)" is the sum of its checks' points (docs/checks.md repeats it)."""
+    import re
+
+    docs = (CHECKS.parents[1] / "docs" / "checks.md").read_text()
+    for ex, fns in _checks().items():
+        tree = ast.parse((CHECKS / EXERCISES[ex].check_module).read_text())
+        m = re.search(r"\((\d+) points\)", ast.get_docstring(tree) or "")
+        assert m, f"{ex}: the module docstring should say '(N points)'"
+        total = sum(_marks(fn, "points")[0] for fn in fns)
+        assert int(m.group(1)) == total, (ex, m.group(1), total)
+        assert re.search(rf"^## {ex} .*\({total} points\)$", docs, re.M), f"docs/checks.md: {ex} ({total} points)"
