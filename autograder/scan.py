@@ -89,6 +89,9 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
         if isinstance(node, ast.Import):
             for a in node.names:
                 b = _blocked_module(a.name, blocked)
+                if forbidden and _private_binding(a.name):
+                    findings.append(Finding(node.lineno, f"imports {a.name}, torch's private bindings, which reach "
+                                                         f"the library's own kernels past {exercise.id}'s rules"))
                 if b:
                     findings.append(Finding(node.lineno, f"imports {a.name}, which {exercise.id} does not allow"))
         elif isinstance(node, ast.ImportFrom):
@@ -99,17 +102,29 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
                 findings.append(Finding(node.lineno, f"imports from {mod}, which {exercise.id} does not allow"))
                 continue
             for a in node.names:
+                if forbidden and _private_binding(f"{mod}.{a.name}"):
+                    findings.append(Finding(node.lineno, f"imports {mod}.{a.name}, torch's private bindings, which "
+                                                         f"reach the library's own kernels past {exercise.id}'s rules"))
+                    continue
                 f = is_forbidden(f"{mod}.{a.name}")
                 if f or _blocked_module(f"{mod}.{a.name}", blocked):
                     findings.append(Finding(node.lineno, f"imports {mod}.{a.name}, which {exercise.id} forbids"))
         elif isinstance(node, ast.Attribute):
             dotted = full_name(node)
             f = is_forbidden(dotted) if dotted else None
-            if f:
+            private = _private_binding(dotted) if dotted and forbidden else None
+            if private:
+                findings.append(Finding(node.lineno, f"uses {private}, torch's private bindings, which reach the "
+                                                     f"library's own kernels past {exercise.id}'s rules"))
+            elif f:
                 findings.append(Finding(node.lineno, f"uses {dotted}, which {exercise.id} forbids"))
             elif node.attr in method_names and isinstance(node.ctx, ast.Load) and not (
                     dotted and dotted.split(".")[0] in aliases and not dotted.startswith("torch.Tensor")):
                 findings.append(Finding(node.lineno, f"calls .{node.attr}(), which {exercise.id} forbids"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and forbidden and \
+                node.value in _PRIVATE_NAMES:
+            findings.append(Finding(node.lineno, f"names torch's private bindings ({node.value!r}), which reach the "
+                                                 f"library's own kernels past {exercise.id}'s rules"))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "aten::" in node.value:
             op = node.value.split("aten::", 1)[1].split(".")[0].split("(")[0].strip()
             if op in aten_ops:
@@ -141,6 +156,21 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
                 findings.append(Finding(node.lineno, f"uses {aliases[node.id]}, which {exercise.id} forbids"))
     uniq = sorted(set(findings), key=lambda f: (f.line, f.what))
     return uniq
+
+
+#: torch's private entry points to its kernels (``torch._C._VariableFunctions.ctc_loss``, ``torch._VF.gru``):
+#: no exercise needs them, and they cannot all be replaced at run time (some are read-only)
+_PRIVATE_NAMES = {"_C", "_VF", "_VariableFunctions", "_VariableFunctionsClass"}
+
+
+def _private_binding(dotted: str) -> str | None:
+    parts = dotted.split(".")
+    if parts[0] == "torch" and len(parts) > 1 and parts[1] in ("_C", "_VF"):
+        return ".".join(parts[:2])
+    for p in parts:
+        if p in ("_VariableFunctions", "_VariableFunctionsClass"):
+            return p
+    return None
 
 
 def _is_main_guard(test) -> bool:

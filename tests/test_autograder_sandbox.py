@@ -132,7 +132,7 @@ def _submissions(base: Path, mode: str) -> dict:
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean"):
     op = {expr}
     return op(log_probs, targets, input_lengths, target_lengths, blank, 1 if reduction == "mean" else 0, False)
-"""}, "ex04", "forbids torch.ops.aten.ctc_loss")
+"""}, "ex04", "private bindings" if "torch._C" in expr else "forbids torch.ops.aten.ctc_loss")
     # the honest part alone, then the same with an attack in place of the rest: the same score
     honest = sol[DEC] + "\ndef greedy_decode(log_probs, encoder, lengths=None):\n    raise NotImplementedError\n"
     folder("honest_half", {f"{DEC}.py": honest}, "ex02", "honest")
@@ -219,7 +219,10 @@ def test_hostile_submission_earns_nothing_it_did_not_compute(graded, name):
     rep = _report(graded, name)
     text = json.dumps(rep)
     assert not rep["grader_errors"], rep["grader_errors"]
-    if expect.startswith("forbids"):
+    if expect == "private bindings":      # found by the static scan: the whole exercise scores 0
+        assert expect in " ".join(rep["findings"][ex]), rep["findings"]
+        assert rep["exercises"][ex]["score"] == 0
+    elif expect.startswith("forbids"):
         e = rep["exercises"][ex]
         failed = [c for c in e["checks"] if c["status"] == "failed"]
         assert failed and all("ctc_loss" in c["title"] or "ctc_loss" in c["message"] for c in failed)
@@ -227,7 +230,7 @@ def test_hostile_submission_earns_nothing_it_did_not_compute(graded, name):
         assert e["score"] < e["max_score"]
     else:
         assert rep["score"] == 0, [(c["name"], c["status"]) for x in rep["exercises"].values() for c in x["checks"]]
-    if expect not in ("zero",) and not expect.startswith("forbids"):
+    if expect not in ("zero", "private bindings") and not expect.startswith("forbids"):
         assert expect in " ".join(rep["notes"]), rep["notes"]
     assert "root:x:0:0" not in text  # a linked /etc/passwd is never read, so never printed
 
