@@ -76,8 +76,13 @@ def main() -> int:
             for f in (ROOT / "solutions").glob("ex[0-9][0-9]_*.py"):
                 shutil.copy(f, d / f.name)
         t, cpu = time.perf_counter(), _children_cpu()
+        from autograder import bwrap
+        works, why = bwrap.probe()
+        sandbox = [] if works else ["--no-sandbox"]
+        print(f"sandbox: {'bwrap' if works else 'off (' + why + ')'}")
         res = subprocess.run([sys.executable, "-m", "autograder", "batch", str(subs), "--csv", str(tmp / "g.csv"),
-                              "--jobs", str(args.jobs), "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+                              "--jobs", str(args.jobs), "--no-progress", *sandbox], cwd=ROOT, capture_output=True,
+                             text=True)
         wall, cpu = time.perf_counter() - t, _children_cpu() - cpu
         if res.returncode != 0:
             print(res.stderr[-2000:])
