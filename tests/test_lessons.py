@@ -73,3 +73,33 @@ def test_lesson_executes(path, mode, capsys):
         wrong = [ln for ln in text.splitlines() if FALLBACK in ln]
         assert not wrong, f"{path.name} with solutions/ in the student's place fell back to the reference: {wrong}"
         assert "matches the reference" in text, f"{path.name} with solutions/ never ran the student's code"
+
+
+# ----------------------------------------------------------------------------- a student with a bug
+def _mutants():
+    from tests.test_autograder_grading import MUTANTS   # one table of plausible bugs, for grader and lessons
+    return {(f, name): (code, text) for f, name, code, text in MUTANTS}
+
+
+BUGGY = [  # (lesson, exercise file, mutant of the grader's table)
+    ("02_ctc_collapse", "ex02_ctc_decoding", "drop_blanks_first"),
+    ("04_ctc_loss", "ex04_ctc_loss", "max_instead_of_logsumexp"),
+    ("07_sequence_batchnorm", "ex07_batchnorm", "padding_in_statistics"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson,module,mutant", BUGGY, ids=[b[2] for b in BUGGY])
+def test_lesson_shows_a_buggy_students_mismatch_and_hint(lesson, module, mutant, tmp_path, capsys):
+    import shutil
+
+    code, hint_text = _mutants()[(module, mutant)]
+    for f in (ROOT / "solutions").glob("ex[0-9][0-9]_*.py"):
+        shutil.copy(f, tmp_path / f.name)
+    target = tmp_path / f"{module}.py"
+    target.write_text(target.read_text(encoding="utf-8") + "\n" + code, encoding="utf-8")
+    path = LESSONS / f"{lesson}.ipynb"
+    text = run_lesson(path, tmp_path, capsys, f"buggy: {mutant}")
+    assert "does not match the reference" in text, f"{lesson} did not report the bug {mutant}"
+    assert "Hint:" in text, f"{lesson} showed no hint for {mutant}:\n{text[-3000:]}"
+    assert hint_text.lower() in text.lower(), f"{lesson} did not show the grader's hint {hint_text!r} for {mutant}"
