@@ -27,6 +27,7 @@ def test_ctc_collapse_examples(sub):
                     hints=_collapse_hints(ids))
 
 
+@pytest.mark.hidden
 @pytest.mark.points(2)
 def test_ctc_collapse_random_and_blank_argument(sub):
     """ctc_collapse: random paths, a tensor input and a non-zero blank"""

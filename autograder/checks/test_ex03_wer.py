@@ -71,6 +71,7 @@ def test_char_error_rate(sub):
                     fn="char_error_rate", what=what, hints=_cer_hints(refs, hyps))
 
 
+@pytest.mark.hidden
 @pytest.mark.points(1)
 def test_no_reference_words_is_a_value_error(sub):
     """word_error_rate / char_error_rate: references without words (or characters) are a ValueError"""

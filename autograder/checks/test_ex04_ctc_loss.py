@@ -42,6 +42,7 @@ def test_ctc_log_alpha_small(sub):
                      fn="ctc_log_alpha", what=what, rtol=1e-4, atol=1e-4, hints=_alpha_hints(lp, target))
 
 
+@pytest.mark.hidden
 @pytest.mark.points(2)
 def test_ctc_log_alpha_long(sub):
     """ctc_log_alpha: 400 frames (probabilities underflow; log space does not)"""
@@ -122,6 +123,7 @@ def test_ctc_loss_gradient(sub):
                                                               "(no .item(), .tolist() or numpy inside)")])
 
 
+@pytest.mark.hidden
 @pytest.mark.points(1)
 def test_ctc_loss_impossible_target(sub):
     """ctc_loss: a target that cannot fit in its frames has loss inf"""

@@ -194,6 +194,7 @@ def test_train_step_clips_gradients(sub):
     _compare_state(state, exp_state, what, variants, names)
 
 
+@pytest.mark.hidden
 @pytest.mark.points(1)
 def test_train_step_skips_non_finite(sub):
     """train_step: a NaN loss is returned and the weights are not changed"""

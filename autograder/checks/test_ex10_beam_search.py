@@ -146,6 +146,7 @@ def test_beam_search_with_lm(sub):
         _check_result(got, exp, what, k=4, hints=hints)
 
 
+@pytest.mark.hidden
 @pytest.mark.points(1)
 def test_beam_search_beam_width(sub):
     """at most beam_width results, best first, no score above the text's exact Q"""

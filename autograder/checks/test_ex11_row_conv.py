@@ -61,6 +61,7 @@ def test_row_conv_gradient(sub):
         check_tensor(gr, exp, fn="row_conv", what=what, name=f"the gradient of {name}", rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.hidden
 @pytest.mark.points(2)
 def test_row_conv_edge_cases(sub):
     """row_conv: tau = 0, lookahead longer than the sequence, T = 1"""
