@@ -370,7 +370,7 @@ def test_generate_into_tmp(tmp_path):
     sols.mkdir()
     (sols / "ex01_good.py").write_text('"""Exercise 01 — Good (lesson 01)."""\n' + GOOD)
     written = gen.generate(sols, tmp_path / "out")
-    assert {p.name for p in written} == {"ex01_good.py", "__init__.py", "README.md"}
+    assert {p.name for p in written} == {"ex01_good.py", "__init__.py", "README.md", "Makefile"}
     text = (tmp_path / "out" / "ex01_good.py").read_text()
     assert text.startswith("# GENERATED from solutions/ex01_good.py")
     assert "| ex01 | `ex01_good.py` | Good | `f`, `C` |" in (tmp_path / "out" / "README.md").read_text()
