@@ -10,9 +10,13 @@ the student's report says ``time limit``.
 
 Each student writes ``<reports>/<student>.json`` atomically (temporary file + ``os.replace``),
 and only once grading finished (``"complete": true``).  A student counts as done when that file
-parses and is complete, so a run interrupted mid-way (Ctrl-C, SIGTERM, a killed grader) and
-started again grades each remaining student exactly once and never keeps a partial score.  The
-CSV is written only by this process, atomically, after every grader process is gone.
+parses, is complete and its ``fingerprint`` (the SHA-256 of the submission's gradable files,
+:func:`autograder.gradeone.fingerprint`) and ``--only`` match the submission as it is now: a
+student who changed files is graded again (``--regrade NAME``, ``--regrade-all`` force it).  So a
+run interrupted mid-way (Ctrl-C, SIGTERM, a killed grader) and started again grades each remaining
+student exactly once and never keeps a partial score.  The CSV (with the submission time, late
+penalties and student ids) and the per-student feedback files are written only by this process,
+atomically, after every grader process is gone; they are rebuilt from the reports on every run.
 """
 from __future__ import annotations
 
@@ -182,26 +186,63 @@ class BatchInterrupted(KeyboardInterrupt):
     """SIGTERM (or Ctrl-C) during a batch: graders are killed, nothing partial is kept."""
 
 
-def _time_limit_report(name: str, seconds: float, sandbox: str) -> dict:
+def _time_limit_report(name: str, seconds: float, sandbox: str, digest: str = "", only=None) -> dict:
     return {"score": 0, "max_score": None, "seconds": round(seconds, 2), "files": {}, "hashes": {},
             "notes": [f"time limit: grading took more than {seconds:g} s (--student-timeout) and was stopped; "
-                      f"score 0 (delete this report to grade the student again)"],
+                      f"score 0 (`batch --regrade {name}` grades the student again)"],
             "findings": {}, "grader_errors": [], "sandbox": sandbox, "complete": True, "status": "time limit",
-            "exercises": {}, "student": name}
+            "exercises": {}, "student": name, "fingerprint": digest, "only": list(only or [])}
+
+
+def _why_grade(rep: dict | None, digest: str, only, forced: bool) -> str | None:
+    """Why a student is graded (again) now, or None when its report is current."""
+    if forced:
+        return "regrade asked"
+    if rep is None:
+        return "new"
+    if rep.get("fingerprint") != digest:
+        return "files changed"
+    if list(rep.get("only") or []) != list(only or []):
+        return "other --only"
+    return None
 
 
 def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str | None = None,
               only: list[str] | None = None, progress: bool = True, call_timeout: float | None = None,
-              sandbox: str = "bwrap", student_timeout: float = STUDENT_TIMEOUT) -> dict:
-    """``sandbox``: ``bwrap`` (each student's workers in a bubblewrap sandbox of their own) or ``off``."""
+              sandbox: str = "bwrap", student_timeout: float = STUDENT_TIMEOUT, regrade=(),
+              regrade_all: bool = False, ids: str | None = None, deadline: str | None = None,
+              late_rule: str | None = None, feedback_dir: str | None = None) -> dict:
+    """``sandbox``: ``bwrap`` (each student's workers in a bubblewrap sandbox of their own) or ``off``.
+    ``regrade``: student names graded again whatever their report says; ``ids``: a CSV mapping download
+    names to student ids; ``deadline`` / ``late_rule``: see :mod:`autograder.late`; ``feedback_dir``:
+    one Markdown feedback file per student (default ``<csv>-feedback/``)."""
+    from .gradeone import fingerprint
+    from .late import parse_rule, parse_time
+
     if not os.path.isdir(submissions):
         raise FileNotFoundError(f"{submissions}: not a folder")
     if sandbox not in ("bwrap", "off"):
         raise ValueError(f"sandbox must be bwrap or off (got {sandbox!r})")
+    rule = parse_rule(late_rule)
+    due = parse_time(deadline) if deadline else None
+    id_map = read_id_map(ids) if ids else {}
     reports_dir = reports_dir or os.path.splitext(os.path.abspath(csv_path))[0] + "-reports"
+    feedback_dir = feedback_dir or os.path.splitext(os.path.abspath(csv_path))[0] + "-feedback"
     os.makedirs(reports_dir, exist_ok=True)
     students = list_students(submissions)
-    todo = [(n, p) for n, p in students if _load_report(os.path.join(reports_dir, n + ".json")) is None]
+    names = {n for n, _ in students}
+    unknown = [r for r in regrade if r not in names]
+    if unknown:
+        raise ValueError(f"--regrade: no student named {', '.join(unknown)} in {submissions} "
+                         f"(names as in the CSV's student column)")
+    todo, reasons, digests = [], {}, {}
+    for n, p in students:
+        digests[n] = "link" if os.path.islink(p.rstrip(os.sep)) else fingerprint(p)
+        why = _why_grade(_load_report(os.path.join(reports_dir, n + ".json")), digests[n], only,
+                         regrade_all or n in regrade)
+        if why:
+            todo.append((n, p))
+            reasons[n] = why
     started = time.perf_counter()
     failures: list[str] = []
 
@@ -262,7 +303,8 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
         if stopping.is_set():
             return name, -1, "interrupted"
         if code is None:
-            write_json_atomic(out, _time_limit_report(name, student_timeout, mode_name))
+            write_json_atomic(out, _time_limit_report(name, student_timeout, mode_name, digests.get(name, ""),
+                                                      only))
         if code != 0:  # a fresh process for the next student
             g.close()
             local.grader = None
@@ -315,36 +357,134 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
             zyg.stop()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-    rows = write_csv(csv_path, students, reports_dir)  # every grader (and its workers) is gone
+    # every grader (and its workers) is gone
+    rows, warnings = write_csv(csv_path, students, reports_dir, id_map=id_map, deadline=due, rule=rule,
+                               feedback_dir=feedback_dir, entries={n: os.path.basename(p.rstrip(os.sep))
+                                                                   for n, p in students})
     elapsed = time.perf_counter() - started
+    regraded = sum(1 for n, _ in todo if reasons[n] != "new")
     return {"students": len(students), "graded": len(todo), "skipped": len(students) - len(todo),
-            "failures": failures, "seconds": elapsed, "csv": csv_path, "reports": reports_dir, "rows": rows,
+            "regraded": regraded, "reasons": reasons, "failures": failures, "seconds": elapsed, "csv": csv_path,
+            "reports": reports_dir, "feedback": feedback_dir, "rows": rows, "warnings": warnings,
             "seconds_per_student": elapsed / len(todo) if todo else 0.0, "sandbox": mode_name}
 
 
-def write_csv(csv_path: str, students: list[tuple[str, str]], reports_dir: str) -> int:
-    header = ["student", "score", "max_score"] + list(EXERCISES) + ["status", "sandbox", "notes"]
+# ----------------------------------------------------------------------------- class outputs
+CSV_COLUMNS = (["student", "score", "max_score"] + list(EXERCISES)
+               + ["status", "sandbox", "notes", "student_id", "raw_score", "late", "late_penalty", "submitted",
+                  "submitted_from", "graded_at", "feedback"])
+
+
+def read_id_map(path: str) -> dict[str, dict]:
+    """``--ids map.csv``: ``download name -> {"id": ..., "submitted": ...}``.
+
+    Columns: the name as downloaded (a student's folder or zip, ``.zip`` optional), the student id, and
+    optionally the submission time the LMS recorded (ISO; it then replaces the manifest's or the files'
+    time).  A first row whose second cell is not an id (``name,student_id``...) is a header."""
+    out: dict[str, dict] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    if rows and len(rows[0]) >= 2 and rows[0][1].strip().lower().replace(" ", "_") in (
+            "id", "student_id", "studentid", "student", "sis_id", "username", "email", "login"):
+        rows = rows[1:]
+    for i, r in enumerate(rows, 1):
+        if len(r) < 2 or not r[0].strip() or not r[1].strip():
+            raise ValueError(f"{path}, row {i}: expected 'download name,student id[,submitted]' (got {r!r})")
+        name = r[0].strip()
+        entry = {"id": r[1].strip(), "submitted": r[2].strip() if len(r) > 2 else ""}
+        for key in {name, name[:-4] if name.lower().endswith(".zip") else name, student_name(name)}:
+            out[key] = entry
+    return out
+
+
+def write_csv(csv_path: str, students: list[tuple[str, str]], reports_dir: str, id_map: dict | None = None,
+              deadline=None, rule=None, feedback_dir: str | None = None,
+              entries: dict | None = None) -> tuple[int, list[str]]:
+    """The class CSV (and, with ``feedback_dir``, one ``<student>.md`` per graded student), rebuilt
+    from the reports.  Returns (rows, warnings)."""
+    from .feedback import feedback_markdown
+    from .late import LateRule, describe, lateness
+
+    rule = rule or LateRule()
+    id_map = id_map or {}
+    entries = entries or {}
+    warnings: list[str] = []
     d = os.path.dirname(os.path.abspath(csv_path))
     os.makedirs(d, exist_ok=True)
+    if feedback_dir:
+        os.makedirs(feedback_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=d)
     n = 0
+    unmapped, ids_seen = [], {}
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(header)
+        w.writerow(CSV_COLUMNS)
         for name, _ in students:
             rep = _load_report(os.path.join(reports_dir, name + ".json"))
+            mapped = id_map.get(entries.get(name, name)) or id_map.get(name)
+            student_id = (mapped or {}).get("id", "")
+            if id_map and not mapped:
+                unmapped.append(name)
             if rep is None:
-                w.writerow([name, "", "", *[""] * len(EXERCISES), "not graded", "", ""])
-            else:
-                exs = rep.get("exercises", {})
-                status = rep.get("status") or ("grader error" if rep.get("grader_errors") else "ok")
-                notes = "; ".join(rep.get("notes", []))[:1000]
-                w.writerow([name, _num(rep["score"]), _num(rep.get("max_score")),
-                            *[_num(exs[e]["score"]) if e in exs else "" for e in EXERCISES], status,
-                            rep.get("sandbox", ""), notes])
+                w.writerow([name, "", "", *[""] * len(EXERCISES), "not graded", "", "", student_id,
+                            *[""] * 7])
+                n += 1
+                continue
+            notes = list(rep.get("notes", []))
+            claimed = rep.get("handin_student") or ""
+            if not student_id and claimed:
+                student_id = claimed
+                notes.append(f"student id {claimed!r} from the hand-in manifest (the student's own claim)")
+            elif claimed and claimed != student_id:
+                notes.append(f"the hand-in manifest says student {claimed!r}, the id map {student_id!r}")
+            if student_id:
+                ids_seen.setdefault(student_id, []).append(name)
+            submitted, source = rep.get("submitted") or "", rep.get("submitted_from") or ""
+            if mapped and mapped.get("submitted"):
+                submitted, source = mapped["submitted"], "id map"
+            raw = rep.get("score")
+            late_txt, penalty, final = "", 0.0, raw
+            if deadline is not None:
+                lt = lateness(submitted, deadline, rule)
+                if lt is None:
+                    late_txt = "unknown"
+                    notes.append("no readable submission time: no late penalty applied (check by hand)")
+                else:
+                    late_txt = describe(lt[0])
+                    penalty = lt[1]
+                    if penalty and raw is not None:
+                        final = round(float(raw) * (1 - penalty / 100), 4)
+                        notes.append(f"late ({late_txt}; rule {rule.text}): -{penalty:g}% of {float(raw):g}")
+            exs = rep.get("exercises", {})
+            status = rep.get("status") or ("grader error" if rep.get("grader_errors") else "ok")
+            fb = ""
+            if feedback_dir:
+                fb_path = os.path.join(feedback_dir, name + ".md")
+                line = f"**Score: {_num(final)} / {_num(rep.get('max_score'))}**"
+                if penalty:
+                    line += f" (checks: {_num(raw)}; late {late_txt}: -{penalty:g}%)"
+                _write_text_atomic(fb_path, feedback_markdown(dict(rep, notes=notes), name, line))
+                fb = os.path.relpath(fb_path, d)
+            w.writerow([name, _num(final), _num(rep.get("max_score")),
+                        *[_num(exs[e]["score"]) if e in exs else "" for e in EXERCISES], status,
+                        rep.get("sandbox", ""), "; ".join(notes)[:1000], student_id, _num(raw), late_txt,
+                        f"{penalty:g}" if deadline is not None else "", submitted, source,
+                        rep.get("graded_at", ""), fb])
             n += 1
     os.replace(tmp, csv_path)
-    return n
+    if unmapped:
+        warnings.append(f"{len(unmapped)} submission(s) not in the id map: {', '.join(unmapped[:20])}")
+    for sid, who in ids_seen.items():
+        if len(who) > 1:
+            warnings.append(f"student id {sid} belongs to {len(who)} submissions: {', '.join(who)}")
+    return n, warnings
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".md", dir=os.path.dirname(os.path.abspath(path)))
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _num(x) -> str:

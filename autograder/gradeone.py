@@ -7,13 +7,17 @@ SIGTERM, a killed process) leaves no report, so a resumed batch grades that stud
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 
-from .spec import EXERCISES
+from .spec import EXERCISES, exercise_of_file
 
 
 def parse_only(value: str | None) -> list[str] | None:
@@ -54,7 +58,182 @@ def refused_report(student: str, note: str, sandbox: str) -> dict:
     """A complete report for a submission that could not be graded at all (score 0, the reason)."""
     return {"score": 0, "max_score": None, "seconds": 0.0, "files": {}, "hashes": {}, "notes": [note],
             "findings": {}, "grader_errors": [], "sandbox": sandbox, "complete": True, "exercises": {},
-            "student": student}
+            "student": student, "status": "refused"}
+
+
+# ----------------------------------------------------------------------------- finding a student's files
+MAX_DEPTH = 4          # folders below a student's folder searched for exercise files
+MAX_ENTRIES = 2000     # entries looked at in one student's folder (an LMS download, not a disk)
+
+#: ``status`` of a report (and the CSV): ``ok`` or what was unusual about the submission.
+STATUS_OK = "ok"
+STATUS_NESTED = "ok (files in a subfolder)"
+STATUS_ZIP_IN_FOLDER = "ok (a zip in the folder)"
+STATUS_NO_FILES = "no exercise files"
+STATUS_NOTEBOOKS = "notebooks, no .py files"
+STATUS_REFUSED = "refused"
+
+
+def _walk(root: str):
+    """``(relative path, full path)`` of the regular files under ``root`` (links never followed), up to
+    :data:`MAX_DEPTH` folders down, hidden entries and ``__MACOSX`` skipped."""
+    out, stack, seen = [], [(root, 0)], 0
+    while stack:
+        d, depth = stack.pop()
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for name in names:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                return out
+            if name.startswith(".") or name in ("__MACOSX", "__pycache__"):
+                continue
+            full = os.path.join(d, name)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and depth < MAX_DEPTH:
+                stack.append((full, depth + 1))
+            elif stat.S_ISREG(st.st_mode):
+                out.append((os.path.relpath(full, root), full))
+    return sorted(out)
+
+
+def fingerprint(path: str) -> str:
+    """SHA-256 over what a submission holds that could be graded: the zip's bytes, or for a folder the
+    relative path and SHA-256 of every ``exNN_*.py``, ``.ipynb`` and ``.zip`` in it.  ``batch`` grades
+    a student again exactly when this changes (the report's existence alone never decides)."""
+    from .runner import sha256_of
+
+    h = hashlib.sha256()
+    if os.path.isfile(path):
+        h.update(b"file\0" + sha256_of(path).encode())
+        return h.hexdigest()
+    for rel, full in _walk(path):
+        base = os.path.basename(rel)
+        if exercise_of_file(base) or base.lower().endswith((".ipynb", ".zip")):
+            try:
+                h.update(f"{rel}\0{sha256_of(full)}\n".encode())
+            except OSError:
+                h.update(f"{rel}\0unreadable\n".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Located:
+    """What to grade for one submission, and what was unusual about it."""
+    paths: list = field(default_factory=list)   # folders or files for runner.grade
+    notes: list = field(default_factory=list)
+    status: str = STATUS_OK
+    submitted: str = ""          # ISO time
+    submitted_from: str = ""     # where that time comes from
+    handin_student: str = ""     # the id written by `make handin STUDENT=...` (the student's own claim)
+    tmp: str | None = None       # a temporary folder to remove after grading
+
+
+def _iso_mtime(paths) -> str:
+    times = []
+    for p in paths:
+        try:
+            times.append(os.lstat(p).st_mtime)
+        except OSError:
+            pass
+    if not times:
+        return ""
+    return datetime.datetime.fromtimestamp(max(times)).astimezone().isoformat(timespec="seconds")
+
+
+def _locate_zip(zip_path: str, shown: str) -> Located:
+    from .handin import extract_handin, zip_info
+
+    loc = Located(tmp=tempfile.mkdtemp(prefix="ag-zip-"))
+    loc.paths = [loc.tmp]
+    problems = extract_handin(zip_path, loc.tmp)
+    loc.notes += [f"hand-in: {n}" for n in problems]
+    info = zip_info(zip_path)
+    if info["created"]:
+        loc.submitted, loc.submitted_from = info["created"], "hand-in manifest"
+    elif info["newest"]:
+        loc.submitted, loc.submitted_from = info["newest"], "newest zip member"
+    loc.handin_student = info["student"]
+    if any(p.startswith("refused") or p.startswith("not a readable zip") for p in problems):
+        loc.status = STATUS_REFUSED
+    elif not any(exercise_of_file(n) for n in os.listdir(loc.tmp)):
+        if info["notebooks"]:
+            loc.status = STATUS_NOTEBOOKS
+            loc.notes.append(_notebook_note(info["notebooks"], shown))
+        else:
+            loc.status = STATUS_NO_FILES
+            loc.notes.append(f"{shown} holds no exercise file (exNN_<topic>.py): nothing to grade, score 0")
+    return loc
+
+
+def _notebook_note(notebooks, shown: str) -> str:
+    listed = ", ".join(os.path.basename(n) for n in notebooks[:5]) + (" ..." if len(notebooks) > 5 else "")
+    return (f"{shown} holds notebooks ({listed}) but no exercise file (exNN_<topic>.py): score 0. Grade "
+            "nbgrader notebooks with `python -m autograder nbgrader --to-py OUT FOLDER`, then batch OUT; or "
+            "ask for the .py files (`make handin`)")
+
+
+def locate(path: str, shown: str | None = None) -> Located:
+    """Find a student's exercise files: a hand-in zip; a folder with them at the top (``ok``); a folder
+    with them further down (``exercises/`` inside, as LMS downloads and zips of the repository have
+    them: graded, with a note); a folder holding one zip; otherwise a status that says why it is 0
+    (``no exercise files``, ``notebooks, no .py files``)."""
+    shown = shown or os.path.basename(path.rstrip(os.sep)) or path
+    if os.path.isfile(path) and path.lower().endswith(".zip"):
+        return _locate_zip(path, shown)
+    files = _walk(path)
+    ex_files = [(rel, full) for rel, full in files if exercise_of_file(os.path.basename(rel))]
+    top = [full for rel, full in ex_files if os.sep not in rel]
+    if top:
+        loc = Located(paths=[path], submitted_from="newest file's mtime")
+        loc.submitted = _iso_mtime(top)
+        return loc
+    if ex_files:
+        # one file per exercise: the shallowest wins, then the canonical name (the runner notes duplicates)
+        ex_files.sort(key=lambda rf: (rf[0].count(os.sep), rf[0]))
+        chosen, dropped = {}, []
+        for rel, full in ex_files:
+            ex = exercise_of_file(os.path.basename(rel))
+            if ex.id in chosen:
+                dropped.append(rel)
+                continue
+            chosen[ex.id] = (rel, full)
+        folders = sorted({os.path.dirname(rel) for rel, _ in chosen.values()})
+        loc = Located(paths=[full for _, full in chosen.values()], status=STATUS_NESTED,
+                      submitted_from="newest file's mtime")
+        loc.submitted = _iso_mtime(loc.paths)
+        loc.notes.append(f"the exercise files are not at the top of {shown}/ but in "
+                         f"{', '.join(f + '/' for f in folders)}: graded those")
+        if dropped:
+            loc.notes.append(f"also found, not graded (a file for the same exercise was found higher up): "
+                             f"{', '.join(dropped[:10])}")
+        return loc
+    zips = [full for rel, full in files if rel.lower().endswith(".zip")]
+    if len(zips) == 1:
+        loc = _locate_zip(zips[0], f"{shown}/{os.path.relpath(zips[0], path)}")
+        if loc.status == STATUS_OK:
+            loc.status = STATUS_ZIP_IN_FOLDER
+        loc.notes.insert(0, f"graded the zip {os.path.relpath(zips[0], path)} found in {shown}/")
+        return loc
+    loc = Located(paths=[], tmp=tempfile.mkdtemp(prefix="ag-empty-"), submitted_from="newest file's mtime")
+    loc.paths = [loc.tmp]
+    loc.submitted = _iso_mtime([full for _, full in files])
+    notebooks = [rel for rel, _ in files if rel.lower().endswith(".ipynb")]
+    if notebooks:
+        loc.status = STATUS_NOTEBOOKS
+        loc.notes.append(_notebook_note(notebooks, shown))
+    else:
+        loc.status = STATUS_NO_FILES
+        found = ", ".join(rel for rel, _ in files[:8]) + (" ..." if len(files) > 8 else "")
+        loc.notes.append(f"{shown}/ holds no exercise file (exNN_<topic>.py)"
+                         + (f"; found: {found}" if files else ": it is empty")
+                         + (f"; {len(zips)} zips (expected one)" if len(zips) > 1 else "") + "; score 0")
+    return loc
 
 
 def cmd_grade_one(argv: list[str]) -> int:
@@ -67,30 +246,38 @@ def cmd_grade_one(argv: list[str]) -> int:
     p.add_argument("--timeout", type=float)
     args = p.parse_args(argv)
     _watch_parent()
-    from .handin import extract_handin
     from .report import write_json_atomic
-    from .runner import grade
 
     limits = limits_for(args.timeout)
-    notes = []
-    tmp = None
     path = args.path
     if os.path.islink(path.rstrip(os.sep)):
-        write_json_atomic(args.json, refused_report(
-            args.student, "the submission is a symbolic link: not graded (hand in a folder or a zip, not a link)",
-            limits.sandbox_mode()))
-        return 0
-    try:
-        if os.path.isfile(path) and path.lower().endswith(".zip"):
-            tmp = tempfile.mkdtemp(prefix="ag-zip-")
-            notes += [f"hand-in: {n}" for n in extract_handin(path, tmp)]
-            path = tmp
-        report = grade([path], only=args.only, limits=limits)
-        report.notes = notes + report.notes
-        data = report.to_dict()
-        data["student"] = args.student
+        data = refused_report(args.student, "the submission is a symbolic link: not graded (hand in a folder or "
+                                            "a zip, not a link)", limits.sandbox_mode())
+        data.update(fingerprint="link", only=args.only or [])
         write_json_atomic(args.json, data)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
+    data = grade_located(path, args.student, args.only, limits)
+    write_json_atomic(args.json, data)
     return 0
+
+
+def grade_located(path: str, student: str, only, limits) -> dict:
+    """Locate and grade one submission; the complete report as a dict (with ``status``, ``fingerprint``,
+    ``submitted``, ``submitted_from``, ``handin_student``, ``only``)."""
+    from .runner import grade
+
+    digest = fingerprint(path)
+    loc = locate(path, student or None)
+    try:
+        # every exercise (or --only's) even when the files were found one by one (a nested layout)
+        report = grade(loc.paths, only=list(only or EXERCISES), limits=limits)
+        report.notes = loc.notes + report.notes
+        data = report.to_dict()
+    finally:
+        if loc.tmp:
+            shutil.rmtree(loc.tmp, ignore_errors=True)
+    data.update(student=student, status=("grader error" if data.get("grader_errors") else loc.status),
+                fingerprint=digest, submitted=loc.submitted, submitted_from=loc.submitted_from,
+                handin_student=loc.handin_student, only=list(only or []),
+                graded_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    return data

@@ -8,11 +8,12 @@ is refused before anything is read (a note in the report says so); a member abov
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
 import os
-import time
+import re
 import zipfile
 
 from .spec import EXERCISES, exercise_of_file
@@ -23,11 +24,14 @@ MAX_MEMBERS = 64                     # a hand-in has 12; more is refused before 
 MAX_TOTAL_BYTES = 16 * 1024 * 1024   # uncompressed, all members together
 
 
+_STUDENT_RE = re.compile(r"[A-Za-z0-9._@+-]{1,100}")
+
+
 class HandinError(Exception):
     pass
 
 
-def build_handin(directory: str, output: str) -> dict:
+def build_handin(directory: str, output: str, student: str = "") -> dict:
     missing = [ex.filename for ex in EXERCISES.values() if not os.path.isfile(os.path.join(directory, ex.filename))]
     if missing:
         raise HandinError(f"cannot hand in: {len(missing)} exercise file(s) missing from {directory}: "
@@ -36,8 +40,15 @@ def build_handin(directory: str, output: str) -> dict:
     for ex in EXERCISES.values():
         with open(os.path.join(directory, ex.filename), "rb") as f:
             files[ex.filename] = f.read()
-    manifest = {"format": "ds2-course-handin", "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    student = (student or "").strip()
+    if student and not _STUDENT_RE.fullmatch(student):
+        raise HandinError(f"student id {student!r}: use letters, digits and . _ @ + - only (your id as your "
+                          "course lists it)")
+    manifest = {"format": "ds2-course-handin", "version": 1,
+                "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
+    if student:
+        manifest["student"] = student
     tmp = output + ".part"
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
@@ -109,3 +120,30 @@ def extract_handin(zip_path: str, dest: str) -> list[str]:
                 if name not in listed:
                     problems.append(f"{name} is not in the manifest")
     return problems
+
+
+def zip_info(zip_path: str) -> dict:
+    """What a hand-in zip says about itself, without extracting it: ``created`` and ``student`` from its
+    manifest (as the student's machine wrote them), ``newest`` (the newest member's date, ISO, local
+    time as stored), ``notebooks`` (``.ipynb`` members) and ``exercise_files`` (how many ``exNN_*.py``)."""
+    out = {"created": "", "student": "", "newest": "", "notebooks": [], "exercise_files": 0}
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            infos = z.infolist()
+            if len(infos) > MAX_MEMBERS:
+                return out
+            files = [i for i in infos if not i.is_dir()]
+            out["notebooks"] = [i.filename for i in files if i.filename.lower().endswith(".ipynb")][:20]
+            out["exercise_files"] = sum(1 for i in files if exercise_of_file(os.path.basename(i.filename)))
+            dates = [i.date_time for i in files if os.path.basename(i.filename) != MANIFEST]
+            if dates:
+                out["newest"] = datetime.datetime(*max(dates)).isoformat()
+            m = [i for i in files if os.path.basename(i.filename) == MANIFEST and i.file_size < 65536]
+            if m:
+                data = json.loads(z.read(m[0]).decode("utf-8"))
+                if isinstance(data, dict):
+                    out["created"] = str(data.get("created") or "")[:40]
+                    out["student"] = str(data.get("student") or "")[:100]
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError, RuntimeError, NotImplementedError):
+        pass
+    return out
