@@ -1,0 +1,131 @@
+"""The student release (``python -m autograder release DIR``): no answer key, no hidden check, and its
+own autograder grades the solutions with exactly the public points."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder import release, visibility
+from autograder.spec import EXERCISES
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def rel(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("release") / "ds2"
+    res = subprocess.run([PY, "-m", "autograder", "release", str(dest)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    return dest
+
+
+def _texts(dest: Path) -> dict[str, str]:
+    out = {}
+    for dirpath, _, files in os.walk(dest):
+        for f in files:
+            p = Path(dirpath) / f
+            out[p.relative_to(dest).as_posix()] = p.read_bytes().decode("utf-8", "replace")
+    return out
+
+
+def _hidden_secrets() -> dict[str, str]:
+    """Each hidden check's name and every statement of its body long enough to be an input."""
+    out = {}
+    for ex in EXERCISES.values():
+        tree = ast.parse((ROOT / "autograder" / "checks" / ex.check_module).read_text())
+        for fn in tree.body:
+            if isinstance(fn, ast.FunctionDef) and visibility.is_hidden_def(fn):
+                out[fn.name] = fn.name
+                for stmt in fn.body[1:]:
+                    line = ast.unparse(stmt).splitlines()[0]
+                    if len(line) >= 30:
+                        out[line] = fn.name
+    return out
+
+
+def test_the_course_has_public_and_hidden_checks():
+    pts = visibility.points()
+    assert pts["public"] + pts["hidden"] == 100 and 0 < pts["hidden"] < 30
+    from autograder import nbgrader
+
+    assert nbgrader.HIDDEN_CHECKS == visibility.hidden_names()  # nbgrader's hidden tests come from the markers
+
+
+def test_no_solution_and_no_hidden_check_in_the_release(rel):
+    texts = _texts(rel)
+    assert not [p for p in texts if p.split("/")[0] in ("solutions", "tests", "benchmarks")]
+    for gone in ("batch.py", "nbgrader.py", "generate.py", "release.py", "similarity.py", "gradescope/__init__.py",
+                 "NBGRADER.md", "nbgrader_support/__init__.py"):
+        assert f"autograder/{gone}" not in texts
+    assert "docs/instructors.md" not in texts
+    solutions = {p.read_text() for p in (ROOT / "solutions").glob("*.py")}
+    secrets = _hidden_secrets()
+    assert len(secrets) > 20
+    sol_lines = release.solution_only_lines()
+    assert len(sol_lines) > 50  # the answer key's own lines: none may ship
+    for path, text in texts.items():
+        assert text not in solutions, f"{path} is a solutions/ file"
+        for secret, check in secrets.items():
+            assert secret not in text, f"{path} holds the hidden check {check}: {secret!r}"
+        for line in sol_lines:
+            assert line not in text, f"{path} holds a line of solutions/: {line!r}"
+    for ex in EXERCISES.values():  # every public check is still there, and nothing else
+        names = [c.name for c in visibility.checks_in_source(ex.id, texts[f"autograder/checks/{ex.check_module}"])]
+        assert names == [c.name for c in visibility.all_checks() if c.exercise == ex.id and not c.hidden]
+    for rel_path in ("Makefile", "README.md", "requirements.txt", "pyproject.toml", "exercises/ex04_ctc_loss.py",
+                     "reference/ctc.py", "lessons/yourturn.py", "autograder/handin.py"):
+        assert rel_path in texts
+    assert all(t in texts["Makefile"] for t in ("\nsetup:", "\ngrade:", "\nlab:", "\nhandin:"))
+
+
+def test_strip_hidden_removes_the_checks_and_the_helpers_only_they_use():
+    src = ('import pytest\n\npytestmark = pytest.mark.exercise("ex02")\nSHARED = 3\n_SECRET = [7, 7, 0, 7]\n\n\n'
+           'def _only_hidden():\n    return _SECRET\n\n\n@pytest.mark.points(1)\ndef test_public(sub):\n'
+           '    """a"""\n    return SHARED\n\n\n@pytest.mark.hidden\n@pytest.mark.points(1)\ndef test_secret(sub):\n'
+           '    """b"""\n    return _only_hidden() + [SHARED]\n')
+    out, removed = release.strip_hidden(src)
+    assert removed == ["_SECRET", "_only_hidden", "test_secret"]
+    assert "test_public" in out and "SHARED = 3" in out and "7, 7" not in out and "hidden" not in out
+    ast.parse(out)
+
+
+def test_the_release_grades_the_solutions_with_the_public_points_only(rel, tmp_path):
+    out = tmp_path / "report.json"
+    res = subprocess.run([PY, "-m", "autograder", str(ROOT / "solutions"), "--json", str(out)], cwd=rel,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    public = visibility.points()["public"]
+    assert rep["score"] == rep["max_score"] == public < 100, res.stdout[-3000:]
+    graded = {c["name"] for e in rep["exercises"].values() for c in e["checks"]}
+    assert graded and not graded & visibility.hidden_names()
+    # instructor tooling says it is not there, without a traceback
+    res = subprocess.run([PY, "-m", "autograder", "batch", "x", "--csv", "g.csv"], cwd=rel, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "not part of the student release" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_the_release_makefile_grades_and_hands_in_like_the_course(rel):
+    res = subprocess.run(["make", "-n", "grade", "handin", "STUDENT=s123"], cwd=rel, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "-m autograder exercises" in res.stdout and "--student s123" in res.stdout
+
+
+def test_release_refuses_to_overwrite_what_it_did_not_build(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(release.ReleaseError, match="not empty"):
+        release.build_release(tmp_path)
+    with pytest.raises(release.ReleaseError, match="not a student release"):
+        release.build_release(tmp_path, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
