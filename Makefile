@@ -12,6 +12,15 @@ FILES  ?= exercises
 DIR    ?= build/nbgrader-course
 SECONDS ?= 60
 SUBMISSIONS ?= submissions
+# a class (docs/instructors.md): CSV=..., DEADLINE=2026-12-01T23:59, LATE_RULE=10%/day,cap=50%, IDS=map.csv
+CSV    ?= grades.csv
+DEADLINE ?=
+LATE_RULE ?=
+IDS    ?=
+STUDENT ?=
+RELEASE_DIR ?= build/student-release
+GRADESCOPE_ZIP ?= build/gradescope-autograder.zip
+OUT    ?= build/similarity
 PYTEST_ARGS ?=
 V      ?=
 # torch's CPU build on Linux machines without an NVIDIA GPU (plain pip would fetch the CUDA build,
@@ -22,11 +31,11 @@ TORCH_INDEX ?= $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/d
                  && echo https://download.pytorch.org/whl/cpu)
 
 .PHONY: help setup grade test test-fast demo train transcribe lessons lab exercises check-exercises \
-        bench handin grade-class nbgrader-course clean
+        bench handin grade-class nbgrader-course release gradescope similarity clean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
-	@echo "Targets: setup grade test test-fast demo train lessons lab exercises check-exercises bench handin grade-class nbgrader-course clean"
+	@echo "Targets: setup grade test test-fast demo train lessons lab exercises check-exercises bench handin grade-class nbgrader-course release gradescope similarity clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,11 +85,21 @@ bench: $(STAMP)  ## every benchmark; each prints its figures and thread count
 	$(PY) benchmarks/bench_beam_search.py --quick
 	$(PY) benchmarks/bench_autograder.py
 
-grade-class: $(STAMP)  ## batch-grade SUBMISSIONS (one folder or .zip per student) into grades.csv
-	$(PY) -m autograder batch $(SUBMISSIONS) --csv grades.csv --jobs 2
+grade-class: $(STAMP)  ## batch-grade SUBMISSIONS (one folder or .zip per student) into CSV (default grades.csv)
+	$(PY) -m autograder batch $(SUBMISSIONS) --csv $(CSV) --jobs 2 $(if $(IDS),--ids $(IDS)) \
+	    $(if $(DEADLINE),--deadline $(DEADLINE)) $(if $(LATE_RULE),--late-rule "$(LATE_RULE)")
 
-handin: $(STAMP)  ## zip exercises/ with a manifest for submission
-	$(PY) -m autograder handin exercises -o handin.zip
+handin: $(STAMP)  ## zip exercises/ with a manifest for submission (STUDENT=<your id> records it)
+	$(PY) -m autograder handin exercises -o handin.zip $(if $(STUDENT),--student $(STUDENT))
+
+release: $(STAMP)  ## the student release in RELEASE_DIR (DIR=... also works): public checks only, no solutions/
+	$(PY) -m autograder release $(if $(filter command line,$(origin DIR)),$(DIR),$(RELEASE_DIR)) $(if $(FORCE),--force)
+
+gradescope: $(STAMP)  ## the Gradescope autograder zip (GRADESCOPE_ZIP, default build/gradescope-autograder.zip)
+	$(PY) -m autograder gradescope $(GRADESCOPE_ZIP)
+
+similarity: $(STAMP)  ## copydetect over SUBMISSIONS, per exercise, into OUT (default build/similarity)
+	$(PY) -m autograder similarity $(SUBMISSIONS) --out $(OUT)
 
 nbgrader-course: $(STAMP)  ## build an nbgrader course directory in DIR
 	$(PY) -m autograder nbgrader $(DIR)
