@@ -129,3 +129,12 @@ def test_release_refuses_to_overwrite_what_it_did_not_build(tmp_path):
     with pytest.raises(release.ReleaseError, match="not a student release"):
         release.build_release(tmp_path, force=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_docs_checks_table_matches_the_markers():
+    import re
+
+    text = (ROOT / "docs" / "checks.md").read_text()
+    rows = re.findall(r"^\| (ex\d\d) \| `(test_\w+)` \| ([\d.]+) \| \**(public|hidden)\** \|$", text, re.M)
+    assert sorted((e, n, float(p), v == "hidden") for e, n, p, v in rows) == sorted(
+        (c.exercise, c.name, c.points, c.hidden) for c in visibility.all_checks())
