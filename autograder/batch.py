@@ -371,8 +371,8 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
 
 # ----------------------------------------------------------------------------- class outputs
 CSV_COLUMNS = (["student", "score", "max_score"] + list(EXERCISES)
-               + ["status", "sandbox", "notes", "student_id", "raw_score", "late", "late_penalty", "submitted",
-                  "submitted_from", "graded_at", "feedback"])
+               + ["student_id", "raw_score", "late", "late_penalty", "submitted", "submitted_from", "graded_at",
+                  "feedback", "status", "sandbox", "notes"])
 
 
 def read_id_map(path: str) -> dict[str, dict]:
@@ -426,8 +426,7 @@ def write_csv(csv_path: str, students: list[tuple[str, str]], reports_dir: str, 
             if id_map and not mapped:
                 unmapped.append(name)
             if rep is None:
-                w.writerow([name, "", "", *[""] * len(EXERCISES), "not graded", "", "", student_id,
-                            *[""] * 7])
+                w.writerow([name, "", "", *[""] * len(EXERCISES), student_id, *[""] * 7, "not graded", "", ""])
                 n += 1
                 continue
             notes = list(rep.get("notes", []))
@@ -466,10 +465,9 @@ def write_csv(csv_path: str, students: list[tuple[str, str]], reports_dir: str, 
                 _write_text_atomic(fb_path, feedback_markdown(dict(rep, notes=notes), name, line))
                 fb = os.path.relpath(fb_path, d)
             w.writerow([name, _num(final), _num(rep.get("max_score")),
-                        *[_num(exs[e]["score"]) if e in exs else "" for e in EXERCISES], status,
-                        rep.get("sandbox", ""), "; ".join(notes)[:1000], student_id, _num(raw), late_txt,
-                        f"{penalty:g}" if deadline is not None else "", submitted, source,
-                        rep.get("graded_at", ""), fb])
+                        *[_num(exs[e]["score"]) if e in exs else "" for e in EXERCISES], student_id, _num(raw),
+                        late_txt, f"{penalty:g}" if deadline is not None else "", submitted, source,
+                        rep.get("graded_at", ""), fb, status, rep.get("sandbox", ""), "; ".join(notes)[:1000]])
             n += 1
     os.replace(tmp, csv_path)
     if unmapped:

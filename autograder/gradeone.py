@@ -188,7 +188,10 @@ def locate(path: str, shown: str | None = None) -> Located:
         return _locate_zip(path, shown)
     files = _walk(path)
     ex_files = [(rel, full) for rel, full in files if exercise_of_file(os.path.basename(rel))]
-    top = [full for rel, full in ex_files if os.sep not in rel]
+    try:  # links included: the runner refuses them with a note of its own
+        top = [os.path.join(path, n) for n in sorted(os.listdir(path)) if exercise_of_file(n)]
+    except OSError:
+        top = []
     if top:
         loc = Located(paths=[path], submitted_from="newest file's mtime")
         loc.submitted = _iso_mtime(top)
