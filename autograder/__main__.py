@@ -34,7 +34,8 @@ def cmd_grade(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m autograder",
                                 description="Grade exercise files against the reference (see autograder/README.md). "
                                             f"Subcommands: {', '.join(s for s in SUBCOMMANDS if s != 'grade-one')}.")
-    p.add_argument("paths", nargs="*", default=["exercises"], help="exercise files or folders (default: exercises/)")
+    p.add_argument("paths", nargs="*", help="exercise files, folders or a hand-in zip (default: the repository's "
+                                            "exercises/, found from the current folder upwards)")
     p.add_argument("--only", type=_only, help="grade only these exercises, e.g. ex04 or ex04,ex05")
     p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     p.add_argument("--gradescope", metavar="PATH", help="write Gradescope's results.json")
@@ -43,19 +44,25 @@ def cmd_grade(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from . import bwrap
     from .report import gradescope, scoreboard, write_json_atomic
-    from .runner import GradingInterrupted, UsageError, grade
+    from .runner import GradingInterrupted, UsageError, find_exercises_dir, grade
 
     try:
+        if not args.paths:
+            args.paths = [find_exercises_dir()]
         limits = _limits(args.timeout)
         if limits.sandbox_mode() == "process":
             print(bwrap.off_notice(), file=sys.stderr)
         report = grade(args.paths, only=args.only, limits=limits)
     except (UsageError, ValueError, bwrap.SandboxUnavailable) as e:
-        p.error(str(e))
+        print(f"{p.prog}: error: {e}", file=sys.stderr)  # the one line that says what to do, no usage block
+        return 2
     except GradingInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
-    print(scoreboard(report, verbose=args.verbose))
+    try:
+        print(scoreboard(report, verbose=args.verbose), flush=True)
+    except BrokenPipeError:  # `python -m autograder | head`
+        sys.stdout = None
     if args.json:
         write_json_atomic(args.json, report.to_dict())
     if args.gradescope:

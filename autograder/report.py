@@ -10,14 +10,26 @@ from .spec import EXERCISES
 
 
 def scoreboard(report: Report, verbose: bool = False, width: int = 100) -> str:
+    """The student's view: one line per exercise not started (or not graded: no file, a file that does
+    not import, a forbidden call), every check of the ones in progress, the total, how to see output."""
     lines = []
     by_ex = report.by_exercise()
+    printed = 0
     for ex_id, checks in by_ex.items():
         ex = EXERCISES.get(ex_id)
         earned = sum(c.earned for c in checks)
         possible = sum(c.points for c in checks)
+        head = f"{ex_id} {ex.title if ex else ''}: {_pts(earned)} / {_pts(possible)}"
         fname = report.files.get(ex_id, f"(no {ex.filename if ex else ex_id})")
-        lines.append(f"{ex_id} {ex.title if ex else ''}: {_pts(earned)} / {_pts(possible)}   [{fname}]")
+        failed = [c for c in checks if c.status != "passed"]
+        printed += sum(1 for c in checks if c.output)
+        one = _one_line(report, ex_id, checks, failed)
+        if one is not None:
+            lines.append(f"{head}   {one}")
+            for f in report.findings.get(ex_id, []):
+                lines.append(f"    ! {f}")
+            continue
+        lines.append(f"{head}   [{fname}]")
         for f in report.findings.get(ex_id, []):
             lines.append(f"    ! {f}")
         for c in checks:
@@ -26,16 +38,42 @@ def scoreboard(report: Report, verbose: bool = False, width: int = 100) -> str:
             if c.status != "passed":
                 label = KIND_LABELS.get(c.kind, c.kind)
                 msg = c.message if (verbose or len(c.message) <= 600) else c.message[:600] + " [...]"
-                lines.append(f"        {label}: {msg}")
-                if c.output and verbose:
-                    lines.append("        your output: " + c.output[-800:].replace("\n", "\n        "))
+                # "frame_signal: not implemented yet (...)" says it already: no label in front
+                lines.append(f"        {msg}" if c.kind == "notimpl" and label in msg else f"        {label}: {msg}")
+            if c.output and verbose:
+                out = c.output.rstrip("\n")
+                cut = len(out) > 800
+                lines.append("        your code printed" + (" (the last 800 characters):" if cut else ":"))
+                lines += ["          " + line for line in out[-800:].split("\n")]
     lines.append("-" * 40)
     lines.append(f"TOTAL {_pts(report.score)} / {_pts(report.max_score)}   ({report.seconds:.1f} s)")
     for n in report.notes:
         lines.append(f"note: {n}")
     for e in report.grader_errors:
         lines.append(f"GRADER ERROR: {e[:2000]}")
+    if not verbose:
+        if printed:
+            lines.append(f"your code printed something in {printed} check(s); to see it: make grade V=1 "
+                         "(or python -m autograder -v)")
+        else:
+            lines.append("to see what your code prints (print debugging): make grade V=1 (or python -m autograder -v)")
     return "\n".join(lines)
+
+
+def _one_line(report: Report, ex_id: str, checks, failed) -> str | None:
+    """What an exercise with nothing to show check by check says on its own line, else ``None``."""
+    if not checks or len(failed) < len(checks):
+        return None
+    ex = EXERCISES.get(ex_id)
+    if all(c.kind == "notimpl" for c in failed):
+        names = ", ".join(ex.graded) if ex else "its functions"
+        return f"not started ({names}: NotImplementedError)"
+    if ex_id in report.import_errors:
+        return f"[{report.files.get(ex_id, '')}] not graded: {report.import_errors[ex_id]}"
+    if len({(c.kind, c.message) for c in failed}) == 1:  # no file, or a forbidden call: one reason for all
+        c = failed[0]
+        return c.message if c.kind == "missing" else f"[{report.files.get(ex_id, '')}] {KIND_LABELS.get(c.kind, c.kind)}: {c.message}"
+    return None
 
 
 def _pts(x: float) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import sys
@@ -63,6 +64,7 @@ class Report:
     seconds: float = 0.0
     grader_errors: list[str] = field(default_factory=list)
     sandbox: str = ""    # what isolated the student's code: "bwrap" or "process"
+    import_errors: dict[str, str] = field(default_factory=dict)  # exercise id -> why its file did not import
 
     @property
     def score(self) -> float:
@@ -97,11 +99,46 @@ class GradingInterrupted(Exception):
     """pytest was interrupted (Ctrl-C, SIGTERM): the report would be partial, so there is none."""
 
 
-def find_submission_files(paths: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Map exercise id -> file path from files and/or directories.  Returns (files, notes)."""
+def _name_needed(path: str, only: list[str] | None) -> str:
+    """What to tell a student whose file's name names no exercise (``my_ex04.py``, ``notes.py``)."""
+    name = os.path.basename(path)
+    m = re.search(r"ex[_ -]?0*(\d{1,2})(?!\d)", name.lower())
+    ex = EXERCISES.get(f"ex{int(m.group(1)):02d}") if m else None
+    if only and len(only) > 1:
+        return (f"{path}: its name does not say which exercise it is, and --only names {len(only)}; "
+                f"grade it alone with --only {ex.id if ex else 'exNN'}")
+    if ex is not None:
+        return f"{path}: not an exercise file name; rename it {ex.filename}, or keep the name and add --only {ex.id}"
+    return (f"{path}: not an exercise file name (expected exNN_<topic>.py, e.g. ex04_ctc_loss.py); rename it, "
+            "or add --only exNN to say which exercise it is")
+
+
+def find_exercises_dir(start: str | None = None) -> str:
+    """The ``exercises/`` folder of the repository holding ``start`` (default: the current folder):
+    ``start`` itself or the nearest ``exercises/`` with exercise files in it, from ``start`` upwards."""
+    here = os.path.abspath(start or os.getcwd())
+    d = here
+    while True:
+        for cand in (d, os.path.join(d, "exercises")):
+            if os.path.basename(cand) == "exercises" and os.path.isdir(cand) and any(
+                    exercise_of_file(n) for n in os.listdir(cand)):
+                return os.path.relpath(cand) if cand != here else "."
+        parent = os.path.dirname(d)
+        if parent == d:
+            raise UsageError(f"no exercises/ folder in {here} or above it; run this inside the course repository, "
+                             "or say what to grade: python -m autograder FILES_OR_FOLDER")
+        d = parent
+
+
+def find_submission_files(paths: list[str], only: list[str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Map exercise id -> file path from files and/or directories.  Returns (files, notes).
+
+    A file given by name whose name is not an exercise's (``my_ex04.py``) is that exercise when
+    ``only`` names exactly one; otherwise it is a :class:`UsageError` saying which name it needs."""
     files: dict[str, str] = {}
     notes: list[str] = []
     candidates: list[str] = []
+    renamed: dict[str, str] = {}  # path -> exercise id, for files given as --only's one exercise
     for p in paths:
         if os.path.isdir(p):
             for name in sorted(os.listdir(p)):
@@ -117,13 +154,16 @@ def find_submission_files(paths: list[str]) -> tuple[dict[str, str], list[str]]:
                 if stat.S_ISREG(st.st_mode) and name.endswith(".py"):
                     candidates.append(full)
         elif os.path.isfile(p):
-            if exercise_of_file(os.path.basename(p)) is None:
-                raise UsageError(f"{p}: not an exercise file (expected a name like ex04_ctc_loss.py)")
+            ex = exercise_of_file(os.path.basename(p))
+            if ex is None and only and len(only) == 1:
+                renamed[p] = only[0]
+            elif ex is None:
+                raise UsageError(_name_needed(p, only))
             candidates.append(p)
         else:
             raise UsageError(f"{p}: no such file or directory")
     for full in candidates:
-        ex = exercise_of_file(os.path.basename(full))
+        ex = EXERCISES[renamed[full]] if full in renamed else exercise_of_file(os.path.basename(full))
         if ex is None:
             continue
         if ex.id in files:
@@ -155,6 +195,7 @@ class Collector:
         self.results: dict[str, CheckResult] = {}
         self.errors: list[str] = []
         self._start: dict[str, float] = {}
+        self.import_errors: dict[str, tuple[str, str]] = {}  # exercise id -> (kind, message): its file did not import
 
     interrupted = False
 
@@ -174,6 +215,17 @@ class Collector:
 
     def pytest_runtest_logstart(self, nodeid, location):
         self._start[nodeid] = time.perf_counter()
+
+    def pytest_runtest_setup(self, item):
+        # A file that did not import (an infinite loop or an exception at module level) is imported
+        # once: its exercise's other checks are not run (each would start a worker and wait again).
+        ex_m = item.get_closest_marker("exercise")
+        failed = self.import_errors.get(ex_m.args[0]) if ex_m else None
+        if failed is not None:
+            from .checks._support import CheckFailed
+
+            raise CheckFailed(f"not run: importing {EXERCISES[ex_m.args[0]].filename} failed in an earlier check",
+                              failed[0])
 
     def _result_for(self, item) -> CheckResult:
         r = self.results.get(item.nodeid)
@@ -201,6 +253,8 @@ class Collector:
         r.status = "failed"
         if isinstance(exc, CheckFailed):
             r.kind, r.message = exc.kind, exc.message
+            if call.when == "call" and getattr(getattr(sub, "worker", None), "load_error", None) is not None:
+                self.import_errors.setdefault(r.exercise, (r.kind, r.message))
         elif call.excinfo.errisinstance(AssertionError):
             r.kind, r.message = "wrong", str(exc)
         elif type(exc).__name__ == "Failed":  # pytest.fail
@@ -238,19 +292,39 @@ def grade(paths: list[str], only: list[str] | None = None, limits: Limits | None
         unknown = [o for o in only if o not in EXERCISES]
         if unknown:
             raise UsageError(f"unknown exercise {', '.join(unknown)} (expected ex01 .. ex11)")
-    files, notes = find_submission_files(paths)
     limits = limits or Limits.from_env()
     try:
         mode = limits.sandbox_mode()
     except bwrap.SandboxUnavailable as e:
         raise UsageError(str(e)) from None
-    report = Report(notes=notes, sandbox=mode)
-    selected = [e for e in EXERCISES if not only or e in only]
     private = tempfile.mkdtemp(prefix="ag-files-")  # what is graded: a copy, read once, links refused
     try:
+        paths, zip_notes = _unpack_zips(paths, private)
+        files, notes = find_submission_files(paths, only)
+        report = Report(notes=zip_notes + notes, sandbox=mode)
+        if not only and paths and all(os.path.isfile(p) for p in paths):
+            only = [ex for ex in EXERCISES if ex in files]  # files named one by one: those exercises only
+        selected = [e for e in EXERCISES if not only or e in only]
         return _grade(files, selected, limits, report, private, start)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _unpack_zips(paths: list[str], private: str) -> tuple[list[str], list[str]]:
+    """A hand-in zip (``python -m autograder handin``) among ``paths`` becomes the folder it is
+    extracted to (checked as ``batch`` checks it); returns the new paths and the zip's notes."""
+    from .handin import extract_handin
+
+    out, notes = [], []
+    for i, p in enumerate(paths):
+        if os.path.isfile(p) and p.lower().endswith(".zip"):
+            dest = os.path.join(private, f"zip{i}")
+            os.mkdir(dest)
+            notes += [f"hand-in {os.path.basename(p)}: {n}" for n in extract_handin(p, dest)]
+            out.append(dest)
+        else:
+            out.append(p)
+    return out, notes
 
 
 def _grade(files, selected, limits, report, private, start) -> Report:
@@ -258,20 +332,21 @@ def _grade(files, selected, limits, report, private, start) -> Report:
 
     from .checks import _support as S
 
+    shown = {}  # exercise id -> the file's own name (the copy has the exercise's, which the worker imports)
     for ex_id, path in list(files.items()):
-        copy = os.path.join(private, os.path.basename(path))
+        copy = os.path.join(private, EXERCISES[ex_id].filename)
         try:
             sandbox.copy_file_nofollow(path, copy)
         except OSError as e:
             report.notes.append(f"{os.path.basename(path)} could not be read ({e.strerror or e}): not graded")
             del files[ex_id]
             continue
-        files[ex_id] = copy
+        files[ex_id], shown[ex_id] = copy, os.path.basename(path)
     all_files = {os.path.basename(p): p for p in files.values()}
     static = {}
     for ex_id, path in files.items():
-        report.files[ex_id] = os.path.basename(path)
-        report.hashes[os.path.basename(path)] = sha256_of(path)
+        report.files[ex_id] = shown[ex_id]
+        report.hashes[shown[ex_id]] = sha256_of(path)
         if ex_id in selected:
             found = scan.scan_file(path, EXERCISES[ex_id])
             static[ex_id] = found
@@ -283,7 +358,7 @@ def _grade(files, selected, limits, report, private, start) -> Report:
                           limits=limits, static=static)
     collector = Collector()
     args = ["-c", os.path.join(CHECKS_DIR, "pytest.ini"), "--rootdir", CHECKS_DIR, "--confcutdir", CHECKS_DIR,
-            "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise", "-s",
+            "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise", "-s", "--continue-on-collection-errors",
             "--import-mode=importlib", "-W", "ignore::DeprecationWarning"] + check_files(selected)
     old_env = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -302,11 +377,12 @@ def _grade(files, selected, limits, report, private, start) -> Report:
         for name in set(sys.modules) - saved_modules:  # let the next run import the checks afresh
             if name.startswith(("autograder.checks.test_", "autograder.checks.conftest", "test_ex", "conftest")):
                 del sys.modules[name]
-    if int(code) == int(pytest.ExitCode.INTERRUPTED) or collector.interrupted:
-        raise GradingInterrupted("grading was interrupted: no report written")
+    if collector.interrupted or (int(code) == int(pytest.ExitCode.INTERRUPTED) and not collector.errors):
+        raise GradingInterrupted("grading was interrupted: no report written")  # else a check module is broken
     if int(code) not in (0, 1):
         report.grader_errors.append(f"pytest exited with status {int(code)}")
     report.grader_errors.extend(collector.errors)
+    report.import_errors = {ex: msg for ex, (_, msg) in collector.import_errors.items()}
     order = {ex: i for i, ex in enumerate(EXERCISES)}
     report.results = sorted(collector.results.values(), key=lambda r: order.get(r.exercise, 99))
     for r in report.results:
