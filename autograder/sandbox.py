@@ -251,7 +251,7 @@ class Worker:
             raise WorkerFailure("crash", "the worker did not start")
         self.load_error = None
         try:
-            reply = self._request({"op": "load"}, self.limits.start_timeout)
+            reply = self._request({"op": "load"}, self.limits.call_timeout)  # the student's import: a call
             self.names = list(reply.value.get("names", [])) if isinstance(reply.value, dict) else []
         except WorkerFailure as f:
             self.load_error = f
@@ -339,16 +339,16 @@ class Worker:
 
     def _receive(self, timeout: float, what: str) -> dict:
         deadline = time.monotonic() + timeout
-        header = self._read(8, deadline, what)
+        header = self._read(8, deadline, what, timeout)
         n = P.unpack_header(header)
-        body = self._read(n, deadline + 5.0, what)
+        body = self._read(n, deadline + 5.0, what, timeout)
         try:
             return json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             self._kill()
             raise WorkerFailure("protocol", "the worker's reply was garbled") from None
 
-    def _read(self, n: int, deadline: float, what: str) -> bytes:
+    def _read(self, n: int, deadline: float, what: str, timeout: float) -> bytes:
         fd = self.proc.stdout.fileno()
         chunks, got = [], 0
         next_mem_check = 0.0
@@ -356,7 +356,7 @@ class Worker:
             now = time.monotonic()
             if now >= deadline:
                 self._kill()
-                raise WorkerFailure("timeout", f"timed out after {self.limits.call_timeout:g} s while {what} "
+                raise WorkerFailure("timeout", f"timed out after {timeout:g} s while {what} "
                                                "(an infinite loop, or far too slow?)")
             if now >= next_mem_check:
                 next_mem_check = now + 0.2
