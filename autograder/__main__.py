@@ -6,6 +6,9 @@
     python -m autograder handin [DIR] [-o handin.zip]
     python -m autograder generate [--check]    # exercises/ from solutions/ (autograder.generate)
     python -m autograder nbgrader DIR          # an nbgrader course directory (autograder/NBGRADER.md)
+    python -m autograder release DIR           # the student release: public checks only, no solutions/
+    python -m autograder gradescope OUT.zip    # the Gradescope autograder zip (hidden checks inside)
+    python -m autograder similarity SUBMISSIONS --out DIR   # copydetect report over a class
 
 Exit status: 0 when grading ran (whatever the score), 2 for bad arguments, 3 for a grader failure.
 """
@@ -15,7 +18,12 @@ import argparse
 import os
 import sys
 
-SUBCOMMANDS = ("batch", "handin", "generate", "nbgrader", "grade-one")
+SUBCOMMANDS = ("batch", "handin", "generate", "nbgrader", "grade-one", "release", "gradescope", "gradescope-run",
+               "similarity")
+#: Instructor tooling that the student release leaves out (autograder/release.py): where its module is
+#: missing, the subcommand says so instead of a traceback.
+INSTRUCTOR_ONLY = {"batch": "batch", "generate": "generate", "nbgrader": "nbgrader", "release": "release",
+                   "gradescope": "gradescope", "gradescope-run": "gradescope", "similarity": "similarity"}
 
 
 def _only(value: str | None) -> list[str] | None:
@@ -33,7 +41,7 @@ def _limits(timeout):
 def cmd_grade(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m autograder",
                                 description="Grade exercise files against the reference (see autograder/README.md). "
-                                            f"Subcommands: {', '.join(s for s in SUBCOMMANDS if s != 'grade-one')}.")
+                                            f"Subcommands: {', '.join(s for s in SUBCOMMANDS if s not in ('grade-one', 'gradescope-run'))}.")
     p.add_argument("paths", nargs="*", help="exercise files, folders or a hand-in zip (default: the repository's "
                                             "exercises/, found from the current folder upwards)")
     p.add_argument("--only", type=_only, help="grade only these exercises, e.g. ex04 or ex04,ex05")
@@ -92,7 +100,36 @@ def cmd_batch(argv: list[str]) -> int:
     p.add_argument("--no-sandbox", action="store_true",
                    help="grade without bubblewrap (in-process isolation only: trusted submissions only)")
     p.add_argument("--no-progress", action="store_true")
+    # -- a real class (autograder/README.md, "Grading a class"; docs/instructors.md)
+    p.add_argument("--regrade", action="append", default=[], metavar="NAME",
+                   help="grade this student again even if the files did not change (repeatable; NAME,NAME)")
+    p.add_argument("--regrade-all", action="store_true", help="grade every student again")
+    p.add_argument("--ids", metavar="MAP.csv",
+                   help="CSV 'download name,student id[,submitted]': the student_id column (and the LMS's time)")
+    p.add_argument("--deadline", metavar="ISO", help="e.g. 2026-12-01T23:59 (local time) or ...+01:00")
+    p.add_argument("--late-rule", metavar="RULE",
+                   help="penalty after --deadline: '10%%/day', '10%%/day,cap=50%%', '2%%/hour,grace=15min' or "
+                        "'none' (default: marked late, no penalty)")
+    p.add_argument("--feedback", metavar="DIR", help="one Markdown feedback file per student (default: next to "
+                                                     "the CSV, <csv>-feedback/)")
     args = p.parse_args(argv)
+    if args.late_rule and not args.deadline:
+        p.error("--late-rule needs --deadline")
+    if args.deadline:
+        from .late import LateRuleError, parse_rule, parse_time
+
+        try:
+            parse_time(args.deadline)
+        except ValueError:
+            p.error(f"--deadline {args.deadline!r}: expected an ISO time such as 2026-12-01T23:59 "
+                    "or 2026-12-01T23:59+01:00")
+        try:
+            parse_rule(args.late_rule)
+        except LateRuleError as e:
+            p.error(str(e))
+    if args.ids and not os.path.isfile(args.ids):
+        p.error(f"--ids {args.ids}: no such file")
+    regrade = [n.strip() for r in args.regrade for n in r.split(",") if n.strip()]
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
     if args.student_timeout is not None and args.student_timeout <= 0:
@@ -115,12 +152,21 @@ def cmd_batch(argv: list[str]) -> int:
             sandbox = "bwrap"
         except (ValueError, bwrap.SandboxUnavailable) as e:
             p.error(str(e))
-    res = run_batch(args.submissions, args.csv, jobs=args.jobs, reports_dir=args.reports, only=args.only,
-                    progress=not args.no_progress, call_timeout=args.timeout, sandbox=sandbox,
-                    student_timeout=args.student_timeout or STUDENT_TIMEOUT)
-    print(f"graded {res['graded']} student(s), {res['skipped']} already done, {res['students']} in {args.csv} "
+    try:
+        res = run_batch(args.submissions, args.csv, jobs=args.jobs, reports_dir=args.reports, only=args.only,
+                        progress=not args.no_progress, call_timeout=args.timeout, sandbox=sandbox,
+                        student_timeout=args.student_timeout or STUDENT_TIMEOUT, regrade=regrade,
+                        regrade_all=args.regrade_all, ids=args.ids, deadline=args.deadline,
+                        late_rule=args.late_rule, feedback_dir=args.feedback)
+    except ValueError as e:
+        p.error(str(e))
+    print(f"graded {res['graded']} student(s) ({res['regraded']} again: files changed or --regrade), "
+          f"{res['skipped']} already done (files unchanged), {res['students']} in {args.csv} "
           f"({res['seconds']:.1f} s; {res['seconds_per_student']:.1f} s per graded student with --jobs {args.jobs})")
     print(f"reports: {res['reports']}")
+    print(f"feedback: {res['feedback']} (one .md per student: public checks in full, hidden ones by title)")
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     for f in res["failures"]:
         print(f"FAILED: {f}", file=sys.stderr)
     return 3 if res["failures"] else 0
@@ -131,17 +177,20 @@ def cmd_handin(argv: list[str]) -> int:
                                 description="Zip the 11 exercise files with a manifest of their SHA-256 hashes.")
     p.add_argument("directory", nargs="?", default="exercises")
     p.add_argument("-o", "--output", default="handin.zip")
+    p.add_argument("--student", default="", help="your student id, recorded in MANIFEST.json")
     args = p.parse_args(argv)
     from .handin import HandinError, build_handin
 
     if not os.path.isdir(args.directory):
         p.error(f"{args.directory}: not a folder")
     try:
-        manifest = build_handin(args.directory, args.output)
+        manifest = build_handin(args.directory, args.output, student=args.student)
     except HandinError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output}: {len(manifest['files'])} exercise files and MANIFEST.json")
+    who = f" (student {manifest['student']})" if manifest.get("student") else \
+        " (no student id: `make handin STUDENT=<your id>` or --student records it)"
+    print(f"wrote {args.output}: {len(manifest['files'])} exercise files and MANIFEST.json{who}")
     return 0
 
 
@@ -157,12 +206,45 @@ def cmd_nbgrader(argv: list[str]) -> int:
     return int(nbgrader.main(argv) or 0)
 
 
+def cmd_release(argv: list[str]) -> int:
+    from . import release
+
+    return int(release.main(argv) or 0)
+
+
+def cmd_gradescope(argv: list[str]) -> int:
+    from . import gradescope
+
+    return int(gradescope.main(argv) or 0)
+
+
+def cmd_gradescope_run(argv: list[str]) -> int:
+    from . import gradescope
+
+    return int(gradescope.run_main(argv) or 0)
+
+
+def cmd_similarity(argv: list[str]) -> int:
+    from . import similarity
+
+    return int(similarity.main(argv) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], argv[1:]
+        module = INSTRUCTOR_ONLY.get(cmd)
+        if module:
+            here = os.path.dirname(os.path.abspath(__file__))  # this copy's own files (not an install elsewhere)
+            if not (os.path.isfile(os.path.join(here, module + ".py"))
+                    or os.path.isfile(os.path.join(here, module, "__init__.py"))):
+                print(f"python -m autograder {cmd} is instructor tooling: it is not part of the student release "
+                      "(grade your own files with `make grade` or `python -m autograder`)", file=sys.stderr)
+                return 2
         return {"batch": cmd_batch, "handin": cmd_handin, "generate": cmd_generate, "nbgrader": cmd_nbgrader,
-                "grade-one": cmd_grade_one}[cmd](rest)
+                "grade-one": cmd_grade_one, "release": cmd_release, "gradescope": cmd_gradescope,
+                "gradescope-run": cmd_gradescope_run, "similarity": cmd_similarity}[cmd](rest)
     return cmd_grade(argv)
 
 

@@ -81,14 +81,24 @@ def _pts(x: float) -> str:
 
 
 def gradescope(report: Report) -> dict:
+    """Gradescope's ``results.json``.  A hidden check (``@pytest.mark.hidden``, :mod:`.visibility`) is
+    ``"visibility": "after_published"`` and says only passed or failed and why in a word: never its
+    inputs, its message or what the code printed."""
+    from .visibility import is_hidden
+
     tests = []
     for c in report.results:
-        out = "passed" if c.status == "passed" else f"{KIND_LABELS.get(c.kind, c.kind)}: {c.message}"
-        if c.output:
-            out += "\n\nyour code printed:\n" + c.output[-2000:]
-        tests.append({"name": f"{c.exercise} {c.title}", "score": c.earned, "max_score": c.points,
-                      "status": "passed" if c.status == "passed" else "failed", "output": out,
-                      "visibility": "visible"})
+        hidden = is_hidden(c.exercise, c.name)
+        if hidden:
+            out = "passed (hidden check)" if c.status == "passed" else \
+                f"hidden check failed ({KIND_LABELS.get(c.kind, c.kind)}); its inputs are not shown"
+        else:
+            out = "passed" if c.status == "passed" else f"{KIND_LABELS.get(c.kind, c.kind)}: {c.message}"
+            if c.output:
+                out += "\n\nyour code printed:\n" + c.output[-2000:]
+        tests.append({"name": f"{c.exercise} {c.title}" + (" (hidden)" if hidden else ""), "score": c.earned,
+                      "max_score": c.points, "status": "passed" if c.status == "passed" else "failed",
+                      "output": out, "visibility": "after_published" if hidden else "visible"})
     notes = list(report.notes) + [f"{ex}: {f}" for ex, fs in report.findings.items() for f in fs]
     out = {"score": report.score, "max_score": report.max_score, "execution_time": round(report.seconds, 2),
            "tests": tests, "visibility": "visible", "stdout_visibility": "hidden",
