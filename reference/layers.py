@@ -196,14 +196,20 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     return _gru_step(gx, h, weight_hh, bias_hh)
 
 
-def _gru_step(gx, h, weight_hh, bias_hh):
-    """GRU step given the precomputed input projection ``gx = W_i x + b_i`` ``(B, 3H)``."""
+def _gru_step(gx, h, weight_hh, bias_hh, candidate=torch.tanh):
+    """GRU step given the precomputed input projection ``gx = W_i x + b_i`` ``(B, 3H)``.
+
+    ``candidate`` is the candidate state's activation: ``tanh`` (PyTorch's GRU, this course's
+    convention) or :func:`clipped_relu` (DS2's own GRU, section 3.4: ``rnn_type='ds2gru'``).  Either
+    way the reset gate multiplies the recurrent projection *after* the matmul, ``r * (W_hn h + b_hn)``,
+    as both PyTorch and DS2 do.
+    """
     gh = F.linear(h, weight_hh, bias_hh)                    # (B, 3H)
     rx, zx, nx = gx.chunk(3, dim=-1)
     rh, zh, nh = gh.chunk(3, dim=-1)
     r = torch.sigmoid(rx + rh)
     z = torch.sigmoid(zx + zh)
-    n = torch.tanh(nx + r * nh)
+    n = candidate(nx + r * nh)
     return (1 - z) * n + z * h
 
 
@@ -365,7 +371,9 @@ class RecurrentLayer(nn.Module):
 
     Args:
         input_size, hidden_size: sizes of ``x_t`` and ``h_t``.
-        rnn_type: ``'gru'`` or ``'rnn'`` (simple recurrence with clipped ReLU, DS2 eq. 3).
+        rnn_type: ``'gru'`` (PyTorch's GRU, tanh candidate: the course's default), ``'ds2gru'`` (DS2's
+            own GRU, section 3.4: the candidate uses the clipped ReLU instead of tanh; Python-loop
+            recurrence, no fused path) or ``'rnn'`` (simple recurrence with clipped ReLU, DS2 eq. 3).
         bidirectional: two directions, summed.
         batch_norm: ``'wx'`` (paper), ``'input'`` (normalise ``x`` itself, as a popular port
             does) or ``'none'``.
@@ -387,8 +395,8 @@ class RecurrentLayer(nn.Module):
                  batch_norm: str = "wx", bn_include_padding: bool = False, merge: str = "sum", fused: bool = True,
                  gru_layer=None, batch_norm_class=None):
         super().__init__()
-        if rnn_type not in ("gru", "rnn"):
-            raise ValueError(f"rnn_type must be 'gru' or 'rnn', got {rnn_type!r}")
+        if rnn_type not in ("gru", "ds2gru", "rnn"):
+            raise ValueError(f"rnn_type must be 'gru', 'ds2gru' or 'rnn', got {rnn_type!r}")
         if gru_layer is not None and (rnn_type != "gru" or not callable(gru_layer)):
             raise ValueError(f"gru_layer must be a function with gru_layer's contract, for rnn_type='gru' only; "
                              f"got {gru_layer!r} with rnn_type={rnn_type!r}")
@@ -404,7 +412,7 @@ class RecurrentLayer(nn.Module):
         self.rnn_type, self.bidirectional, self.batch_norm = rnn_type, bidirectional, batch_norm
         self.merge, self.fused = merge, fused
         self.gru_layer_fn = gru_layer                               # None: the reference's recurrence
-        gates = 3 if rnn_type == "gru" else 1
+        gates = 3 if rnn_type in ("gru", "ds2gru") else 1
         directions = 2 if bidirectional else 1
         self.gate_size = gates * hidden_size
         proj = directions * self.gate_size
@@ -442,6 +450,8 @@ class RecurrentLayer(nn.Module):
             if self.fused:
                 return _fused_gru(gx, U, b)
             step = lambda g, h: _gru_step(g, h, U, b)
+        elif self.rnn_type == "ds2gru":
+            step = lambda g, h: _gru_step(g, h, U, b, candidate=clipped_relu)
         else:
             step = lambda g, h: clipped_relu(g + F.linear(h, U, b))
         return _unroll(gx, step, gx.new_zeros(gx.shape[1], self.hidden_size))

@@ -46,7 +46,8 @@ class DeepSpeech2Config:
     n_rnn: int = 3                  # DS2 Table 1: 1-7 recurrent layers at a fixed parameter count; depth beat width
     rnn_hidden: int = 128           # units per recurrent layer (DS2 Table 1: 1280-2400, ~38 M parameters; the
                                     # paper's deployed forward-only GRU has 2560); small here, for a CPU
-    rnn_type: str = "gru"           # 'gru' (DS2's choice at small sizes) or 'rnn' (clipped-ReLU RNN)
+    rnn_type: str = "gru"           # 'gru': PyTorch's GRU (tanh candidate), the course's default; 'ds2gru': DS2's
+                                    # own GRU (section 3.4, clipped-ReLU candidate); 'rnn': clipped-ReLU simple RNN
     bidirectional: bool = True      # False for streaming; then use lookahead > 0 (row convolution)
     lookahead: int = 0              # future frames of the row convolution (DS2 section 3.7), unidirectional only
     batch_norm: str = "wx"          # 'wx' (paper: BN on the input-to-hidden projection), 'input', 'none'

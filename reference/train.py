@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--conv-time-stride", type=int, help="time stride of the first conv (frames per output step)")
     m.add_argument("--n-rnn", type=int)
     m.add_argument("--rnn-hidden", type=int)
-    m.add_argument("--rnn-type", choices=["gru", "rnn"])
+    m.add_argument("--rnn-type", choices=["gru", "ds2gru", "rnn"])
     m.add_argument("--unidirectional", action="store_true", help="forward-only recurrences (streaming)")
     m.add_argument("--lookahead", type=int, help="row-convolution future frames (unidirectional only)")
     m.add_argument("--batch-norm", choices=["wx", "input", "none"])
