@@ -401,7 +401,10 @@ def test_interrupted_grading_leaves_no_report_and_is_graded_again(tmp_path, how)
     subs.mkdir()
     tmp.mkdir()
     (subs / "a_slow").mkdir()
-    (subs / "a_slow" / f"{ROW}.py").write_text("import time\ntime.sleep(45)\n" + (SOL / f"{ROW}.py").read_text())
+    # slow but never past the per-call limit: each call sleeps 8 s, so grading it takes minutes
+    (subs / "a_slow" / f"{ROW}.py").write_text((SOL / f"{ROW}.py").read_text() + "\n_fast = row_conv\n\n\n"
+                                               "def row_conv(x, weight, lengths):\n    import time\n"
+                                               "    time.sleep(8)\n    return _fast(x, weight, lengths)\n")
     (subs / "b_ok").mkdir()
     (subs / "b_ok" / f"{ROW}.py").write_text((SOL / f"{ROW}.py").read_text())
     cmd = [PY, "-m", "autograder", "batch", str(subs), "--csv", str(tmp_path / "g.csv"), "--only", "ex11",
