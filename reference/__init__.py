@@ -35,7 +35,7 @@ __all__ = [
     # the seed API (call shapes of the walkthrough notebook)
     "generate_synthetic_audio", "compute_spectrogram", "CharEncoder", "DeepSpeech2", "generate_synthetic_dataset",
     "collate_batch", "greedy_decode", "sortagrad_sampler", "train_step", "word_error_rate", "ClippedReLU",
-    # graded names (shared/CURRICULUM.md)
+    # graded names (docs/design.md)
     "frame_signal", "ctc_collapse", "edit_distance", "char_error_rate", "extend_with_blanks", "ctc_log_alpha",
     "ctc_loss", "clipped_relu", "conv_output_length", "mask_time", "gru_cell", "gru_layer", "bidirectional_gru",
     "SequenceWiseBatchNorm", "sortagrad_batches", "evaluate", "prefix_beam_search", "row_conv",

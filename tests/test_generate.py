@@ -1,6 +1,6 @@
 """exercises/ is exactly what ``python -m autograder.generate`` makes of solutions/.
 
-Also: every graded name of CURRICULUM.md exists in both, with the contract's signature;
+Also: every graded name of the course design (docs/design.md) exists in both, with the contract's signature;
 every stub raises ``NotImplementedError("exNN: ...")``; no file imports ``reference``,
 ``solutions`` or ``autograder`` or uses its exercise's forbidden shortcut; the generator
 refuses broken fences.
@@ -27,7 +27,7 @@ from autograder import generate as gen  # noqa: E402
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 
-# The graded names and their signatures, as fixed by CURRICULUM.md.
+# The graded names and their signatures, as fixed by the course design (docs/design.md).
 CONTRACT = {
     "ex01_spectrogram": {
         "frame_signal": "(audio, frame_length, hop_length)",
@@ -166,7 +166,7 @@ def test_graded_name_signatures(module, name):
     sol = _resolve(_load("solutions", module), name)
     ex = _resolve(_load("exercises", module), name)
     assert inspect.signature(sol) == inspect.signature(ex)
-    assert _params(sol) == _contract_params(CONTRACT[module][name]), "signature differs from CURRICULUM.md"
+    assert _params(sol) == _contract_params(CONTRACT[module][name]), "signature differs from the contract in docs/design.md"
     assert name.split(".")[0] in getattr(_load("solutions", module), "__all__", [])
 
 

@@ -1,7 +1,7 @@
 """An independent, correct submission scores 100/100.
 
 ``tests/submissions/independent/`` holds 11 exercise files written from the contracts alone
-(``/work/shared/CURRICULUM.md`` and the stubs' docstrings), with other algorithms than the
+(``docs/design.md`` and the stubs' docstrings), with other algorithms than the
 solutions where the contract allows (memoised edit distance, a transition-matrix CTC recursion,
 a GRU with split matmuls, a string-keyed beam search with a heap, ...).  A check that fails them
 asks for something the contracts do not promise: fix the check, or write the demand into the
