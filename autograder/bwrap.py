@@ -136,11 +136,13 @@ def command(argv: list[str], submission: str | None = None) -> list[str]:
     if _supports(exe, "--disable-userns"):  # no nested user namespace (and so no capability) inside
         args.append("--disable-userns")
     args += ["--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
-    args += _system_binds() + _python_binds()
-    args += ["--proc", "/proc", "--dev", "/dev"]
+    # the private /tmp first: binds below may lie under /tmp (a clone and its venv in /tmp/...), and a
+    # tmpfs mounted after them would hide them
     if _supports(exe, "--size"):
         args += ["--size", str(TMP_BYTES)]
     args += ["--tmpfs", "/tmp"]
+    args += _system_binds() + _python_binds()
+    args += ["--proc", "/proc", "--dev", "/dev"]
     for name in WORKER_FILES:
         args += ["--ro-bind", os.path.join(HERE, name), f"{WORKER_DIR}/{name}"]
     if submission is not None:
