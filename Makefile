@@ -23,6 +23,7 @@ GRADESCOPE_ZIP ?= build/gradescope-autograder.zip
 OUT    ?= build/similarity
 PYTEST_ARGS ?=
 V      ?=
+TEST_JOBS ?= 2
 # torch's CPU build on Linux machines without an NVIDIA GPU (plain pip would fetch the CUDA build,
 # gigabytes). Skipped where pip already has a wheel source configured (find-links: course machines
 # and CI). `make setup TORCH_INDEX=` keeps pip's default index; TORCH_INDEX=URL picks another.
@@ -53,8 +54,8 @@ setup: $(STAMP)  ## create .venv and install everything
 grade: $(STAMP)  ## grade exercises/ (FILES=..., ONLY=exNN, V=1 for your code's output)
 	$(PY) -m autograder $(FILES) $(if $(ONLY),--only $(ONLY)) $(if $(V),-v)
 
-test: $(STAMP)  ## the whole test suite (reference, autograder, exercises, lessons)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP)  ## the whole test suite (reference, autograder, exercises, lessons), TEST_JOBS processes
+	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## the test suite without slow tests (training runs, notebooks)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
