@@ -46,7 +46,7 @@ import reference  # noqa: E402
 from autograder import mistakes  # noqa: E402
 from autograder.spec import EXERCISES  # noqa: E402
 
-__all__ = ["case", "Case", "check", "load", "owner", "pick", "pieces", "side_by_side", "exercises_dir",
+__all__ = ["case", "Case", "check", "load", "owner", "set_owner", "pick", "pieces", "side_by_side", "exercises_dir",
            "relative_error", "with_ctc_loss"]
 
 #: name -> "yours" or "reference", filled by :func:`check`
@@ -312,6 +312,13 @@ def check(name: str, cases: Sequence[Case], *, run: Callable | None = None, rtol
 def owner(name: str) -> str:
     """``"yours"`` or ``"reference"`` for a name :func:`check` has seen (``"reference"`` otherwise)."""
     return OWNERS.get(name, "reference")
+
+
+def set_owner(name: str, whose: str, reason: str = "") -> None:
+    """Record whose ``name`` is when a lesson decides it itself (``"yours"`` or ``"reference"``, and why)."""
+    if whose not in ("yours", "reference"):
+        raise ValueError(f"whose must be 'yours' or 'reference', got {whose!r}")
+    OWNERS[name], REASONS[name] = whose, reason
 
 
 def label(name: str) -> str:
