@@ -24,12 +24,3 @@ def _seed():
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
-
-
-_FIRST = ("test_lessons.py", "test_lessons_solutions.py")   # the longest files: start them first
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """Run the lesson files first: with ``-n 2 --dist loadfile`` (``make test``) each takes minutes,
-    and starting them first lets the other process work through the rest meanwhile."""
-    items.sort(key=lambda item: 0 if item.path.name in _FIRST else 1)
