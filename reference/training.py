@@ -177,8 +177,9 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         progress: bool = True, on_eval: Callable | None = None, n_fft=None, target_wer: float | None = None,
         history: History | None = None, start_epoch: int = 0, start_index: int = 0,
         anneal: float = 0.1, augment: Callable | None = None, ctc_loss: Callable | None = None,
-        step_fn: Callable | None = None, plan: Callable | None = None, collate: Callable | None = None) -> History:
-    """Train ``model`` with SortaGrad minibatches; stop after ``epochs`` or ``seconds`` of training.
+        step_fn: Callable | None = None, plan: Callable | None = None, collate: Callable | None = None,
+        max_steps: int | None = None) -> History:
+    """Train ``model`` with SortaGrad minibatches; stop after ``epochs``, ``max_steps`` or ``seconds`` of training.
 
     Features are computed once per utterance (spectrograms do not change between epochs);
     minibatch composition is fixed (length buckets), only their order changes per epoch:
@@ -186,8 +187,11 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     random afterwards.  Held-out WER is measured every ``eval_every`` steps and at the end;
     evaluation time is not counted in the ``seconds`` budget.  ``target_wer`` stops early.
 
+    ``max_steps`` stops after that many steps (counted from the start, a resumed run included): a
+    run that gives the same numbers on every machine, unlike a time budget.
+
     The learning rate is annealed linearly from ``lr`` to ``anneal * lr`` over the budget
-    (``seconds`` if given, else all steps of all epochs); DS2 anneals by a constant factor after
+    (``seconds`` if given, else ``max_steps``, else all steps of all epochs); DS2 anneals by a constant factor after
     every epoch, which amounts to the same on a budget of few epochs.  ``anneal=1``
     keeps it constant.  With a constant rate the held-out WER of a short run jumps around
     by several points from one evaluation to the next.
@@ -211,6 +215,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
 
     if isinstance(anneal, bool) or not isinstance(anneal, (int, float)) or not 0.0 <= anneal < math.inf:
         raise ValueError(f"anneal must be a number >= 0 (the final learning rate as a fraction of lr), got {anneal!r}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps must be an int >= 1 (or None for no step limit), got {max_steps!r}")
     if step_fn is not None and ctc_loss is not None:
         raise ValueError("fit got both step_fn= and ctc_loss=: a training step computes its own loss; pass a step_fn "
                          "that uses the loss you want, or ctc_loss= alone (for the reference's train_step)")
@@ -226,7 +232,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     position = {tuple(idx): i for i, idx in enumerate(plan(train_set, batch_size, 0, seed))}
     valid = make_batches(valid_set, encoder, 64, n_fft=n_fft, collate=collate) if valid_set else None
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    total_steps = epochs * len(batches)
+    total_steps = min(epochs * len(batches), max_steps or math.inf)
 
     def set_lr(step_, time_):
         progress = min(1.0, time_ / seconds if seconds else step_ / max(1, total_steps))
@@ -237,7 +243,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     aug_gen = torch.Generator()
     train_time = hist.seconds[-1] if hist.seconds else 0.0
     step = hist.step[-1] if hist.step else 0
-    bar = tqdm(total=int(seconds) if seconds else epochs * len(batches), disable=not progress,
+    bar = tqdm(total=int(seconds) if seconds else total_steps, disable=not progress,
                unit="s" if seconds else "step", desc="training", dynamic_ncols=True)
 
     def run_eval():
@@ -279,7 +285,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
                 run_eval()
                 if target_wer is not None and hist.eval_wer[-1] <= target_wer:
                     done = True
-            if seconds and train_time >= seconds:
+            if (seconds and train_time >= seconds) or (max_steps and step >= max_steps):
                 done = True
             if done:
                 break
