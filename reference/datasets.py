@@ -384,11 +384,13 @@ class LoadReport:
 
 
 class Dataset(list):
-    """A list of :class:`~reference.data.Sample` with the :class:`LoadReport` of how it was read."""
+    """A list of :class:`~reference.data.Sample` with the :class:`LoadReport` of how it was read and,
+    for recordings, ``entries``: the manifest :class:`Entry` of each sample (its file), in order."""
 
-    def __init__(self, samples=(), report: LoadReport | None = None):
+    def __init__(self, samples=(), report: LoadReport | None = None, entries: Sequence[Entry] = ()):
         super().__init__(samples)
         self.report = report
+        self.entries = list(entries)
 
 
 def load_dataset(source, *, max_seconds: float | None = None, output_frames: Callable[[int], int] | None = None,
@@ -422,7 +424,7 @@ def load_dataset(source, *, max_seconds: float | None = None, output_frames: Cal
     from .audio import load_audio
     entries = read_entries(source)
     report = LoadReport(str(source), layout, max_seconds=max_seconds)
-    samples = []
+    samples, kept = [], []
     bar = entries
     if progress:
         from tqdm import tqdm
@@ -453,6 +455,7 @@ def load_dataset(source, *, max_seconds: float | None = None, output_frames: Cal
             report.too_short.append((e.where, f"{audio.numel()} samples, less than one 20 ms window"))
             continue
         samples.append(Sample(audio, text, SAMPLE_RATE, e.id.split("-")[0] if layout == "librispeech" else ""))
+        kept.append(e)
         report.seconds += seconds
     report.kept = len(samples)
-    return Dataset(samples, report)
+    return Dataset(samples, report, kept)

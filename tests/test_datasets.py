@@ -267,3 +267,83 @@ def test_load_audio_reads_flac_and_ogg_at_other_rates(tmp_path):
         audio = load_audio(path)
         assert audio.shape == (16000,) and audio.dtype == torch.float32
         assert np.abs(audio.double().numpy() - expected)[800:-800].max() < tol, fmt
+
+
+# --------------------------------------------------------------------------- the command lines
+
+
+def test_train_on_a_manifest_then_transcribe_it_with_wer_and_cer(corpus, tmp_path):
+    """``reference.train --data`` on a NeMo manifest (with a CSV as --valid-data), then ``reference.transcribe``
+    on the manifest: one line per recording in manifest order, and WER/CER against jiwer on those lines."""
+    import subprocess
+    import sys
+
+    import jiwer
+
+    root, paths = corpus
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "reference.train", "--preset", "demo", "--data", str(root / "train.jsonl"),
+                        "--valid-data", str(root / "m.csv"), "--max-seconds", "10", "--seconds", "2", "--epochs", "2",
+                        "--batch-size", "2", "--eval-every", "2", "--rnn-hidden", "16", "--n-rnn", "1",
+                        "--conv-time-stride", "2", "--quiet", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"train.jsonl (nemo): {len(TEXTS)} clips" in r.stdout and "m.csv (csv)" in r.stdout
+    assert f"data: {len(TEXTS)} train / {len(TEXTS)} held-out utterances" in r.stdout, r.stdout
+    from reference.checkpoint import load_checkpoint
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["extra"]["recipe"]["data"] == str(root / "train.jsonl") and state["step"] >= 1
+
+    r = subprocess.run([sys.executable, "-m", "reference.transcribe", "--checkpoint", str(out / "checkpoint.pt"),
+                        "--batch-size", "3", str(root / "train.jsonl")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(TEXTS) + 1
+    names, hyps = zip(*(line.split("\t", 1) for line in lines[:-1]))
+    assert [Path(n).resolve() for n in names] == [p.resolve() for p in paths]
+    refs = [h if h.strip() else "" for h in NORMALISED]
+    wer = jiwer.wer(refs, [h if h.strip() else "<empty>" for h in hyps]) if any(h.strip() for h in hyps) else 1.0
+    cer = jiwer.cer(refs, list(hyps))
+    assert lines[-1].startswith(f"WER {100 * wer:.2f} % (words), CER {100 * cer:.2f} % (characters) on {len(TEXTS)} recordings")
+
+
+def test_train_init_fine_tunes_from_a_float16_export(corpus, tmp_path):
+    """``--init`` takes the config and weights of an exported (float16) checkpoint; the model trains in float32."""
+    import subprocess
+    import sys
+
+    from reference.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint
+    from reference.model import DeepSpeech2
+    from reference.text import CharEncoder
+
+    root, _ = corpus
+    config = DeepSpeech2Config(n_conv=1, conv_channels=(4,), conv_time_stride=2, n_rnn=1, rnn_hidden=12)
+    torch.manual_seed(0)
+    model = DeepSpeech2(config=config)
+    save_checkpoint(tmp_path / "full.pt", model, CharEncoder())
+    export_checkpoint(tmp_path / "full.pt", tmp_path / "half.pt")
+    out = tmp_path / "ft"
+    base = [sys.executable, "-m", "reference.train", "--init", str(tmp_path / "half.pt"), "--data", str(root / "kaldi"),
+            "--valid-data", str(root / "libri"), "--epochs", "1", "--batch-size", "4", "--lr", "0", "--anneal", "1",
+            "--quiet", "--out", str(out)]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "fine-tuning from" in r.stdout
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"] == config.to_dict()
+    half = load_checkpoint(tmp_path / "half.pt")["state_dict"]
+    for k, v in state["state_dict"].items():
+        if v.is_floating_point() and "running" not in k and "num_batches" not in k:
+            assert v.dtype == torch.float32, k
+            assert torch.equal(v, half[k].float()), k           # lr 0: the float16 weights, as float32
+    r = subprocess.run(base + ["--n-rnn", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "drop --n-rnn" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_with_unreadable_data_says_why_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "m.jsonl").write_text('{"audio_filepath": "gone.wav", "text": "hi"}\n')
+    r = subprocess.run([sys.executable, "-m", "reference.train", "--data", str(tmp_path / "m.jsonl"), "--quiet",
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "m.jsonl:1" in r.stderr and "gone.wav" in r.stderr and "Traceback" not in r.stderr
