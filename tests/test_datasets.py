@@ -347,3 +347,20 @@ def test_train_with_unreadable_data_says_why_without_a_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "reference.train", "--data", str(tmp_path / "m.jsonl"), "--quiet",
                         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "m.jsonl:1" in r.stderr and "gone.wav" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_load_audio_without_soundfile_reads_wav_and_says_what_to_install(tmp_path, monkeypatch):
+    """The fallback path (no soundfile, no soxr): WAV through read_wav + the sinc resampler, other formats refused
+    with the package to install."""
+    import reference.audio as audio_mod
+
+    x = 0.5 * np.sin(2 * math.pi * 440 * np.arange(22050) / 22050)
+    sf.write(tmp_path / "x.wav", x, 22050, subtype="PCM_16")
+    sf.write(tmp_path / "x.flac", x, 22050)
+    with_libs = load_audio(tmp_path / "x.wav")
+    monkeypatch.setattr(audio_mod, "_optional", lambda name: None)
+    without = load_audio(tmp_path / "x.wav")
+    assert without.shape == with_libs.shape == (16000,)
+    assert (without - with_libs)[400:-400].abs().max() < 2e-3            # two resamplers, one sine
+    with pytest.raises(ValueError, match="pip install soundfile"):
+        load_audio(tmp_path / "x.flac")
