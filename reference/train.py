@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="data_cache", help="folder for the eSpeak corpus cache")
     d = p.add_argument_group("your recordings and fine-tuning (reference.datasets)")
     d.add_argument("--data", help="'synthetic', 'espeak', or a LibriSpeech folder, CSV/TSV or NeMo (.jsonl) "
-                                  "manifest or Kaldi data folder (default: the preset's data)")
-    d.add_argument("--valid-data", help="held-out recordings, any --data layout (default: a seeded 10 %% of --data)")
+                                  "manifest or Kaldi data folder, instead of the preset's data")
+    d.add_argument("--valid-data", help="held-out recordings, any --data layout; none: a seeded 10 %% of --data")
     d.add_argument("--max-seconds", type=float, help="skip recordings longer than this")
     d.add_argument("--init", help="start from this checkpoint's config and weights (fine-tuning); "
                                   "the model options below may not be given with it")
@@ -176,9 +176,10 @@ def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
     given = [f"--{k.replace('_', '-')}" for k in _MODEL_OPTIONS if getattr(args, k) not in (None, False)]
     if args.init and given:
         raise ValueError(f"--init takes the model from {args.init}; drop {' '.join(given)}")
-    state = load_checkpoint(ckpt_path if args.resume else args.init)
+    source = ckpt_path if args.resume else args.init
+    state = load_checkpoint(source)
     if list(state["alphabet"]) != list(encoder.symbols):
-        raise ValueError(f"{args.init}: its alphabet {state['alphabet']} is not the {encoder.language} one")
+        raise ValueError(f"{source}: its alphabet {state['alphabet']} is not the {encoder.language} one")
     config = DeepSpeech2Config.from_dict(state["config"])
     if args.init:
         recipe["model"] = {k: v for k, v in config.to_dict().items() if k not in ("n_freq", "vocab_size", "extra")}
