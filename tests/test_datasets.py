@@ -257,11 +257,11 @@ def test_generated_sources_by_name():
         read_entries("synthetic")
 
 
-def test_load_audio_reads_flac_and_ogg_at_other_rates(tmp_path):
+def test_load_audio_reads_flac_ogg_and_mp3_at_other_rates(tmp_path):
     """soundfile + soxr against the signal itself: a 1 kHz sine at 44.1 kHz comes back as the sine at 16 kHz."""
     x = 0.5 * np.sin(2 * math.pi * 1000 * np.arange(44100) / 44100)
     expected = 0.5 * np.sin(2 * math.pi * 1000 * np.arange(16000) / 16000)
-    for fmt, subtype, tol in (("FLAC", "PCM_24", 1e-3), ("OGG", "VORBIS", 5e-2)):
+    for fmt, subtype, tol in (("FLAC", "PCM_24", 1e-3), ("OGG", "VORBIS", 5e-2), ("MP3", "MPEG_LAYER_III", 5e-2)):
         path = tmp_path / f"x.{fmt.lower()}"
         sf.write(path, np.stack([x, x], 1), 44100, format=fmt, subtype=subtype)
         audio = load_audio(path)
