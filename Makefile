@@ -32,11 +32,11 @@ TORCH_INDEX ?= $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/d
                  && echo https://download.pytorch.org/whl/cpu)
 
 .PHONY: help setup grade test test-fast demo train transcribe lessons lab exercises check-exercises \
-        bench handin grade-class nbgrader-course release gradescope similarity clean
+        bench handin grade-class nbgrader-course release gradescope similarity asterisk clean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
-	@echo "Targets: setup grade test test-fast demo train lessons lab exercises check-exercises bench handin grade-class nbgrader-course release gradescope similarity clean"
+	@echo "Targets: setup grade test test-fast demo train asterisk lessons lab exercises check-exercises bench handin grade-class nbgrader-course release gradescope similarity clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,9 @@ demo: $(STAMP)  ## train the demo model on synthetic speech for SECONDS (default
 
 train: $(STAMP)  ## the capstone: train on synthesized eSpeak speech (ARGS=... for more options)
 	$(PY) -m reference.train --preset espeak --out runs/espeak $(ARGS)
+
+asterisk: $(STAMP)  ## a human voice: Debian's Asterisk prompts (apt-get download) as FLAC + NeMo manifests in OUT (default data/asterisk)
+	$(PY) -m reference.prepare asterisk $(if $(filter command line,$(origin OUT)),$(OUT),data/asterisk)
 
 lessons: $(STAMP)  ## execute every lesson headless and render HTML into build/lessons
 	$(PY) -m tools.run_lessons --html build/lessons

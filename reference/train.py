@@ -10,6 +10,15 @@ Presets (``--preset``):
   utterances from other sentences *and* other speakers; a small DS2 (1 conv, 3 BiGRU x 128).
 * ``espeak`` — eSpeak NG speech (``reference.corpus``), 1-6 words, noise and speed
   augmentation, held-out sentences and held-out voices (the capstone; issue 4).
+
+Your recordings (``reference.datasets``): ``--data PATH`` trains on a LibriSpeech folder, a CSV/TSV,
+NeMo or deepspeech.pytorch manifest or a Kaldi data folder instead of the preset's data (the preset
+still gives the model and recipe); ``--valid-data PATH`` is the held-out set (default: a seeded
+10 % of ``--data``); ``--max-seconds S`` skips longer clips.  ``--init CHECKPOINT`` starts from a
+checkpoint's config and weights (fine-tuning; a float16 export such as ``models/espeak-ds2.pt``
+is loaded as float32)::
+
+    python -m reference.train --init models/espeak-ds2.pt --data data/asterisk/train.jsonl --max-seconds 20
 """
 from __future__ import annotations
 
@@ -67,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec-augment", action="store_true",
                    help="mask frequency bands and time spans of each training batch (reference.augment.SpecAugment)")
     p.add_argument("--cache", default="data_cache", help="folder for the eSpeak corpus cache")
+    d = p.add_argument_group("your recordings and fine-tuning (reference.datasets)")
+    d.add_argument("--data", help="'synthetic', 'espeak', or a LibriSpeech folder, CSV/TSV or NeMo (.jsonl) "
+                                  "manifest or Kaldi data folder, instead of the preset's data")
+    d.add_argument("--valid-data", help="held-out recordings, any --data layout; none: a seeded 10 %% of --data")
+    d.add_argument("--max-seconds", type=float, help="skip recordings longer than this")
+    d.add_argument("--init", help="start from this checkpoint's config and weights (fine-tuning); "
+                                  "the model options below may not be given with it")
     m = p.add_argument_group("model (overrides the preset)")
     m.add_argument("--n-conv", type=int)
     m.add_argument("--conv-channels", type=int, nargs="+")
@@ -83,8 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_data(recipe: dict, seed: int, cache: str, progress: bool = True):
-    """``(train, valid, extra_tests)`` for a recipe."""
+def load_data(recipe: dict, seed: int, cache: str, progress: bool = True, config=None):
+    """``(train, valid, extra_tests)`` for a recipe.
+
+    ``recipe['data']`` other than ``synthetic`` / ``espeak`` is a path: :func:`load_recordings`
+    (``config``, the model's :class:`~reference.model.DeepSpeech2Config`, skips clips too short for it).
+    """
+    if recipe["data"] not in ("synthetic", "espeak"):
+        return load_recordings(recipe, seed, progress, config)
     if recipe["data"] == "synthetic":
         from .synthetic import generate_synthetic_dataset
         kw = dict(min_words=recipe["min_words"], max_words=recipe["max_words"])
@@ -94,6 +116,32 @@ def load_data(recipe: dict, seed: int, cache: str, progress: bool = True):
     from .corpus import build_corpus
     splits = build_corpus(cache, n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=seed, progress=progress)
     return splits["train"], splits["test_sentences"], {k: v for k, v in splits.items() if k not in ("train", "test_sentences")}
+
+
+def load_recordings(recipe: dict, seed: int, progress: bool = True, config=None):
+    """``(train, valid, {})`` from ``recipe['data']`` and ``recipe.get('valid_data')`` (paths in a
+    :mod:`reference.datasets` layout), clips longer than ``recipe.get('max_seconds')`` or too short
+    for ``config`` skipped; without ``valid_data``, a seeded 10 % of the clips (at least one) is held out."""
+    from .datasets import load_dataset, model_output_frames
+
+    kw = dict(max_seconds=recipe.get("max_seconds"), progress=progress,
+              output_frames=model_output_frames(config) if config is not None else None)
+    data = load_dataset(recipe["data"], **kw)
+    print(f"data: {data.report.summary()}")
+    if recipe.get("valid_data"):
+        valid = load_dataset(recipe["valid_data"], **kw)
+        print(f"held-out: {valid.report.summary()}")
+        train = list(data)
+    else:
+        if len(data) < 2:
+            raise ValueError(f"{recipe['data']} has {len(data)} usable clip(s): too few to hold some out; "
+                             "give --valid-data")
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_valid = max(1, round(0.1 * len(data)))
+        valid, train = [data[i] for i in sorted(order[:n_valid])], [data[i] for i in sorted(order[n_valid:])]
+    if not train or not valid:
+        raise ValueError(f"no usable clips left to {'train on' if not train else 'hold out'} (see the summary above)")
+    return train, valid, {}
 
 
 def plot_history(hist: History, path: Path, title: str = "") -> None:
@@ -114,6 +162,30 @@ def plot_history(hist: History, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+_MODEL_OPTIONS = ("n_conv", "conv_channels", "conv_time_stride", "n_rnn", "rnn_hidden", "rnn_type", "unidirectional",
+                  "lookahead", "batch_norm", "bn_include_padding", "merge")
+
+
+def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
+    """``(checkpoint state or None, DeepSpeech2Config)``: from ``OUT/checkpoint.pt`` (``--resume``),
+    from ``--init`` (which also records its config as ``recipe['model']``), else from the recipe."""
+    if args.resume and args.init:
+        raise ValueError("--resume continues OUT/checkpoint.pt, --init starts a new run from a checkpoint: give one")
+    if not (args.resume or args.init):
+        return None, DeepSpeech2Config(n_freq=161, vocab_size=encoder.vocab_size, **recipe["model"])
+    given = [f"--{k.replace('_', '-')}" for k in _MODEL_OPTIONS if getattr(args, k) not in (None, False)]
+    if args.init and given:
+        raise ValueError(f"--init takes the model from {args.init}; drop {' '.join(given)}")
+    source = ckpt_path if args.resume else args.init
+    state = load_checkpoint(source)
+    if list(state["alphabet"]) != list(encoder.symbols):
+        raise ValueError(f"{source}: its alphabet {state['alphabet']} is not the {encoder.language} one")
+    config = DeepSpeech2Config.from_dict(state["config"])
+    if args.init:
+        recipe["model"] = {k: v for k, v in config.to_dict().items() if k not in ("n_freq", "vocab_size", "extra")}
+    return state, config
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     recipe = dict(PRESETS[args.preset])
@@ -132,15 +204,23 @@ def main(argv=None) -> int:
         recipe["model"]["bn_include_padding"] = True
     if args.spec_augment:
         recipe["augment"] = recipe.get("augment") or {}
+    for key in ("data", "valid_data", "max_seconds", "init"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out or f"runs/{args.preset}")
     ckpt_path = out / "checkpoint.pt"
     encoder = CharEncoder("english")
 
+    try:
+        state, config = model_config(args, recipe, ckpt_path, encoder)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     try:
-        train, valid, extra = load_data(recipe, args.seed, args.cache, progress=not args.quiet)
+        train, valid, extra = load_data(recipe, args.seed, args.cache, progress=not args.quiet, config=config)
     except Exception as err:  # the corpus explains itself (e.g. eSpeak missing); no traceback
         print(f"error: could not load the {recipe['data']} data: {err}", file=sys.stderr)
         return 2
@@ -148,17 +228,15 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     history, start = None, (0, 0)
+    model = DeepSpeech2(config=config)
     if args.resume:
-        state = load_checkpoint(ckpt_path)
-        config = DeepSpeech2Config.from_dict(state["config"])
-        model = DeepSpeech2(config=config)
         model.load_state_dict(state["state_dict"])
         history = History.from_dict(state["history"])
         start = history.position
         print(f"resuming from {ckpt_path} at step {state['step']} (epoch {start[0]}, minibatch {start[1]})")
-    else:
-        config = DeepSpeech2Config(n_freq=161, vocab_size=encoder.vocab_size, **recipe["model"])
-        model = DeepSpeech2(config=config)
+    elif args.init:
+        model.load_state_dict(state["state_dict"])          # float16 weights are copied into float32 parameters
+        print(f"fine-tuning from {args.init} (step {state.get('step', 0)} of its own training)")
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     if args.resume and state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
