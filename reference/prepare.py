@@ -15,7 +15,9 @@
 4. The split, fixed so that everyone measures the same thing: a prompt is TEST when the first hex
    digit of the SHA-1 of its name (its path under the language folder without extension, e.g.
    ``vm-options``, ``digits/7``) is 0-3, otherwise TRAIN (:func:`split_of`).
-5. Write ``OUT/audio/NAME.flac`` (16 kHz), NeMo manifests ``OUT/train.jsonl``, ``OUT/test.jsonl``
+5. Write ``OUT/audio/NAME.flac`` (16 kHz), NeMo manifests ``OUT/train.jsonl``, ``OUT/dev.jsonl`` (the
+   TRAIN prompts whose SHA-1 starts with 4, held out of training to choose alpha, beta and the
+   checkpoint: :func:`is_dev`), ``OUT/test.jsonl``
    (TEST prompts whose text has no digits: what the course measures) and
    ``OUT/test_digits.jsonl`` (TEST prompts with digits; never trained on), ``OUT/lm.json`` (a
    trigram :class:`~reference.lm.NGramLM` of the TRAIN texts only: nothing trained sees a test
@@ -38,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PACKAGES", "parse_texts", "spoken_text", "split_of", "prepare_asterisk", "main"]
+__all__ = ["PACKAGES", "parse_texts", "spoken_text", "split_of", "is_dev", "prepare_asterisk", "main"]
 
 PACKAGES = ("asterisk-core-sounds-en", "asterisk-core-sounds-en-g722")
 TEXTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
@@ -80,6 +82,12 @@ def spoken_text(text: str) -> str | None:
 def split_of(name: str) -> str:
     """``'test'`` when the first hex digit of SHA-1(name) is 0-3, else ``'train'``: the course's fixed split."""
     return "test" if hashlib.sha1(name.encode("utf-8")).hexdigest()[0] in "0123" else "train"
+
+
+def is_dev(name: str) -> bool:
+    """TRAIN prompts whose SHA-1 starts with ``4`` (about 1 in 12) are held out of training as ``dev``: the
+    clips that choose alpha, beta and when to stop, so that nothing is tuned on a test prompt."""
+    return split_of(name) == "train" and hashlib.sha1(name.encode("utf-8")).hexdigest()[0] == "4"
 
 
 # --------------------------------------------------------------------------- packages
@@ -181,7 +189,7 @@ def prepare_asterisk(out, root=None, debs=None, progress: bool = True) -> dict:
         audio_names = {p.relative_to(lang).with_suffix("").as_posix() for p in lang.rglob("*.g722")}
         versions = package_versions(root)
 
-        rows = {"train": [], "test": [], "test_digits": []}
+        rows = {"train": [], "dev": [], "test": [], "test_digits": []}
         not_speech, outside, no_audio = [], [], sorted(set(texts) - audio_names)
         no_text = sorted(audio_names - set(texts))
         names = sorted(set(texts) & audio_names)
@@ -205,6 +213,8 @@ def prepare_asterisk(out, root=None, debs=None, progress: bool = True) -> dict:
             split = split_of(name)
             if split == "test" and re.search(r"\d", words):
                 split = "test_digits"
+            elif is_dev(name):
+                split = "dev"
             rows[split].append({"audio_filepath": flac.relative_to(out).as_posix(), "duration": round(audio.size / SAMPLE_RATE, 3),
                                 "text": text, "name": name, "original": texts[name]})
 
@@ -219,7 +229,7 @@ def prepare_asterisk(out, root=None, debs=None, progress: bool = True) -> dict:
               "not_speech": len(not_speech), "outside_alphabet": len(outside), "texts_without_audio": len(no_audio),
               "audio_without_text": len(no_text), "versions": versions}
     print(f"asterisk: {counts['prompts']} spoken prompts, {counts['minutes']:.1f} min: train {len(rows['train'])} "
-          f"({minutes['train']:.1f} min), test {len(rows['test'])} ({minutes['test']:.1f} min), test_digits "
+          f"({minutes['train']:.1f} min), dev {len(rows['dev'])} ({minutes['dev']:.1f} min), test {len(rows['test'])} ({minutes['test']:.1f} min), test_digits "
           f"{len(rows['test_digits'])} ({minutes['test_digits']:.1f} min)")
     skipped = [f"{len(not_speech)} not only speech (silence, tones, bracketed notes; e.g. {not_speech[0]})" if not_speech else "",
                f"{len(outside)} with characters outside the alphabet (e.g. {outside[0][0]}: {outside[0][1]})" if outside else "",
@@ -227,7 +237,7 @@ def prepare_asterisk(out, root=None, debs=None, progress: bool = True) -> dict:
                f"{len(no_text)} audio files without text (e.g. {no_text[0]})" if no_text else ""]
     if any(skipped):
         print("asterisk: skipped " + ", ".join(s for s in skipped if s))
-    print(f"asterisk: wrote {out / 'train.jsonl'}, {out / 'test.jsonl'}, {out / 'test_digits.jsonl'}, "
+    print(f"asterisk: wrote {out / 'train.jsonl'}, {out / 'dev.jsonl'}, {out / 'test.jsonl'}, {out / 'test_digits.jsonl'}, "
           f"{out / 'lm.json'} (trigram of the train texts, {len(lm.vocab)} words), {out / 'README.txt'}")
     return counts
 
@@ -248,6 +258,7 @@ These files are shared under the same license. Do not commit them to the course 
 
 Split (fixed): a prompt is TEST when the first hex digit of SHA-1(name) is 0-3, else TRAIN.
   train.jsonl        {len(rows['train']):4d} prompts, {minutes['train']:5.1f} min
+  dev.jsonl          {len(rows['dev']):4d} prompts, {minutes['dev']:5.1f} min  (TRAIN prompts held out to tune alpha, beta)
   test.jsonl         {len(rows['test']):4d} prompts, {minutes['test']:5.1f} min  (TEST prompts whose text has no digits)
   test_digits.jsonl  {len(rows['test_digits']):4d} prompts, {minutes['test_digits']:5.1f} min  (TEST prompts with digits; never trained on)
   lm.json            a trigram (reference.lm.NGramLM) of the train texts only

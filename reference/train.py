@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="data and model recipe")
     p.add_argument("--out", default=None, help="output folder (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--seconds", type=float, help="training-time budget (evaluation excluded)")
+    p.add_argument("--seconds", type=float, help="training-time budget (evaluation excluded; 0: none)")
     p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--steps", type=int, help="stop after this many training steps (the same run on every machine)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--anneal", type=float, help="final learning rate as a fraction of --lr (linear decay over the budget)")
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "manifest or Kaldi data folder, instead of the preset's data")
     d.add_argument("--valid-data", help="held-out recordings, any --data layout; none: a seeded 10 %% of --data")
     d.add_argument("--max-seconds", type=float, help="skip recordings longer than this")
+    d.add_argument("--speed-perturb", type=float, nargs="+", metavar="F",
+                   help="add a copy of every training recording at each of these speeds (e.g. 0.9 1.1)")
     d.add_argument("--init", help="start from this checkpoint's config and weights (fine-tuning); "
                                   "the model options below may not be given with it")
     m = p.add_argument_group("model (overrides the preset)")
@@ -188,6 +191,7 @@ def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    command = "python -m reference.train " + " ".join(sys.argv[1:] if argv is None else argv)
     recipe = dict(PRESETS[args.preset])
     recipe["model"] = dict(recipe["model"])
     for key in ("seconds", "epochs", "batch_size", "lr", "anneal", "eval_every", "n_train", "n_valid"):
@@ -204,7 +208,7 @@ def main(argv=None) -> int:
         recipe["model"]["bn_include_padding"] = True
     if args.spec_augment:
         recipe["augment"] = recipe.get("augment") or {}
-    for key in ("data", "valid_data", "max_seconds", "init"):
+    for key in ("data", "valid_data", "max_seconds", "init", "speed_perturb", "steps"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     if args.threads:
@@ -224,6 +228,11 @@ def main(argv=None) -> int:
     except Exception as err:  # the corpus explains itself (e.g. eSpeak missing); no traceback
         print(f"error: could not load the {recipe['data']} data: {err}", file=sys.stderr)
         return 2
+    if recipe.get("speed_perturb"):
+        from .augment import speed_perturb
+        n = len(train)
+        train = speed_perturb(train, recipe["speed_perturb"])
+        print(f"speed perturbation x{recipe['speed_perturb']}: {n} -> {len(train)} training clips")
     print(f"data: {len(train)} train / {len(valid)} held-out utterances ({recipe['data']}) in {time.perf_counter() - t0:.1f} s")
 
     torch.manual_seed(args.seed)
@@ -247,13 +256,14 @@ def main(argv=None) -> int:
 
     def checkpoint(hist, m):
         save_checkpoint(ckpt_path, m, encoder, optimizer, epoch=hist.position[0],
-                        step=hist.step[-1] if hist.step else 0, history=hist.to_dict(), extra={"recipe": recipe})
+                        step=hist.step[-1] if hist.step else 0, history=hist.to_dict(),
+                        extra={"recipe": recipe, "command": command})
 
     hist = fit(model, train, encoder, valid_set=valid, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                seconds=recipe["seconds"], eval_every=recipe["eval_every"], seed=args.seed, optimizer=optimizer,
                sortagrad=not args.no_sortagrad, progress=not args.quiet, on_eval=checkpoint,
                target_wer=args.target_wer, history=history, start_epoch=start[0], start_index=start[1],
-               anneal=recipe["anneal"], augment=recipe_augment(recipe))
+               anneal=recipe["anneal"], augment=recipe_augment(recipe), max_steps=recipe.get("steps"))
     checkpoint(hist, model)
     (out / "history.json").write_text(json.dumps(hist.to_dict()))
     plot_history(hist, out / "curves.png", f"{args.preset}: {model.num_parameters():,} parameters")

@@ -111,11 +111,14 @@ def _manifest(path: Path) -> list[dict]:
 
 def test_split_is_the_sha1_rule_and_digits_go_to_their_own_test_file(prepared):
     out, counts = prepared
-    train, test, digits = (_manifest(out / f"{s}.jsonl") for s in ("train", "test", "test_digits"))
-    assert {r["name"] for r in train} == {n for n in SPOKEN if not _is_test(n)}
+    train, dev, test, digits = (_manifest(out / f"{s}.jsonl") for s in ("train", "dev", "test", "test_digits"))
+    sha = {n: hashlib.sha1(n.encode()).hexdigest()[0] for n in SPOKEN}
+    assert {r["name"] for r in train} == {n for n in SPOKEN if not _is_test(n) and sha[n] != "4"}
+    assert {r["name"] for r in dev} == {n for n in SPOKEN if sha[n] == "4"}
     assert {r["name"] for r in test} == {n for n in SPOKEN if _is_test(n) and not any(c.isdigit() for c in PROMPTS[n])}
     assert {r["name"] for r in digits} == {n for n in SPOKEN if _is_test(n) and any(c.isdigit() for c in PROMPTS[n])}
-    assert (counts["train"], counts["test"], counts["test_digits"]) == (len(train), len(test), len(digits))
+    assert (counts["train"], counts["dev"], counts["test"], counts["test_digits"]) == (
+        len(train), len(dev), len(test), len(digits))
     assert counts["not_speech"] == len(PROMPTS) - len(SPOKEN) and counts["texts_without_audio"] == 1
     assert [split_of(n) for n in ("vm-options", "digits/7")] == [
         "test" if _is_test(n) else "train" for n in ("vm-options", "digits/7")]
@@ -123,7 +126,7 @@ def test_split_is_the_sha1_rule_and_digits_go_to_their_own_test_file(prepared):
 
 def test_texts_are_normalised_and_keep_the_original(prepared):
     out, _ = prepared
-    rows = {r["name"]: r for s in ("train", "test", "test_digits") for r in _manifest(out / f"{s}.jsonl")}
+    rows = {r["name"]: r for s in ("train", "dev", "test", "test_digits") for r in _manifest(out / f"{s}.jsonl")}
     for name, text in NORMALISED.items():
         assert rows[name]["text"] == text and rows[name]["original"] == PROMPTS[name]
 
@@ -207,7 +210,7 @@ def test_real_prepare_asterisk(tmp_path):
     assert r.returncode == 0, r.stderr
     test = _manifest(tmp_path / "ast" / "test.jsonl")
     assert len(test) == 131 and all(_is_test(row["name"]) for row in test)
-    assert 500 < sum(1 for s in ("train", "test", "test_digits") for _ in _manifest(tmp_path / "ast" / f"{s}.jsonl")) < 560
+    assert 500 < sum(1 for s in ("train", "dev", "test", "test_digits") for _ in _manifest(tmp_path / "ast" / f"{s}.jsonl")) < 560
     assert "test 131" in r.stdout
     first = torch.from_numpy(sf.read(tmp_path / "ast" / test[0]["audio_filepath"], dtype="float32")[0])
     assert first.abs().max() > 0.05                                   # speech, not silence
