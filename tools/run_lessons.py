@@ -32,7 +32,7 @@ def stored_outputs(nb) -> list[int]:
             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
 
 
-def execute(path: Path, timeout: int = 600, exercises: str | Path | None = None):
+def execute(path: Path, timeout: int = 1200, exercises: str | Path | None = None):
     """Run one notebook; returns the executed notebook (raises on a failing cell).
 
     ``exercises``: the folder whose ``exNN_*.py`` the "your turn" cells load (default: the
