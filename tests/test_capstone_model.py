@@ -119,3 +119,34 @@ def test_cli_beam_search_defaults_to_the_checkpoints_tuned_alpha_and_beta(shippe
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     assert outputs[2] != outputs[0]          # alpha = beta = 0 really is another objective (tuned beta is 13)
+
+
+ASTERISK_MODEL = ROOT / "models" / "asterisk-ds2.pt"
+ASTERISK = ROOT / "data" / "asterisk"
+
+
+def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_lm(tmp_path):
+    """models/asterisk-ds2.pt: the Makefile's ASTERISK_FT recipe from models/espeak-ds2.pt (same architecture),
+    and the command-line tool runs it greedy and with --beam 32 --lm (on the real test prompts when
+    `make asterisk` has run, else on eSpeak clips of prompt-like sentences)."""
+    tuned, encoder, state = load_model(ASTERISK_MODEL)
+    base, _, _ = load_model(MODEL)
+    assert tuned.config.to_dict() == {**base.config.to_dict(), "extra": tuned.config.extra}
+    recipe = (ROOT / "Makefile").read_text().split("ASTERISK_FT = ", 1)[1].split("\nasterisk-model", 1)[0]
+    recipe = " ".join(recipe.replace("\\\n", " ").split())
+    assert recipe in state["extra"]["command"], (recipe, state["extra"]["command"])
+    if (ASTERISK / "test.jsonl").is_file():
+        inputs, lm_path = [str(ASTERISK / "test.jsonl")], ASTERISK / "lm.json"
+    else:
+        texts = ["please enter your password", "thank you for calling", "the party you are calling is busy"]
+        inputs = []
+        for k, text in enumerate(texts):
+            inputs.append(str(tmp_path / f"{k}.wav"))
+            write_wav(inputs[-1], espeak.synthesize(text, voice="en-us+f2"), 16000)
+        lm_path = tmp_path / "lm.json"
+        NGramLM.train(texts + ["please call again", "your call is important"]).save(lm_path)
+    for extra in ([], ["--beam", "32", "--lm", str(lm_path), "--alpha", "1.0", "--beta", "4.0"]):
+        out = subprocess.run([sys.executable, "-m", "reference.transcribe", "--checkpoint", str(ASTERISK_MODEL),
+                              *extra, *inputs], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip(), "no transcripts printed"
