@@ -60,7 +60,7 @@ def cmd_grade(argv: list[str]) -> int:
         limits = _limits(args.timeout)
         if limits.sandbox_mode() == "process":
             print(bwrap.off_notice(), file=sys.stderr)
-        report = grade(args.paths, only=args.only, limits=limits)
+        report = _grade_paths(grade, args.paths, args.only, limits)
     except (UsageError, ValueError, bwrap.SandboxUnavailable) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)  # the one line that says what to do, no usage block
         return 2
@@ -76,6 +76,28 @@ def cmd_grade(argv: list[str]) -> int:
     if args.gradescope:
         write_json_atomic(args.gradescope, gradescope(report))
     return 3 if report.grader_errors else 0
+
+
+def _grade_paths(grade, paths, only, limits):
+    """``grade(paths)``; a folder holding misnamed exercise files (``Ex01_spectrogram.py``, ``ex5_conv.py``)
+    is graded from a copy under the proper names, with a note naming each file (autograder.gradeone)."""
+    import shutil
+
+    from .gradeone import stage_misnamed
+
+    staged, notes, todo = [], [], []
+    try:
+        for p in paths:
+            tmp, why = stage_misnamed(p) if os.path.isdir(p) else (None, [])
+            staged += [tmp] if tmp else []
+            notes += why
+            todo.append(tmp or p)
+        report = grade(todo, only=only, limits=limits)
+    finally:
+        for tmp in staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report.notes = notes + report.notes
+    return report
 
 
 def cmd_grade_one(argv: list[str]) -> int:
