@@ -619,14 +619,16 @@ def write_csv(csv_path: str, students: list[tuple[str, str]], reports_dir: str, 
                 late_txt = describe(lt[0])
                 penalty = lt[1]
                 if lt[0] > 0 and source in FILE_TIME_SOURCES:
+                    late_txt += " (file times)"
+                    matters = bool(penalty and raw)  # a rule with a penalty, and a score it would cut
                     if file_times:
-                        status += "; late by file times (penalised)"
-                        instructor.append(f"late by the {source} ({late_txt}): penalised (--late-from-file-times)")
+                        status += "; late by file times (penalised)" if matters else ""
+                        instructor.append(f"late by the {source}: penalised (--late-from-file-times)")
                     else:
-                        status += "; late by file times (not penalised)"
-                        instructor.append(f"late by the {source} ({late_txt}): not penalised, file times are not "
-                                          "submission times (put the LMS's time in the id map's third column, "
-                                          "or pass --late-from-file-times)")
+                        status += "; late by file times (not penalised)" if matters else ""
+                        instructor.append(f"late by the {source}: not penalised, file times are not submission "
+                                          "times (put the LMS's time in the id map's third column, or pass "
+                                          "--late-from-file-times)")
                         penalty = 0.0
                 if penalty and raw is not None:
                     final = round(float(raw) * (1 - penalty / 100), 4)
