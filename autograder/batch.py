@@ -118,7 +118,7 @@ def find_class(submissions: str, staging: str | None = None) -> ClassFolder:
         else:
             cf.skipped.append(entry)
     if groups and staging:
-        shutil.rmtree(staging, ignore_errors=True)
+        _reset_staging(staging, submissions)
     for (lms, who, uid), g in groups.items():
         name = _unique(student_name(f"{who}_{uid}"), seen)
         cf.lms[name] = {"lms": lms, "id": uid, "late": g["late"]}
@@ -143,6 +143,27 @@ def find_class(submissions: str, staging: str | None = None) -> ClassFolder:
         cf.students.append((name, dest))
     cf.students.sort()
     return cf
+
+
+STAGING_MARKER = ".ds2-lms-staging"
+
+
+def _reset_staging(staging: str, submissions: str) -> None:
+    """Empty the folder flat LMS downloads are gathered in: only one this module made (it holds
+    :data:`STAGING_MARKER`), never the submissions or a folder holding them."""
+    staging, subs = os.path.realpath(staging), os.path.realpath(submissions)
+    if staging == subs or subs.startswith(staging + os.sep) or staging.startswith(subs + os.sep):
+        raise ValueError(f"{staging}: where a flat LMS download's files are gathered (next to the CSV) is the "
+                         f"submissions folder or holds it: write the CSV elsewhere")
+    if os.path.lexists(staging):
+        if not os.path.isfile(os.path.join(staging, STAGING_MARKER)):
+            raise ValueError(f"{staging} exists and was not made by the autograder: it gathers a flat LMS download's "
+                             "files there (next to the CSV); move it, or write the CSV elsewhere")
+        shutil.rmtree(staging)
+    os.makedirs(staging)
+    with open(os.path.join(staging, STAGING_MARKER), "w", encoding="utf-8") as f:
+        f.write("Each student's files of a flat LMS download, gathered by python -m autograder batch; "
+                "rebuilt on every run.\n")
 
 
 def list_students(submissions: str, staging: str | None = None) -> list[tuple[str, str]]:

@@ -415,3 +415,23 @@ def test_feedback_for_an_empty_submission_is_short():
     rep["exercises"]["ex02"]["checks"] = [dict(checks[0], status="passed", earned=1)] + checks[1:]
     text = feedback_markdown(rep, "bob")
     assert text.count("file missing") == 2 + 3  # ex01 and ex03 one line each; ex02's three failed checks
+
+
+def test_flat_lms_files_are_gathered_only_in_a_folder_of_our_own(tmp_path):
+    from autograder.batch import STAGING_MARKER, find_class
+
+    subs = tmp_path / "hw1"
+    subs.mkdir()
+    (subs / "smithjane_12345_678901_ex02_ctc_decoding.py").write_text(EX02)
+    (tmp_path / "hw1-lms").mkdir()
+    (tmp_path / "hw1-lms" / "precious.txt").write_text("the instructor's")
+    with pytest.raises(ValueError, match="was not made by the autograder"):
+        find_class(str(subs), str(tmp_path / "hw1-lms"))
+    assert (tmp_path / "hw1-lms" / "precious.txt").exists()
+    with pytest.raises(ValueError, match="is the submissions folder"):
+        find_class(str(subs), str(subs))
+    cf = find_class(str(subs), str(tmp_path / "out-lms"))
+    assert cf.students == [("smithjane_12345", str(tmp_path / "out-lms" / "smithjane_12345"))]
+    assert (tmp_path / "out-lms" / STAGING_MARKER).is_file()
+    assert cf.lms["smithjane_12345"] == {"lms": "canvas", "id": "12345", "late": False}
+    assert find_class(str(subs), str(tmp_path / "out-lms")).students == cf.students  # rebuilt, same place
