@@ -101,33 +101,20 @@ def run(root: str | Path) -> dict:
     limits = limits_for(None)
     report = _Graded(grade_located(str(submission), "", None, limits))
     results = gradescope(report)
-    lines = []
+    head, _, rest = results["output"].partition("\n")  # the public score first (report.public_score_line)
+    lines = [head]
     if report.data.get("status", STATUS_OK) != STATUS_OK:
         lines.append(f"status: {report.data['status']}")
-    if results.get("output"):
-        lines.append(results["output"])
+    if rest:
+        lines.append(rest)
     if report.grader_errors:
         lines.append("The grader itself failed on part of this submission: your instructor has been told "
                      "(extra_data.grader_errors).")
         results["extra_data"]["grader_errors"] = [e[:2000] for e in report.grader_errors]
-    lines.insert(0, public_score_line(report.results))
     results["output"] = "\n".join(lines)
     results["extra_data"].update(status=report.data.get("status", ""), hashes=report.data.get("hashes", {}))
     write_json_atomic(str(root / "results" / "results.json"), results)
     return results
-
-
-def public_score_line(results) -> str:
-    """Gradescope hides the total while any test is hidden (``after_published``): the public part, said so."""
-    from ..visibility import is_hidden
-
-    pub = [c for c in results if not is_hidden(c.exercise, c.name)]
-    hid = [c for c in results if is_hidden(c.exercise, c.name)]
-    line = f"public checks: {sum(c.earned for c in pub):g} / {sum(c.points for c in pub):g}"
-    if hid:
-        line += (f"; hidden checks: {sum(c.points for c in hid):g} points, shown when your instructor publishes "
-                 "the grades (the total is hidden until then)")
-    return line
 
 
 def failure_results(error: str) -> dict:
