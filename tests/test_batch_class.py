@@ -310,6 +310,9 @@ def test_a_class_folder_without_students_is_an_error(tmp_path):
                           "--no-progress", *SANDBOX], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "no student found" in res.stderr and "grades.xlsx" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "g.csv").exists()
+    res = subprocess.run([PY, "-m", "autograder", "batch", str(tmp_path / "subs"), "--csv", str(tmp_path / "g.csv"),
+                          "--format", "blackboard", *SANDBOX], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--format blackboard: expected canvas, moodle" in res.stderr
 
 
 # ----------------------------------------------------------------------------- units
