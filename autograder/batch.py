@@ -154,7 +154,7 @@ def _reset_staging(staging: str, submissions: str) -> None:
     staging, subs = os.path.realpath(staging), os.path.realpath(submissions)
     if staging == subs or subs.startswith(staging + os.sep) or staging.startswith(subs + os.sep):
         raise ValueError(f"{staging}: where a flat LMS download's files are gathered (next to the CSV) is the "
-                         f"submissions folder or holds it: write the CSV elsewhere")
+                         f"submissions folder, inside it or holds it: write the CSV outside {submissions}")
     if os.path.lexists(staging):
         if not os.path.isfile(os.path.join(staging, STAGING_MARKER)):
             raise ValueError(f"{staging} exists and was not made by the autograder: it gathers a flat LMS download's "
