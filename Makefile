@@ -97,9 +97,10 @@ bench: $(STAMP)  ## every benchmark; each prints its figures and thread count
 	$(PY) benchmarks/bench_beam_search.py --quick
 	$(PY) benchmarks/bench_autograder.py
 
-grade-class: $(STAMP)  ## batch-grade SUBMISSIONS (one folder or .zip per student) into CSV (default grades.csv)
+grade-class: $(STAMP)  ## batch-grade SUBMISSIONS (a folder or .zip per student, or a Canvas/Moodle download) into CSV; FORMAT=canvas
 	$(PY) -m autograder batch $(SUBMISSIONS) --csv $(CSV) --jobs 2 $(if $(IDS),--ids $(IDS)) \
-	    $(if $(DEADLINE),--deadline $(DEADLINE)) $(if $(LATE_RULE),--late-rule "$(LATE_RULE)")
+	    $(if $(DEADLINE),--deadline $(DEADLINE)) $(if $(LATE_RULE),--late-rule "$(LATE_RULE)") \
+	    $(if $(FORMAT),--format $(FORMAT))
 
 handin: $(STAMP)  ## zip exercises/ with a manifest for submission (STUDENT=<your id> records it)
 	$(PY) -m autograder handin exercises -o handin.zip $(if $(STUDENT),--student $(STUDENT))

@@ -60,7 +60,7 @@ def cmd_grade(argv: list[str]) -> int:
         limits = _limits(args.timeout)
         if limits.sandbox_mode() == "process":
             print(bwrap.off_notice(), file=sys.stderr)
-        report = grade(args.paths, only=args.only, limits=limits)
+        report = _grade_paths(grade, args.paths, args.only, limits)
     except (UsageError, ValueError, bwrap.SandboxUnavailable) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)  # the one line that says what to do, no usage block
         return 2
@@ -76,6 +76,28 @@ def cmd_grade(argv: list[str]) -> int:
     if args.gradescope:
         write_json_atomic(args.gradescope, gradescope(report))
     return 3 if report.grader_errors else 0
+
+
+def _grade_paths(grade, paths, only, limits):
+    """``grade(paths)``; a folder holding misnamed exercise files (``Ex01_spectrogram.py``, ``ex5_conv.py``)
+    is graded from a copy under the proper names, with a note naming each file (autograder.gradeone)."""
+    import shutil
+
+    from .gradeone import stage_misnamed
+
+    staged, notes, todo = [], [], []
+    try:
+        for p in paths:
+            tmp, why = stage_misnamed(p) if os.path.isdir(p) else (None, [])
+            staged += [tmp] if tmp else []
+            notes += why
+            todo.append(tmp or p)
+        report = grade(todo, only=only, limits=limits)
+    finally:
+        for tmp in staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report.notes = notes + report.notes
+    return report
 
 
 def cmd_grade_one(argv: list[str]) -> int:
@@ -105,8 +127,17 @@ def cmd_batch(argv: list[str]) -> int:
                    help="grade this student again even if the files did not change (repeatable; NAME,NAME)")
     p.add_argument("--regrade-all", action="store_true", help="grade every student again")
     p.add_argument("--ids", metavar="MAP.csv",
-                   help="CSV 'download name,student id[,submitted]': the student_id column (and the LMS's time)")
-    p.add_argument("--deadline", metavar="ISO", help="e.g. 2026-12-01T23:59 (local time) or ...+01:00")
+                   help="CSV 'download name,student id[,submitted[,extension]]': the student_id column, the LMS's "
+                        "time, a per-student extension (2d, 36h or an ISO deadline)")
+    p.add_argument("--deadline", metavar="ISO", help="e.g. 2026-12-01T23:59 (local time; on time until the end of "
+                                                     "that minute) or ...+01:00")
+    p.add_argument("--late-from-file-times", action="store_true",
+                   help="also penalise lateness measured from file times (default: marked in the status, "
+                        "not penalised)")
+    p.add_argument("--format", action="append", default=[], metavar="LMS",
+                   help="also write an LMS gradebook import next to the CSV: canvas, moodle (repeatable; a,b)")
+    p.add_argument("--assignment", metavar="NAME", help="the assignment's column in the Canvas import "
+                                                        "(default 'Deep Speech 2 exercises')")
     p.add_argument("--late-rule", metavar="RULE",
                    help="penalty after --deadline: '10%%/day', '10%%/day,cap=50%%', '2%%/hour,grace=15min' or "
                         "'none' (default: marked late, no penalty)")
@@ -116,10 +147,10 @@ def cmd_batch(argv: list[str]) -> int:
     if args.late_rule and not args.deadline:
         p.error("--late-rule needs --deadline")
     if args.deadline:
-        from .late import LateRuleError, parse_rule, parse_time
+        from .late import LateRuleError, parse_deadline, parse_rule
 
         try:
-            parse_time(args.deadline)
+            parse_deadline(args.deadline)
         except ValueError:
             p.error(f"--deadline {args.deadline!r}: expected an ISO time such as 2026-12-01T23:59 "
                     "or 2026-12-01T23:59+01:00")
@@ -157,7 +188,9 @@ def cmd_batch(argv: list[str]) -> int:
                         progress=not args.no_progress, call_timeout=args.timeout, sandbox=sandbox,
                         student_timeout=args.student_timeout or STUDENT_TIMEOUT, regrade=regrade,
                         regrade_all=args.regrade_all, ids=args.ids, deadline=args.deadline,
-                        late_rule=args.late_rule, feedback_dir=args.feedback)
+                        late_rule=args.late_rule, feedback_dir=args.feedback,
+                        file_times=args.late_from_file_times, assignment=args.assignment,
+                        formats=[f.strip().lower() for x in args.format for f in x.split(",") if f.strip()])
     except ValueError as e:
         p.error(str(e))
     print(f"graded {res['graded']} student(s) ({res['regraded']} again: files changed or --regrade), "
@@ -165,6 +198,11 @@ def cmd_batch(argv: list[str]) -> int:
           f"({res['seconds']:.1f} s; {res['seconds_per_student']:.1f} s per graded student with --jobs {args.jobs})")
     print(f"reports: {res['reports']}")
     print(f"feedback: {res['feedback']} (one .md per student: public checks in full, hidden ones by title)")
+    for fmt, path in res["exports"].items():
+        print(f"{fmt}: {path} (gradebook import)")
+    if res["lms"]:
+        kinds = sorted({v["lms"].capitalize() for v in res["lms"].values()})
+        print(f"LMS download: {len(res['lms'])} student(s) read from {' and '.join(kinds)} file names")
     for w in res["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     for f in res["failures"]:

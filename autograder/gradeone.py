@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .spec import EXERCISES, exercise_of_file
+from .spec import EXERCISES, exercise_of_file, recognise_file
 
 
 def parse_only(value: str | None) -> list[str] | None:
@@ -68,6 +68,8 @@ MAX_ENTRIES = 2000     # entries looked at in one student's folder (an LMS downl
 #: ``status`` of a report (and the CSV): ``ok`` or what was unusual about the submission.
 STATUS_OK = "ok"
 STATUS_NESTED = "ok (files in a subfolder)"
+STATUS_RENAMED = "misnamed files, graded"      # Ex01_spectrogram.py, ex5_conv.py, ex03-wer.py.txt ...
+STATUS_UNGRADED = "files not graded"         # .py files whose names name no exercise
 STATUS_ZIP_IN_FOLDER = "ok (a zip in the folder)"
 STATUS_NO_FILES = "no exercise files"
 STATUS_NOTEBOOKS = "notebooks, no .py files"
@@ -104,7 +106,8 @@ def _walk(root: str):
 
 def fingerprint(path: str) -> str:
     """SHA-256 over what a submission holds that could be graded: the zip's bytes, or for a folder the
-    relative path and SHA-256 of every ``exNN_*.py``, ``.ipynb`` and ``.zip`` in it.  ``batch`` grades
+    relative path and SHA-256 of every exercise file (misnamed ones included: :func:`~autograder.spec.recognise_file`),
+    ``.ipynb`` and ``.zip`` in it.  ``batch`` grades
     a student again exactly when this changes (the report's existence alone never decides)."""
     from .runner import sha256_of
 
@@ -114,7 +117,7 @@ def fingerprint(path: str) -> str:
         return h.hexdigest()
     for rel, full in _walk(path):
         base = os.path.basename(rel)
-        if exercise_of_file(base) or base.lower().endswith((".ipynb", ".zip")):
+        if recognise_file(base) or base.lower().endswith((".ipynb", ".zip")):
             try:
                 h.update(f"{rel}\0{sha256_of(full)}\n".encode())
             except OSError:
@@ -159,6 +162,7 @@ def _locate_zip(zip_path: str, shown: str) -> Located:
     elif info["newest"]:
         loc.submitted, loc.submitted_from = info["newest"], "newest zip member"
     loc.handin_student = info["student"]
+    loc.notes += [f"hand-in: {n}" for n in info.get("manifest_problems", [])]
     if any(p.startswith("refused") or p.startswith("not a readable zip") for p in problems):
         loc.status = STATUS_REFUSED
     elif not any(exercise_of_file(n) for n in os.listdir(loc.tmp)):
@@ -168,6 +172,8 @@ def _locate_zip(zip_path: str, shown: str) -> Located:
         else:
             loc.status = STATUS_NO_FILES
             loc.notes.append(f"{shown} holds no exercise file (exNN_<topic>.py): nothing to grade, score 0")
+    elif any(p.startswith("graded ") for p in problems):
+        loc.status = STATUS_RENAMED
     return loc
 
 
@@ -178,44 +184,113 @@ def _notebook_note(notebooks, shown: str) -> str:
             "ask for the .py files (`make handin`)")
 
 
+def _choose(files) -> tuple[dict, list, list]:
+    """One file per exercise among ``files`` (``(rel, full)``): a proper name before a misnamed one, then the
+    shallowest, then by name.  Returns ``({ex_id: (rel, full, why misnamed or "")}, dropped, unrecognised .py)``."""
+    found, unrecognised = [], []
+    for rel, full in files:
+        base = os.path.basename(rel)
+        hit = recognise_file(base)
+        if hit is None:
+            if base.lower().endswith((".py", ".py.txt")) and base != "__init__.py":
+                unrecognised.append(rel)
+            continue
+        found.append((bool(hit[1]), rel.count(os.sep), rel, full, hit))
+    found.sort(key=lambda t: t[:3])
+    chosen, dropped = {}, []
+    for _, _, rel, full, (ex, why) in found:
+        if ex.id in chosen:
+            dropped.append(rel)
+        else:
+            chosen[ex.id] = (rel, full, why)
+    return chosen, dropped, unrecognised
+
+
+def _stage(chosen: dict, loc: "Located") -> None:
+    """Copy the chosen files under their exercises' names into a private folder (links never followed)."""
+    from .sandbox import copy_file_nofollow
+
+    loc.tmp = tempfile.mkdtemp(prefix="ag-renamed-")
+    loc.paths = [loc.tmp]
+    for ex_id, (rel, full, _) in chosen.items():
+        try:
+            copy_file_nofollow(full, os.path.join(loc.tmp, EXERCISES[ex_id].filename))
+        except OSError as e:
+            loc.notes.append(f"{rel} could not be read ({e}): not graded")
+
+
+def stage_misnamed(folder: str) -> tuple[str | None, list[str]]:
+    """``python -m autograder FOLDER``: when the folder's top holds misnamed exercise files, a private copy
+    of its exercise files under their proper names (to grade instead, then remove) and notes naming them;
+    else ``(None, [])``: the folder is graded as it is."""
+    try:
+        top = [(n, os.path.join(folder, n)) for n in sorted(os.listdir(folder))
+               if stat.S_ISREG(os.lstat(os.path.join(folder, n)).st_mode)]
+    except OSError:
+        return None, []
+    chosen, dropped, _ = _choose(top)
+    if not any(c[2] for c in chosen.values()):
+        return None, []
+    loc = Located()
+    for ex_id, (rel, _, why) in sorted(chosen.items()):
+        if why:
+            loc.notes.append(f"graded {rel} as {EXERCISES[ex_id].filename} ({why}); rename it "
+                             f"{EXERCISES[ex_id].filename} (`make handin` needs that name)")
+    if dropped:
+        loc.notes.append(f"also found, not graded (another file for the same exercise was graded): "
+                         f"{', '.join(dropped[:10])}")
+    _stage(chosen, loc)
+    return loc.tmp, loc.notes
+
+
 def locate(path: str, shown: str | None = None) -> Located:
     """Find a student's exercise files: a hand-in zip; a folder with them at the top (``ok``); a folder
     with them further down (``exercises/`` inside, as LMS downloads and zips of the repository have
-    them: graded, with a note); a folder holding one zip; otherwise a status that says why it is 0
-    (``no exercise files``, ``notebooks, no .py files``)."""
+    them: graded, with a note); misnamed files (``Ex01_spectrogram.py``, ``ex04_ctc_loss (1).py``,
+    ``ex5_conv.py``, ``ex02_ctc_decoding.py.txt``: graded under the exercise's name, with a note naming
+    the file, status ``misnamed files, graded``); a folder holding one zip; otherwise a status that says
+    why it is 0 (``no exercise files``, ``notebooks, no .py files``).  ``.py`` files whose names name no
+    exercise are listed in a note (status ``files not graded`` when no other status applies)."""
     shown = shown or os.path.basename(path.rstrip(os.sep)) or path
     if os.path.isfile(path) and path.lower().endswith(".zip"):
         return _locate_zip(path, shown)
     files = _walk(path)
-    ex_files = [(rel, full) for rel, full in files if exercise_of_file(os.path.basename(rel))]
-    try:  # links included: the runner refuses them with a note of its own
-        top = [os.path.join(path, n) for n in sorted(os.listdir(path)) if exercise_of_file(n)]
-    except OSError:
-        top = []
-    if top:
-        loc = Located(paths=[path], submitted_from="newest file's mtime")
-        loc.submitted = _iso_mtime(top)
-        return loc
-    if ex_files:
-        # one file per exercise: the shallowest wins, then the canonical name (the runner notes duplicates)
-        ex_files.sort(key=lambda rf: (rf[0].count(os.sep), rf[0]))
-        chosen, dropped = {}, []
-        for rel, full in ex_files:
-            ex = exercise_of_file(os.path.basename(rel))
-            if ex.id in chosen:
-                dropped.append(rel)
-                continue
-            chosen[ex.id] = (rel, full)
-        folders = sorted({os.path.dirname(rel) for rel, _ in chosen.values()})
-        loc = Located(paths=[full for _, full in chosen.values()], status=STATUS_NESTED,
-                      submitted_from="newest file's mtime")
-        loc.submitted = _iso_mtime(loc.paths)
-        loc.notes.append(f"the exercise files are not at the top of {shown}/ but in "
-                         f"{', '.join(f + '/' for f in folders)}: graded those")
+    chosen, dropped, unrecognised = _choose(files)
+    if chosen:
+        renamed = {ex_id: c for ex_id, c in chosen.items() if c[2]}
+        folders = sorted({os.path.dirname(rel) for rel, _, _ in chosen.values()} - {""})
+        loc = Located(submitted_from="newest file's mtime")
+        loc.submitted = _iso_mtime([full for _, full, _ in chosen.values()])
+        if folders:
+            loc.status = STATUS_NESTED
+            loc.notes.append(f"the exercise files are not at the top of {shown}/ but in "
+                             f"{', '.join(f + '/' for f in folders)}: graded those")
+        if renamed:
+            loc.status = STATUS_RENAMED
+            for ex_id, (rel, _, why) in sorted(renamed.items()):
+                loc.notes.append(f"graded {rel} as {EXERCISES[ex_id].filename} ({why}); name it "
+                                 f"{EXERCISES[ex_id].filename} next time")
+            _stage(chosen, loc)
+        elif folders:
+            loc.paths = [full for _, full, _ in chosen.values()]
+        else:
+            loc.paths = [path]  # the runner reads the folder itself (and notes links and duplicates)
+        if not (folders or renamed):  # the runner notes two proper names for one exercise itself
+            dropped = [rel for rel in dropped if os.sep in rel or exercise_of_file(rel) is None]
         if dropped:
-            loc.notes.append(f"also found, not graded (a file for the same exercise was found higher up): "
+            loc.notes.append(f"also found, not graded (another file for the same exercise was graded): "
                              f"{', '.join(dropped[:10])}")
+        if unrecognised:
+            if loc.status == STATUS_OK:
+                loc.status = STATUS_UNGRADED
+            loc.notes.append(f"not graded (the name names no exercise; expected exNN_<topic>.py): "
+                             f"{', '.join(unrecognised[:10])}")
         return loc
+    try:  # only links: the runner refuses them with a note of its own
+        if any(exercise_of_file(n) for n in os.listdir(path)):
+            return Located(paths=[path], submitted_from="newest file's mtime")
+    except OSError:
+        pass
     zips = [full for rel, full in files if rel.lower().endswith(".zip")]
     if len(zips) == 1:
         loc = _locate_zip(zips[0], f"{shown}/{os.path.relpath(zips[0], path)}")

@@ -16,7 +16,7 @@ import os
 import re
 import zipfile
 
-from .spec import EXERCISES, exercise_of_file
+from .spec import EXERCISES, exercise_of_file, recognise_file
 
 MANIFEST = "MANIFEST.json"
 MAX_MEMBER_BYTES = 2 * 1024 * 1024
@@ -88,9 +88,17 @@ def extract_handin(zip_path: str, dest: str) -> list[str]:
             base = os.path.basename(info.filename)
             if info.is_dir() or base == MANIFEST or not base:
                 continue
-            if exercise_of_file(base) is None:
+            hit = recognise_file(base)
+            if hit is None:
                 problems.append(f"unexpected file {info.filename} (ignored)")
                 continue
+            if hit[1]:  # Ex01_spectrogram.py, ex5_conv.py ...: graded under the exercise's name
+                canonical = hit[0].filename
+                if canonical in seen or any(exercise_of_file(os.path.basename(n)) is hit[0] for n in names):
+                    problems.append(f"{info.filename}: another file for {hit[0].id} is in the zip (ignored)")
+                    continue
+                problems.append(f"graded {info.filename} as {canonical} ({hit[1]}); name it {canonical} next time")
+                base = canonical
             if info.file_size > MAX_MEMBER_BYTES:
                 problems.append(f"{info.filename} is larger than {MAX_MEMBER_BYTES // 1024} KiB (ignored)")
                 continue
@@ -122,11 +130,46 @@ def extract_handin(zip_path: str, dest: str) -> list[str]:
     return problems
 
 
+def check_manifest_fields(data: dict) -> tuple[str, str, list[str]]:
+    """``(created, student, problems)`` from a manifest, each field as ``handin`` writes it or ``""``.
+
+    The manifest is written on the student's machine and can say anything: ``student`` must be what
+    ``handin --student`` accepts (letters, digits and ``. _ @ + -``, at most 100, not starting with one of
+    ``= + - @``: a spreadsheet would read that as a formula), ``created`` an ISO time with its UTC offset.
+    Anything else is dropped, with a problem saying which field and why (never copied into the CSV)."""
+    problems = []
+    student = data.get("student", "")
+    if not isinstance(student, str) or (student and (not _STUDENT_RE.fullmatch(student) or student[0] in "=+-@")):
+        problems.append(f"the manifest's student field is not a student id ({_shown(student)}): ignored")
+        student = ""
+    created = data.get("created", "")
+    if not isinstance(created, str) or (created and not _iso_with_offset(created)):
+        problems.append(f"the manifest's created field is not an ISO time with an offset ({_shown(created)}): "
+                        "ignored")
+        created = ""
+    return created, student, problems
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text[:40] + ("..." if len(text) > 40 else "")
+
+
+def _iso_with_offset(text: str) -> bool:
+    if len(text) > 40 or not re.fullmatch(r"\d{4}-\d\d-\d\d[T ][0-9:.]+(Z|[+-]\d\d:?\d\d)", text):
+        return False
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
 def zip_info(zip_path: str) -> dict:
     """What a hand-in zip says about itself, without extracting it: ``created`` and ``student`` from its
-    manifest (as the student's machine wrote them), ``newest`` (the newest member's date, ISO, local
+    manifest (as the student's machine wrote them, validated: :func:`check_manifest_fields`; what was
+    dropped is in ``manifest_problems``), ``newest`` (the newest member's date, ISO, local
     time as stored), ``notebooks`` (``.ipynb`` members) and ``exercise_files`` (how many ``exNN_*.py``)."""
-    out = {"created": "", "student": "", "newest": "", "notebooks": [], "exercise_files": 0}
+    out = {"created": "", "student": "", "newest": "", "notebooks": [], "exercise_files": 0, "manifest_problems": []}
     try:
         with zipfile.ZipFile(zip_path) as z:
             infos = z.infolist()
@@ -142,8 +185,7 @@ def zip_info(zip_path: str) -> dict:
             if m:
                 data = json.loads(z.read(m[0]).decode("utf-8"))
                 if isinstance(data, dict):
-                    out["created"] = str(data.get("created") or "")[:40]
-                    out["student"] = str(data.get("student") or "")[:100]
+                    out["created"], out["student"], out["manifest_problems"] = check_manifest_fields(data)
     except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError, RuntimeError, NotImplementedError):
         pass
     return out

@@ -10,6 +10,12 @@ A rule is ``P%/UNIT`` with optional ``,cap=C%`` and ``,grace=N UNIT``::
 UNIT is ``min``, ``hour`` (``h``), ``day`` (``d``) or ``week`` (``w``).  Every *started* unit counts
 (one second late is one day late with ``/day``).  The penalty is a percentage of the student's score:
 ``final = raw * (1 - penalty / 100)``.  Times without a UTC offset are the grading machine's local time.
+
+A deadline names the last moment that is on time, at the precision it is written in
+(:func:`parse_deadline`): ``2026-12-01T23:59`` is the end of that minute (23:59:59.999999 on time,
+00:00:00 late), ``2026-12-01`` the end of that day, ``2026-12-01T23:59:30`` that second.  Extensions
+(the id map's fourth column, :func:`apply_extension`) are a duration (``2d``, ``36h``, ``90min``) added to
+the deadline, or a deadline of the student's own.
 """
 from __future__ import annotations
 
@@ -72,6 +78,43 @@ def parse_time(text: str) -> datetime.datetime:
     without an offset, the local time of this machine."""
     t = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return t if t.tzinfo is not None else t.astimezone()
+
+
+_PRECISION = re.compile(r"^\s*(?P<date>\d{4}-\d\d-\d\d)(?:[T ](?P<hm>\d\d:\d\d)(?P<s>:\d\d(?:\.\d+)?)?)?"
+                        r"\s*(?:Z|[+-]\d\d:?\d\d)?\s*$")
+
+
+def parse_deadline(text: str) -> datetime.datetime:
+    """A deadline as the last moment that is on time: ``...T23:59`` is 23:59:59.999999, a date alone the end
+    of that day, a time with seconds that second (:func:`parse_time` otherwise)."""
+    t = parse_time(text)
+    m = _PRECISION.match(text)
+    if m and not m.group("hm"):
+        return t + datetime.timedelta(days=1, microseconds=-1)
+    if m and not m.group("s"):
+        return t + datetime.timedelta(minutes=1, microseconds=-1)
+    if m and m.group("s") and "." not in m.group("s"):
+        return t + datetime.timedelta(seconds=1, microseconds=-1)
+    return t
+
+
+_DURATION = re.compile(r"^\s*\+?\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[a-z]+)\s*$")
+
+
+def apply_extension(deadline: datetime.datetime, extension: str) -> datetime.datetime:
+    """The deadline for a student with ``extension``: ``2d`` / ``36h`` / ``90min`` / ``1w`` added to
+    ``deadline``, or an ISO deadline of their own (``2026-12-03T23:59``); ``""`` changes nothing."""
+    text = (extension or "").strip().lower()
+    if not text:
+        return deadline
+    m = _DURATION.match(text)
+    if m and m.group("unit") in UNITS:
+        return deadline + datetime.timedelta(seconds=float(m.group("n")) * UNITS[m.group("unit")])
+    try:
+        return parse_deadline(extension)
+    except ValueError:
+        raise LateRuleError(f"extension {extension!r}: expected a duration (2d, 36h, 90min, 1w) or an ISO "
+                            "deadline (2026-12-03T23:59)") from None
 
 
 def lateness(submitted: str, deadline: datetime.datetime, rule: LateRule) -> tuple[float, float] | None:

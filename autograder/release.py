@@ -7,7 +7,9 @@ writes ``DIR`` with ``lessons/``, ``exercises/`` (the stubs), ``reference/`` (th
 the **public checks only**, ``requirements.txt``, ``pyproject.toml``, and a ``Makefile`` and
 ``README.md`` of its own (``make setup``, ``make grade``, ``make lab``, ``make handin``).  Not in it:
 ``solutions/``, ``tests/``, ``benchmarks/``, the hidden checks, and the instructor tooling that needs
-them (batch grading, nbgrader, Gradescope, similarity, generating the stubs).
+them (batch grading, building the nbgrader course, Gradescope, similarity, generating the stubs).  The
+nbgrader *support* module (what a notebook's test cells import) ships: it runs the public checks of the
+release's own autograder; hidden test cells are empty in a released notebook.
 
 The autograder's files are copied from an allowlist (:data:`AUTOGRADER_FILES`): a module added to
 the autograder later stays out of the release until it is listed here.  Each check module is copied
@@ -46,6 +48,7 @@ AUTOGRADER_FILES = (
     "__init__.py", "__main__.py", "bwrap.py", "fixtures.py", "gradeone.py", "handin.py", "mistakes.py", "procs.py",
     "protocol.py", "report.py", "runner.py", "sandbox.py", "scan.py", "spec.py", "visibility.py", "worker.py",
     "worker_isolation.py", "worker_zygote.py", "zygote.py", "README.md",
+    "nbgrader_support/__init__.py",  # test cells of nbgrader notebooks: `check(...)` runs the public checks here
     "checks/__init__.py", "checks/_inputs.py", "checks/_support.py", "checks/conftest.py", "checks/pytest.ini",
 ) + tuple(f"checks/{ex.check_module}" for ex in EXERCISES.values())
 #: ``<!-- instructor-only -->`` ... ``<!-- /instructor-only -->`` blocks are cut from Markdown pages.
@@ -334,7 +337,8 @@ make handin STUDENT=<your id>   # handin.zip: the 11 files and a manifest, to ha
 `make grade` runs the **public checks** ({public} points). Your instructor's grading also runs
 hidden checks ({hidden} points): the same contracts on other inputs (edge cases, random batches),
 so code that is right for the contract passes them too. The autograder's README
-(`autograder/README.md`) explains how grading works.
+(`autograder/README.md`) explains how grading works. If your course hands out the exercises as
+Jupyter notebooks (nbgrader), open them in this folder's environment: `docs/nbgrader-students.md`.
 """
 
 

@@ -103,9 +103,22 @@ def gradescope(report: Report) -> dict:
     out = {"score": report.score, "max_score": report.max_score, "execution_time": round(report.seconds, 2),
            "tests": tests, "visibility": "visible", "stdout_visibility": "hidden",
            "extra_data": {"sandbox": report.sandbox}}  # "bwrap" or "process": what isolated the code
-    if notes:
-        out["output"] = "\n".join(notes)
+    out["output"] = "\n".join([public_score_line(report.results)] + notes)
     return out
+
+
+def public_score_line(results) -> str:
+    """Gradescope hides the total while any test is hidden (``after_published``): the first line of
+    ``results.json``'s output says the public part, and how many points wait for publishing."""
+    from .visibility import is_hidden
+
+    pub = [c for c in results if not is_hidden(c.exercise, c.name)]
+    hid = [c for c in results if is_hidden(c.exercise, c.name)]
+    line = f"public checks: {sum(c.earned for c in pub):g} / {sum(c.points for c in pub):g}"
+    if hid:
+        line += (f"; hidden checks: {sum(c.points for c in hid):g} points, shown when your instructor publishes "
+                 "the grades (the total is hidden until then)")
+    return line
 
 
 def write_json_atomic(path: str, data) -> None:

@@ -11,7 +11,8 @@ given (signatures, docstrings, input checks) never counts as copied.  Submission
 
 Writes ``DIR/similarity.csv`` (one row per pair at or above ``--report-from``, default 0.2: exercise,
 a, b, what b is, the share of a's and of b's code found in the other, tokens in common, flagged) and
-``DIR/exNN.html`` (copydetect's side-by-side report of that exercise).  A pair is **flagged** when the
+``DIR/exNN.html`` (copydetect's side-by-side report of that exercise, made to work offline: its CDN
+links are replaced by a small inline style and script, :func:`offline_html`).  A pair is **flagged** when the
 larger share reaches ``--threshold`` (default 0.5).  copydetect compares tokens after renaming
 variables and functions, so a pair is a lead to read, not a verdict: short functions written from the
 same contract can overlap, and the HTML shows what matched.
@@ -21,12 +22,14 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .batch import safe_row
 from .spec import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +40,12 @@ REPORT_FROM = 0.2
 #: student match the answer key at 53 % (tests/test_similarity.py's fixtures); 35 leaves it at 35 %
 #: while a copy of a reference function stays at 53 % and a shared file at 100 %.
 NOISE = 35
+#: Calibration (``python -m benchmarks.similarity_calibration``, checked by tests/test_similarity.py): with
+#: NOISE and THRESHOLD as above, the course's independent submission (tests/submissions/independent/)
+#: reaches at most this share against solutions/ and reference/ on any exercise (ex03: 34 %, ex07: 33 %),
+#: while every mutant (a copy of solutions/ with one function rewritten) reaches 100 %.  The margin below
+#: the threshold is printed with every report: short exercises leave little room, so read flagged pairs.
+CALIBRATED_INDEPENDENT = 0.34
 
 
 @dataclass
@@ -58,7 +67,7 @@ def _collect(submissions: str, only: list[str] | None, staging: Path) -> dict[st
     from .runner import find_submission_files
 
     out: dict[str, dict[str, Path]] = {}
-    for name, path in list_students(submissions):
+    for name, path in list_students(submissions, str(staging / "_lms")):
         if os.path.islink(path.rstrip(os.sep)):
             continue
         loc = locate(path, name)
@@ -128,8 +137,39 @@ def compare_exercise(ex_id: str, students: dict[str, Path], staging: Path, out_d
                               int(detector.token_overlap_matrix[i, j]), max(sa, sb) >= threshold))
     if out_dir is not None and pairs:
         detector.generate_html_report()
+        offline_html(out_dir / f"{ex_id}.html")
     pairs.sort(key=lambda p: (-max(p.share_a, p.share_b), p.a, p.b))
     return pairs
+
+
+_CDN = re.compile(r"<link[^>]*https?://[^>]*>|<script[^>]*src=\"https?://[^>]*>\s*</script>", re.I)
+#: What copydetect's page took from Bootstrap's CDN, kept small: layout, tables, buttons, and the
+#: show/hide of each pair's side-by-side code (``data-bs-toggle="collapse"``).
+OFFLINE_HEAD = """<style>
+body{font-family:system-ui,sans-serif;margin:1em}.container{max-width:1400px;margin:auto}
+.row,.d-flex{display:flex;gap:1em}.col,.col3{flex:1;min-width:0}.table{border-collapse:collapse;width:100%}
+.table td,.table th{border:1px solid #ccc;padding:.3em}.table-striped tr:nth-child(odd){background:#f4f4f4}
+.btn{padding:.3em .8em;border:1px solid #666;border-radius:4px;background:#eee;cursor:pointer}
+.collapse{display:none}.collapse.show{display:block}.card{border:1px solid #ccc;padding:.5em}
+</style>
+<script>
+document.addEventListener("click", function (e) {
+  var b = e.target.closest("[data-bs-toggle=collapse]");
+  if (!b) return;
+  var t = document.querySelector(b.getAttribute("data-bs-target"));
+  if (t) t.classList.toggle("show");
+});
+</script>
+"""
+
+
+def offline_html(path: Path) -> None:
+    """copydetect's report without its CDN links (Bootstrap): a small inline style and script instead, so
+    the page works offline and loads nothing from elsewhere."""
+    text = path.read_text(encoding="utf-8")
+    text = _CDN.sub("", text)
+    text = text.replace("</head>", OFFLINE_HEAD + "</head>", 1)
+    path.write_text(text, encoding="utf-8")
 
 
 def similarity_report(submissions: str, out_dir: str | Path, only: list[str] | None = None,
@@ -148,8 +188,8 @@ def similarity_report(submissions: str, out_dir: str | Path, only: list[str] | N
         w = csv.writer(f)
         w.writerow(["exercise", "a", "b", "b_is", "share_of_a", "share_of_b", "tokens_in_common", "flagged"])
         for p in pairs:
-            w.writerow([p.exercise, p.a, p.b, p.kind, f"{p.share_a:.3f}", f"{p.share_b:.3f}", p.tokens,
-                        "yes" if p.flagged else ""])
+            w.writerow(safe_row([p.exercise, p.a, p.b, p.kind, f"{p.share_a:.3f}", f"{p.share_b:.3f}", p.tokens,
+                                 "yes" if p.flagged else ""]))
     os.replace(tmp_csv, out / "similarity.csv")
     return pairs
 
@@ -184,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     flagged = [x for x in pairs if x.flagged]
     print(f"{len(pairs)} pair(s) at or above {args.report_from:g}, {len(flagged)} flagged (>= {args.threshold:g}); "
           f"{os.path.join(args.out, 'similarity.csv')} and one exNN.html per exercise with pairs")
+    print(f"calibration: independent implementations reached at most {CALIBRATED_INDEPENDENT:.0%} against the answer "
+          f"key (margin {THRESHOLD - CALIBRATED_INDEPENDENT:.0%} below the default threshold {THRESHOLD:.0%}); "
+          "copies of it with a bug 100%. A flag is a lead to read, not a verdict")
     for x in flagged[:30]:
         print(f"  {x.exercise}: {x.a} ~ {x.b} ({x.kind}): {x.share_a:.0%} of {x.a}, {x.share_b:.0%} of {x.b}")
     return 0

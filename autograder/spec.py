@@ -90,3 +90,37 @@ def exercise_of_file(name: str) -> Exercise | None:
     """``ex04_ctc_loss.py`` (or ``ex04_anything.py``) -> the ex04 exercise; anything else -> None."""
     m = _FILE_RE.match(name)
     return EXERCISES.get(m.group(1)) if m else None
+
+
+# A file meant for an exercise but named otherwise: ``Ex01_spectrogram.py`` (case), ``ex03-wer.py`` /
+# ``ex03 wer.py`` (separators), ``ex5_conv.py`` (no leading zero), ``ex04_ctc_loss (1).py`` (a browser's
+# duplicate), ``ex01_spectrogram-1.py`` (Canvas's resubmission suffix), ``ex02_ctc_decoding.py.txt``.
+_LOOSE_RE = re.compile(r"^ex[ _.-]*0*(?P<n>\d{1,2})(?:[ _.-]+(?P<topic>[a-z0-9][a-z0-9_ .-]*?))?"
+                       r"(?P<dup>\s*\(\d{1,3}\)|-\d{1,3})?\s*\.py(?P<txt>\.txt)?$")
+
+
+def recognise_file(name: str) -> tuple[Exercise, str] | None:
+    """A file name that is an exercise's, exactly or nearly: ``(exercise, "")`` for a proper name
+    (:func:`exercise_of_file`), ``(exercise, "why it is not the exercise's name")`` for a near miss the
+    graders accept with a note, None for anything else (``notes.py``, ``ex12_x.py``, ``ex4.ipynb``)."""
+    ex = exercise_of_file(name)
+    if ex is not None:
+        return ex, ""
+    m = _LOOSE_RE.match(name.strip().lower())
+    if not m:
+        return None
+    ex = EXERCISES.get(f"ex{int(m.group('n')):02d}")
+    if ex is None:
+        return None
+    why = []
+    if m.group("txt"):
+        why.append("a .txt ending")
+    if m.group("dup"):
+        why.append(f"a copy's suffix {m.group('dup').strip()!r}")
+    if name != name.lower():
+        why.append("capital letters")
+    if not re.match(r"^ex\d\d(_|\.py)", name.lower()):
+        why.append("a separator or digit count other than exNN_")
+    if m.group("topic") and not re.fullmatch(r"[a-z0-9_]*", m.group("topic")):
+        why.append("spaces or dashes in the topic")
+    return ex, ", ".join(why) or "not exNN_<topic>.py"

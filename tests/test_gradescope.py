@@ -88,6 +88,15 @@ def test_run_autograder_grades_a_nested_submission_with_hidden_checks_hidden(pac
     hidden = [c for c in visibility.all_checks() if c.hidden and c.exercise == "ex11"]
     assert r["score"] == 8 + 6 - sum(c.points for c in hidden) and r["max_score"] == 100
     assert "exercises/" in r["output"] and "subfolder" in r["output"]  # the nested layout is said, not silent
+    # Gradescope hides the total while a test is hidden: the first line says the public part (issue 20 item 4)
+    pub = {c.exercise: 0.0 for c in visibility.all_checks()}
+    for c in visibility.all_checks():
+        if not c.hidden and c.exercise in ("ex02", "ex11"):
+            pub[c.exercise] += c.points
+    pts = visibility.points()
+    assert r["output"].splitlines()[0] == (
+        f"public checks: {pub['ex02'] + pub['ex11']:g} / {pts['public']:g}; hidden checks: {pts['hidden']:g} points, "
+        "shown when your instructor publishes the grades (the total is hidden until then)")
     assert r["stdout_visibility"] == "hidden"
     by_name = {t["name"]: t for t in r["tests"]}
     assert len(by_name) == len(visibility.all_checks())
@@ -114,3 +123,35 @@ def test_run_autograder_grades_a_zip_in_the_submission(package, tmp_path):
     assert r["score"] == 6 and r["max_score"] == 100
     assert "my-work.zip" in r["output"] and "MANIFEST" in r["output"]
     assert r["extra_data"]["sandbox"] in ("bwrap", "process")
+
+
+def test_run_autograder_grades_misnamed_files_with_a_note(package, tmp_path):
+    def fill(sub: Path):
+        (sub / "Ex11_row_conv (1).py").write_text((ROOT / "solutions" / "ex11_row_conv.py").read_text())
+
+    res, r = _run(package, tmp_path, fill)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert r["score"] == 6 and "status: misnamed files, graded" in r["output"]
+    assert "Ex11_row_conv (1).py" in r["output"] and r["extra_data"]["status"] == "misnamed files, graded"
+
+
+def test_a_results_json_whatever_fails(tmp_path, monkeypatch):
+    """Any crash of the grading leaves a results.json (score 0, saying it is a grader error), not Gradescope's
+    "autograder failed" with nothing; a missing submission folder too."""
+    from autograder import gradeone, gradescope
+
+    results = tmp_path / "results" / "results.json"
+    assert gradescope.run_main(["--root", str(tmp_path)]) == 2  # no submission/ folder
+    r = json.loads(results.read_text())
+    assert r["score"] == 0 and "grader error" in r["output"] and "submission" in r["extra_data"]["grader_errors"][0]
+    results.unlink()
+    (tmp_path / "submission").mkdir()
+
+    def boom(*a, **k):
+        raise RuntimeError("the checks could not be imported")
+
+    monkeypatch.setattr(gradeone, "grade_located", boom)
+    assert gradescope.run_main(["--root", str(tmp_path)]) == 3
+    r = json.loads(results.read_text())
+    assert r["score"] == 0 and r["max_score"] == 100 and r["tests"] == []
+    assert "not your score" in r["output"] and "RuntimeError" in r["extra_data"]["grader_errors"][0]

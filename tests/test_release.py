@@ -64,7 +64,7 @@ def test_no_solution_and_no_hidden_check_in_the_release(rel):
     texts = _texts(rel)
     assert not [p for p in texts if p.split("/")[0] in ("solutions", "tests", "benchmarks")]
     for gone in ("batch.py", "nbgrader.py", "generate.py", "release.py", "similarity.py", "gradescope/__init__.py",
-                 "NBGRADER.md", "nbgrader_support/__init__.py"):
+                 "NBGRADER.md"):
         assert f"autograder/{gone}" not in texts
     assert "docs/instructors.md" not in texts
     solutions = {p.read_text() for p in (ROOT / "solutions").glob("*.py")}
@@ -138,3 +138,24 @@ def test_docs_checks_table_matches_the_markers():
     rows = re.findall(r"^\| (ex\d\d) \| `(test_\w+)` \| ([\d.]+) \| \**(public|hidden)\** \|$", text, re.M)
     assert sorted((e, n, float(p), v == "hidden") for e, n, p, v in rows) == sorted(
         (c.exercise, c.name, c.points, c.hidden) for c in visibility.all_checks())
+
+
+def test_nbgrader_notebooks_grade_with_the_release(rel, tmp_path):
+    """A student's nbgrader notebook runs its test cells against the release's public checks (issue 20
+    item 7: no ModuleNotFoundError), and the support module names no hidden check."""
+    texts = _texts(rel)
+    assert "autograder/nbgrader_support/__init__.py" in texts and "docs/nbgrader-students.md" in texts
+    assert "docs/nbgrader-students.md" in texts["README.md"]
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": (ROOT / "solutions" / "ex03_wer.py").read_text()}]}
+    (tmp_path / "ex03.ipynb").write_text(json.dumps(nb))
+    code = ("from autograder.nbgrader_support import check, CheckFailed\n"
+            "check('ex03', 'test_edit_distance')\n"
+            "try:\n    check('ex03', 'test_no_reference_words_is_a_value_error')\n"
+            "except CheckFailed as e:\n    print('refused:', e)\n")
+    env = dict(os.environ, PYTHONPATH=str(rel))
+    res = subprocess.run([PY, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "passed: edit_distance" in res.stdout and "(3/3 points)" in res.stdout
+    assert "refused:" in res.stdout and "public checks only" in res.stdout  # a hidden check is not there

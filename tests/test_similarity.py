@@ -107,3 +107,26 @@ def test_independent_work_and_the_stub_are_not_flagged(report):
         assert r is None or r["flagged"] != "yes", r
     # erin handed in the untouched stub: the stub is boilerplate, so nothing of hers is "copied"
     assert not [r for r in rows if "erin" in (r["a"], r["b"]) and r["flagged"] == "yes"], rows
+
+
+def test_the_html_report_loads_nothing_from_the_network(report):
+    base, _, _ = report
+    html = (base / "out" / "ex02.html").read_text()
+    assert "cdn." not in html and "https://" not in html and "http://" not in html
+    assert "data-bs-toggle" in html and "classList.toggle" in html  # the pairs still open and close
+
+
+def test_calibration_on_independent_implementations_and_mutants():
+    """Every exercise: the independent submission stays at or below the recorded share (with its margin
+    under the threshold), and every mutant (solutions/ with a bug) is flagged against solutions/."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.similarity_calibration import calibrate
+
+    from autograder.similarity import CALIBRATED_INDEPENDENT, NOISE, THRESHOLD
+
+    res = calibrate(THRESHOLD, NOISE)
+    assert len(res) == 11
+    for ex_id, r in res.items():
+        assert r["independent"] <= CALIBRATED_INDEPENDENT + 0.005, (ex_id, r)
+        assert r["mutants"] is not None and r["mutants"] >= THRESHOLD, (ex_id, r)
+    assert THRESHOLD - CALIBRATED_INDEPENDENT >= 0.15  # the margin the docs report

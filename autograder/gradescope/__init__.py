@@ -15,7 +15,9 @@ The zip holds, at its root (Gradescope unpacks it into ``/autograder/source``):
 
 No ``solutions/`` and no stubs: grading needs only the checks and the reference.  Hidden checks
 appear in ``results.json`` with ``"visibility": "after_published"`` and a one-line output without
-their inputs (:func:`autograder.report.gradescope`).
+their inputs (:func:`autograder.report.gradescope`); the output's first line is the public score
+(Gradescope hides the total while a test is hidden).  Whatever fails, a ``results.json`` is written
+(:func:`failure_results`: score 0, "a grader error, not your score", the traceback in ``extra_data``).
 """
 from __future__ import annotations
 
@@ -99,20 +101,32 @@ def run(root: str | Path) -> dict:
     limits = limits_for(None)
     report = _Graded(grade_located(str(submission), "", None, limits))
     results = gradescope(report)
-    lines = []
+    head, _, rest = results["output"].partition("\n")  # the public score first (report.public_score_line)
+    lines = [head]
     if report.data.get("status", STATUS_OK) != STATUS_OK:
         lines.append(f"status: {report.data['status']}")
-    if results.get("output"):
-        lines.append(results["output"])
+    if rest:
+        lines.append(rest)
     if report.grader_errors:
         lines.append("The grader itself failed on part of this submission: your instructor has been told "
                      "(extra_data.grader_errors).")
         results["extra_data"]["grader_errors"] = [e[:2000] for e in report.grader_errors]
-    if lines:
-        results["output"] = "\n".join(lines)
+    results["output"] = "\n".join(lines)
     results["extra_data"].update(status=report.data.get("status", ""), hashes=report.data.get("hashes", {}))
     write_json_atomic(str(root / "results" / "results.json"), results)
     return results
+
+
+def failure_results(error: str) -> dict:
+    """``results.json`` for a submission the autograder could not grade: score 0 with a message saying so
+    (Gradescope shows "autograder failed" without any file), the error for the instructor."""
+    from ..spec import TOTAL_POINTS
+
+    return {"score": 0, "max_score": TOTAL_POINTS, "execution_time": 0, "tests": [], "visibility": "visible",
+            "stdout_visibility": "hidden",
+            "output": "The autograder failed on this submission (a grader error, not your score): your instructor "
+                      "has been told and will grade it again. Resubmitting the same files will not change this.",
+            "extra_data": {"status": "grader error", "grader_errors": [error[-4000:]]}}
 
 
 class _Graded:
@@ -139,9 +153,20 @@ def run_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         res = run(args.root)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except BaseException as e:  # noqa: BLE001 -- whatever fails, Gradescope gets a results.json saying so
+        import traceback
+
+        from ..report import write_json_atomic
+
+        err = traceback.format_exc()
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        try:
+            write_json_atomic(str(Path(args.root) / "results" / "results.json"), failure_results(err))
+        except BaseException as e2:  # noqa: BLE001 -- the results folder itself is unusable
+            print(f"error: could not write results.json either: {e2}", file=sys.stderr)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return 2 if isinstance(e, FileNotFoundError) else 3
     print(f"score {res['score']:g} / {res['max_score']:g}; results in {Path(args.root) / 'results' / 'results.json'}")
     return 0
 

@@ -21,6 +21,10 @@ a failed check raises :class:`CheckFailed`, shown by IPython as one line (no tra
 hidden test's source never appears in the output).  Hidden checks (``hidden=True``) report only
 that they failed and why in one word, not the inputs or expected values.
 
+The student release ships this module (and only it of the nbgrader tooling): there it grades with the
+release's autograder, whose checks are the public ones; the released hidden test cells hold only a
+comment.  Students: ``docs/nbgrader-students.md``.
+
 Environment: ``AUTOGRADER_NBGRADER_NOTEBOOK`` (the notebook to read instead of ``exNN.ipynb`` in
 the working directory), ``AUTOGRADER_NBGRADER_TIMEOUT`` (seconds for one exercise's CLI run,
 default 600), ``AUTOGRADER_PYTHON`` (the interpreter that runs the CLI, default the kernel's).
@@ -183,6 +187,9 @@ def _check(exercise: str, name: str, hidden: bool, notebook: str | None) -> None
     report = grade_module(exercise, source)
     checks = (report.get("exercises", {}).get(exercise) or {}).get("checks", [])
     found = [c for c in checks if c.get("name") == name]
+    if not found and not hidden and not report.get("grader_errors") and _is_release():
+        raise CheckFailed(f"{exercise} {name}: this check is not in this copy of the autograder (the student "
+                          "release has the public checks only); your instructor's grading runs it")
     if not found:
         errors = "; ".join(report.get("grader_errors", []))[:800]
         raise CheckFailed(f"the autograder did not run {exercise} {'(hidden check)' if hidden else name}"
@@ -199,6 +206,10 @@ def _check(exercise: str, name: str, hidden: bool, notebook: str | None) -> None
     if hidden:
         raise CheckFailed(f"a hidden test failed ({label})") from None
     raise CheckFailed(f"{c.get('title', name)}: {label}: {c.get('message', '')}".rstrip(": "))
+
+
+def _is_release() -> bool:
+    return os.path.isfile(os.path.join(_PACKAGE_PARENT, "autograder", "release.json"))
 
 
 # ----------------------------------------------------------------------------- IPython display
