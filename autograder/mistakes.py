@@ -927,6 +927,13 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
                                                                                "score"),
         (lambda: ranked_texts(log_probs, encoder, lm, alpha, 2 * beta, beam_width),
          "every word earns beta exactly ONCE (you added it when the word was completed and again at the end)"),
+        (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, merge="max", total="max"),
+         "you combined probabilities with max where CTC SUMS them (max, Viterbi): log-add (torch.logaddexp) "
+         "both when several beams reach one prefix and when p_b and p_nb make its total"),
+        (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, merge="max"),
+         "when several beams reach the same prefix in a frame you kept the max: CTC SUMS them (log-add)"),
+        (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, total="max"),
+         "a prefix's probability is p_b + p_nb (log-add them), not the max of the two"),
         (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, overwrite=True),
          "a prefix can be reached from several beams in one frame: ACCUMULATE its probabilities (log-add), do "
          "not overwrite them"),
@@ -942,17 +949,25 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
     return out
 
 
-def beam_variant(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0, *, overwrite=False):
-    """A plain prefix beam search (the stub's steps, prefixes as strings), with one switchable mistake."""
+def beam_variant(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0, *, overwrite=False,
+                 merge="sum", total="sum"):
+    """A plain prefix beam search (the stub's steps, prefixes as strings), with one switchable mistake.
+
+    ``merge="max"``: the ways into one prefix in a frame are combined with max (not log-added);
+    ``total="max"``: a prefix's ``p_b`` and ``p_nb`` are combined with max (everywhere it uses their sum).
+    """
     neg = float("-inf")
 
-    def add(a, b):
+    def logadd(a, b):
         if a == neg:
             return b
         if b == neg:
             return a
         m = max(a, b)
         return m + math.log1p(math.exp(-abs(a - b)))
+
+    merge_add = max if merge == "max" else logadd
+    add = max if total == "max" else logadd
 
     use_lm = lm is not None and alpha != 0
     blank = int(encoder.blank_idx)
@@ -969,8 +984,8 @@ def beam_variant(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0
 
         def put(k, pb=neg, pnb=neg):
             ob, onb = nxt.get(k, (neg, neg))
-            nxt[k] = ((pb if pb != neg else ob), (pnb if pnb != neg else onb)) if overwrite else (add(ob, pb),
-                                                                                                add(onb, pnb))
+            nxt[k] = ((pb if pb != neg else ob), (pnb if pnb != neg else onb)) if overwrite else (
+                merge_add(ob, pb), merge_add(onb, pnb))
 
         for prefix, (pb, pnb) in beams.items():
             tot = add(pb, pnb)

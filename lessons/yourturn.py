@@ -11,7 +11,8 @@ restarting the kernel), runs the named function on the lesson's examples, compar
 
 * **not started** (the stub still raises ``NotImplementedError``): one line, then the lesson goes on
   with the reference;
-* **wrong**: the first example that differs, yours beside the expected value, the relative error,
+* **wrong**: the first example that differs, yours beside the expected value, the relative error
+  (:func:`relative_error`, ``||yours - expected|| / ||expected||``, the one definition of lesson 01),
   and the hint the autograder would give for that mistake (``autograder/mistakes.py``); the lesson
   goes on with the reference and says so;
 * **right**: one line; the function returned is the student's own, and the rest of the lesson uses it.
@@ -115,14 +116,40 @@ def load(exercise_id: str):
 
 # ----------------------------------------------------------------------------- comparing
 def relative_error(got, expected) -> float:
-    """CS231n's ``max |x - y| / max(1e-8, |x| + |y|)`` over all elements (0 for equal values)."""
-    x = torch.as_tensor(got, dtype=torch.float64)
-    y = torch.as_tensor(expected, dtype=torch.float64)
-    both_inf = torch.isinf(x) & torch.isinf(y) & (torch.sign(x) == torch.sign(y))
-    diff = torch.where(both_inf, torch.zeros_like(x), (x - y).abs())
-    denom = torch.where(both_inf, torch.ones_like(x), (x.abs() + y.abs()).clamp_min(1e-8))
-    r = diff / denom
-    return float(torch.nan_to_num(r, nan=float("inf")).max()) if r.numel() else 0.0
+    """The course's one relative error: ``||got - expected|| / ||expected||`` (Euclidean norms over all elements).
+
+    Lesson 01, section 9 defines it; every lesson and this module print it.  Equal infinities
+    (``-inf`` where ``-inf`` is expected) count as no difference; ``nan`` when ``got`` holds a NaN
+    the expected value does not (a NaN is never reported as a small error); ``inf`` when the
+    expected value is all zeros and ``got`` is not.  Float32 round-off gives about ``1e-7``.
+    """
+    x = torch.as_tensor(got).detach().to(torch.float64)
+    y = torch.as_tensor(expected).detach().to(torch.float64)
+    x, y = torch.broadcast_tensors(x, y)
+    if x.numel() == 0:
+        return 0.0
+    if bool((torch.isnan(x) & ~torch.isnan(y)).any()):
+        return float("nan")
+    same = (x == y) | (torch.isnan(x) & torch.isnan(y))      # equal infinities included
+    diff = torch.where(same, torch.zeros_like(x), x - y)
+    if not bool(torch.isfinite(diff).all()):
+        return float("inf")
+    num = float(diff.norm())
+    den = float(torch.where(torch.isfinite(y), y, torch.zeros_like(y)).norm())
+    if num == 0.0:
+        return 0.0
+    return num / den if den > 0 else float("inf")
+
+
+def _nan_note(got, expected) -> str:
+    """``"; yours has N NaN values"`` where ``got`` holds NaNs the expected value does not, else ``""``."""
+    try:
+        x = torch.as_tensor(got).detach().to(torch.float64)
+        y = torch.as_tensor(expected).detach().to(torch.float64)
+        n = int((torch.isnan(x) & ~torch.isnan(y)).sum())
+    except Exception:  # noqa: BLE001
+        return ""
+    return f"; yours has {n} NaN value{'s' if n != 1 else ''} (log of 0? 0/0? inf - inf?)" if n else ""
 
 
 def _short(v, limit: int = 70) -> str:
@@ -164,7 +191,8 @@ def difference(got, expected, rtol: float = 1e-4, atol: float = 1e-5, where: str
         idx = tuple(bad)
         return (f"{int((~close).sum())} of {close.numel()} values differ{at}; first at index {idx}: "
                 f"yours {g[idx].item():.6g}, expected {e[idx].item():.6g} "
-                f"(relative error {relative_error(got, expected):.2e})")
+                f"(relative error ||yours - expected|| / ||expected|| = {relative_error(got, expected):.2e}"
+                f"{_nan_note(got, expected)})")
     if isinstance(expected, float) or (isinstance(got, float) and isinstance(expected, (int, float))):
         if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
             return f"a {type(got).__name__}{at}, expected a float"
@@ -172,7 +200,8 @@ def difference(got, expected, rtol: float = 1e-4, atol: float = 1e-5, where: str
                 math.isinf(float(got)) and float(got) == float(expected)) or (
                 math.isnan(float(got)) and math.isnan(float(expected))):           # both NaN: the same answer
             return None
-        return f"{float(got):.6g}{at}, expected {float(expected):.6g} (relative error {relative_error(got, expected):.2e})"
+        return (f"{float(got):.6g}{at}, expected {float(expected):.6g} (relative error "
+                f"|yours - expected| / |expected| = {relative_error(got, expected):.2e})")
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)):
             return f"a {type(got).__name__}{at}, expected a {type(expected).__name__}"

@@ -444,6 +444,7 @@ def row_conv(x, weight, lengths):
 """, "you reversed the taps"),
     ("ex10_beam_search", "merges_repeats_across_blanks", "MUTANT_BEAM_ACROSS", "merged repeats across a blank"),
     ("ex10_beam_search", "max_instead_of_sum", "MUTANT_BEAM_MAX", "(max, Viterbi)"),
+    ("ex10_beam_search", "max_when_beams_merge", "MUTANT_BEAM_MERGE_MAX", "you kept the max"),
     ("ex11_row_conv", "reads_past_the_end", """
 def row_conv(x, weight, lengths):
     T = x.shape[0]
@@ -564,7 +565,7 @@ REQUIRED_MUTANTS = {
     "features_normalised_after_padding", # ex08 (issue 18)
 }
 
-# A compact prefix beam search (no LM) with a switchable mistake (used by three ex10 mutants).
+# A compact prefix beam search (no LM) with a switchable mistake (used by four ex10 mutants).
 _BEAM = """
 import math as _m
 def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0):
@@ -582,7 +583,8 @@ def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, be
         nxt = {}
         def acc(k, pb, pnb):
             ob, onb = nxt.get(k, (NEG, NEG))
-            nxt[k] = (comb(ob, pb), comb(onb, pnb))
+            merge = max if MISTAKE == 'merge_max' else comb
+            nxt[k] = (merge(ob, pb), merge(onb, pnb))
         for prefix, (pb, pnb) in beams.items():
             tot = comb(pb, pnb)
             acc(prefix, tot + row[0], NEG)
@@ -612,6 +614,8 @@ def _mutant_code(code: str) -> str:
         return "MISTAKE = 'max'\n" + _BEAM
     if code == "MUTANT_BEAM_PER_CHAR":
         return "MISTAKE = 'per_char'\n" + _BEAM
+    if code == "MUTANT_BEAM_MERGE_MAX":
+        return "MISTAKE = 'merge_max'\n" + _BEAM
     return code
 
 
