@@ -143,9 +143,9 @@ def _nan_gradient_cause(sub) -> str:
         got = sub.call("ctc_log_alpha", lp, target, _what="log_probs of shape (60, 29), a 12-symbol target")
     except CheckFailed:
         got = None
-    exp = R.ctc_log_alpha(lp, target)
-    underflows = isinstance(got, torch.Tensor) and got.shape == exp.shape and bool(
-        (torch.isinf(got) & torch.isfinite(exp)).any())
+    right = R.ctc_log_alpha(lp, target)
+    underflows = isinstance(got, torch.Tensor) and got.shape == right.shape and bool(
+        (torch.isinf(got) & torch.isfinite(right)).any())
     if underflows or M.hint_message(got, [(lambda: M.alpha_variant(lp, target, combine="naive"), "naive")]):
         return M.NAIVE_LOGSUMEXP
     return ("torch.logsumexp of values that are ALL -inf (unreachable states) has a NaN gradient: use LOG_ZERO "
