@@ -223,8 +223,13 @@ Each lesson in `lessons/` builds one idea and ends by pointing at its exercise h
 
    with your code. Leave the signature, the input checks above the stub and the `return`
    below it as they are.
-3. Each file is self-contained: use `torch`, `numpy`, `math` and the standard library.
+3. Each file stands on its own: use `torch`, `numpy`, `math` and the standard library.
    Never import `reference`, `solutions` or `autograder` (the grader refuses a file that does).
+   Two files build on your earlier ones: `ex08` uses your `compute_spectrogram` (ex01), `ex09`
+   your `greedy_decode` (ex02) and `word_error_rate` (ex03), through the given `_earlier` helper.
+   The lessons hand them yours once it matches the reference (else the reference's); the grader
+   grades `ex08` and `ex09` on their own, with the course's versions of those functions, so a
+   mistake in an earlier exercise costs points only there.
 
 ## How to grade yourself
 
