@@ -54,6 +54,8 @@ __all__ = ["case", "Case", "check", "load", "owner", "set_owner", "pick", "piece
 OWNERS: dict[str, str] = {}
 #: name -> why the reference is used ("not written yet", "does not match yet", ...)
 REASONS: dict[str, str] = {}
+#: the "(exNN.py uses your ...)" lines already printed
+_TOLD: set[str] = set()
 
 
 @dataclass
@@ -337,9 +339,12 @@ def check(name: str, cases: Sequence[Case], *, run: Callable | None = None, rtol
     if module is None:
         return use_reference("does not import", f"your {ex.filename} cannot be loaded: {why}")
     uses = module.__dict__.get("EARLIER")
-    if isinstance(uses, dict) and uses:
-        say(f"({ex.filename} uses " + ", ".join(f"{'your' if owner(n) == 'yours' else 'the reference' + chr(39) + 's'} {n}"
-                                                 for n in uses) + ")")
+    if isinstance(uses, dict) and uses:   # said once per file and choice, not before every check
+        told = f"({ex.filename} uses " + ", ".join(
+            f"{'your' if owner(n) == 'yours' else 'the reference' + chr(39) + 's'} {n}" for n in uses) + ")"
+        if told not in _TOLD:
+            _TOLD.add(told)
+            say(told)
     mine = getattr(module, name, None)
     if mine is None:
         return use_reference("missing", f"{ex.filename} has no {name}")
