@@ -90,11 +90,12 @@ def _earlier(name: str, module: str):
         import os
         import sys
 
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), module + ".py")
+        here = globals().get("__file__") or os.path.join(os.getcwd(), "notebook")   # a notebook has no __file__
+        path = os.path.join(os.path.dirname(os.path.abspath(here)), module + ".py")
         mod = sys.modules.get(module)
         if mod is None or getattr(mod, "__file__", None) != path:
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"{name} is yours from {module}.py, which is not beside {os.path.basename(__file__)}")
+                raise FileNotFoundError(f"{name} is yours, from {module}.py, which is not in {os.path.dirname(path)}")
             spec = importlib.util.spec_from_file_location(module, path)
             mod = sys.modules[module] = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
