@@ -178,7 +178,7 @@ def stub_source(source: str, exercise: str, filename: str = "<solution>") -> str
     return text
 
 
-_INIT = '''"""Graded exercises of the Deep Speech 2 course (generated from ``solutions/``).
+_INIT = '''"""Graded exercises of the Deep Speech 2 course, one file per exercise (see ``README.md``).
 
 Fill in the stubs marked ``# YOUR CODE HERE`` in each ``exNN_<topic>.py`` and grade
 yourself with ``make grade ONLY=exNN`` (or ``python -m autograder --only exNN``).
@@ -197,8 +197,11 @@ grade handin:
 _README = """\
 # exercises/ — the graded exercises
 
-**Generated** from `solutions/` by `python -m autograder.generate`; do not edit the
-scaffolding, only the regions marked `# YOUR CODE HERE`.
+<!-- instructor-only -->
+**Generated** from `solutions/` by `python -m autograder.generate` (the student release rewrites
+each stub's first line for students and leaves this paragraph out).
+<!-- /instructor-only -->
+Do not edit the scaffolding, only the regions marked `# YOUR CODE HERE`.
 
 Each lesson in `lessons/` builds one idea and ends by pointing at its exercise here.
 
@@ -220,8 +223,13 @@ Each lesson in `lessons/` builds one idea and ends by pointing at its exercise h
 
    with your code. Leave the signature, the input checks above the stub and the `return`
    below it as they are.
-3. Each file is self-contained: use `torch`, `numpy`, `math` and the standard library.
+3. Each file stands on its own: use `torch`, `numpy`, `math` and the standard library.
    Never import `reference`, `solutions` or `autograder` (the grader refuses a file that does).
+   Two files build on your earlier ones: `ex08` uses your `compute_spectrogram` (ex01), `ex09`
+   your `greedy_decode` (ex02) and `word_error_rate` (ex03), through the given `_earlier` helper.
+   The lessons hand them yours once it matches the reference (else the reference's); the grader
+   grades `ex08` and `ex09` on their own, with the course's versions of those functions, so a
+   mistake in an earlier exercise costs points only there.
 
 ## How to grade yourself
 
@@ -239,7 +247,14 @@ A stub you have not started yet reports `NotImplementedError: exNN: <name>`.
 
 ## Starting again
 
-`git checkout -- exercises/exNN_<topic>.py` restores a pristine copy of one exercise.
+<!-- instructor-only -->
+In the course repository, `git checkout -- exercises/exNN_<topic>.py` restores a pristine copy of
+one exercise (the student release leaves this paragraph out: it is not a git repository).
+<!-- /instructor-only -->
+Every stub is handed out exactly as it is in the archive you received: to start an exercise again,
+copy its file back from a fresh unpacked copy of that archive (or from a copy of `exercises/` you
+made before you began). If you keep your work under version control, your first commit holds the
+pristine stubs too.
 """
 
 

@@ -206,7 +206,9 @@ def _compute_spectrogram_mistakes(audio, sample_rate=16000, n_fft=None, window_m
         (lambda: spectrogram_variant(*a, log="log10"), "use the natural log (torch.log), not log10"),
         (lambda: spectrogram_variant(*a, power=False), "take the power |X|^2, not the magnitude |X| (the log of "
                                                        "the magnitude is half the log of the power)"),
-        (lambda: spectrogram_variant(*a[:5], 0.0, normalize), "add eps inside the log: log(|X|^2 + eps)"),
+        (lambda: spectrogram_variant(*a[:5], 0.0, normalize), "add eps inside the log: log(|X|^2 + eps). Digital "
+                                                               "silence has power exactly 0, log(0) = -inf, and "
+                                                               "normalising turns it into NaN"),
         (lambda: spectrogram_variant(*a).T, "return (n_freq, n_frames): transpose"),
     ]
 
@@ -381,12 +383,18 @@ def _extend_with_blanks_mistakes(target, blank=0):
 
 def alpha_variant(log_probs, target, blank=0, *, skip="rule", combine="logsumexp", start_symbol=True,
                   prob_space=False):
-    """Log forward variables with one thing changed (a mistake model; the defaults are right)."""
+    """Log forward variables with one thing changed (a mistake model; the defaults are right).
+
+    ``combine="naive"`` is the textbook ``log(sum(exp(terms)))`` computed in the input's dtype:
+    once every incoming alpha is below the smallest ``exp`` the dtype can hold (about -103 in
+    float32, -745 in float64), ``exp`` gives 0 and ``log(0)`` gives ``-inf``.
+    """
     ext = _extend(target, blank)
     T, L = log_probs.shape[0], len(ext)
-    lp = log_probs.detach().double()
+    naive = combine == "naive"
+    lp = log_probs.detach() if naive else log_probs.detach().double()
     neg = float("-inf")
-    a = torch.full((T, L), neg, dtype=torch.float64)
+    a = torch.full((T, L), neg, dtype=lp.dtype)
     if T == 0:
         return a.to(log_probs.dtype)
     a[0, 0] = lp[0, ext[0]]
@@ -400,10 +408,21 @@ def alpha_variant(log_probs, target, blank=0, *, skip="rule", combine="logsumexp
             if s >= 2 and ext[s] != blank and (skip == "always" or (skip == "rule" and ext[s] != ext[s - 2])):
                 terms.append(a[t - 1, s - 2])
             st = torch.stack(terms)
-            a[t, s] = (st.max() if combine == "max" else torch.logsumexp(st, 0)) + lp[t, ext[s]]
+            if combine == "max":
+                a[t, s] = st.max() + lp[t, ext[s]]
+            elif naive:
+                a[t, s] = torch.log(torch.exp(st).sum()) + lp[t, ext[s]]
+            else:
+                a[t, s] = torch.logsumexp(st, 0) + lp[t, ext[s]]
     if prob_space:  # what float32 probabilities give: exp() underflows to 0, log(0) = -inf
         a = a.float().exp().log().double()
     return a.to(log_probs.dtype)
+
+
+#: The hint for a hand-written log(sum(exp(...))) (ctc_log_alpha's values, and ctc_loss's NaN gradient).
+NAIVE_LOGSUMEXP = ("your log-sum-exp is log(sum(exp(...))): over many frames the alphas fall below what exp() can "
+                   "represent (about -103 in float32, -745 in float64), exp() gives 0, log(0) = -inf, and its "
+                   "gradient is NaN. Use torch.logsumexp / torch.logaddexp: they subtract the max before exp()")
 
 
 @mistakes_of("ctc_log_alpha")
@@ -426,6 +445,7 @@ def _ctc_log_alpha_mistakes(log_probs, target, blank=0):
         (lambda: alpha_variant(log_probs, target, blank, prob_space=True),
          "your alphas underflow to -inf: stay in log space (torch.logsumexp / torch.logaddexp), never exp() "
          "then log()"),
+        (lambda: alpha_variant(log_probs, target, blank, combine="naive"), NAIVE_LOGSUMEXP),
     ]
 
 
@@ -463,6 +483,8 @@ def ctc_loss_variant(log_probs, targets, input_lengths, target_lengths, blank=0,
         return out.mean()
     if mean == "ratio":
         return out.sum() / tl.sum()
+    if mean == "sum":
+        return (out / tl.clamp_min(1)).sum()
     return (out / tl.clamp_min(1)).mean()
 
 
@@ -475,7 +497,9 @@ def _ctc_loss_mistakes(log_probs, targets, input_lengths, target_lengths, blank=
                                                              "before averaging (like F.ctc_loss), it is not "
                                                              "losses.mean()"),
                 (lambda: ctc_loss_variant(*a, mean="ratio"), "'mean' is the mean of loss_b / target_length_b, not "
-                                                             "sum(loss) / sum(target_lengths)")]
+                                                             "sum(loss) / sum(target_lengths)"),
+                (lambda: ctc_loss_variant(*a, mean="sum"), "'mean' AVERAGES loss_b / target_length_b over the "
+                                                           "batch: you summed them (divide by the batch size B)")]
     return out + [
         (lambda: ctc_loss_variant(*a, combine="max"), "you kept the best alignment (max, Viterbi): the CTC loss "
                                                       "SUMS the probabilities of all alignments"),
@@ -494,6 +518,8 @@ def _clipped_relu_mistakes(x, ceiling=20.0):
         (lambda: x.clamp_min(0), "the ReLU is not clipped: min(max(x, 0), ceiling)"),
         (lambda: x.clamp(-ceiling, ceiling), "the lower bound is 0, not -ceiling"),
         (lambda: x.clamp(0, 20), "use the ceiling argument, not a fixed 20"),
+        (lambda: x.clamp(0, 6), "that is ReLU6 (the clip at 6 of mobile networks): DS2 clips at the ceiling "
+                                "argument, min(max(x, 0), ceiling), 20 by default"),
         (lambda: x.clamp_max(ceiling), "you forgot the ReLU: negative inputs must give 0"),
     ]
 
@@ -571,8 +597,10 @@ def _gru_cell_mistakes(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
 
 
 def gru_layer_variant(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False, *, cell="",
-                      mask=True, from_padded_end=False):
-    """A GRU layer with one thing changed (a mistake model; the defaults are right)."""
+                      mask=True, from_padded_end=False, carry_out=False):
+    """A GRU layer with one thing changed (a mistake model; the defaults are right).
+
+    ``carry_out``: a padded step outputs the state carried from the last valid step instead of 0."""
     T, B, _ = x.shape
     H = weight_hh.shape[1]
     lengths = torch.as_tensor(lengths)
@@ -585,7 +613,7 @@ def gru_layer_variant(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=No
         new = gru_cell_variant(x[t], h, weight_ih, weight_hh, bias_ih, bias_hh, mistake=cell)
         valid = (t < lengths)[:, None] | torch.full((B, 1), from_padded_end)
         h = torch.where(valid, new, h)
-        out[t] = torch.where((t < lengths)[:, None], new, torch.zeros_like(new))
+        out[t] = torch.where((t < lengths)[:, None], new, h if carry_out else torch.zeros_like(new))
     return torch.stack(out) if T else x.new_zeros(0, B, H)
 
 
@@ -602,6 +630,9 @@ def _gru_layer_mistakes(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=
                 (lambda: gru_layer_variant(*a), "reverse=True is ignored")]
     out.append((lambda: gru_layer_variant(*a, reverse=reverse, mask=False),
                 "zero the outputs at padded steps t >= lengths[b]"))
+    out.append((lambda: gru_layer_variant(*a, reverse=reverse, carry_out=True),
+                "at padded steps t >= lengths[b] you output the state carried from the last valid step: the "
+                "state may be carried, but the OUTPUT there is 0"))
     out += [(lambda m=m: gru_layer_variant(*a, reverse=reverse, cell=m), "(in gru_cell) " + msg)
             for m, msg in _CELL_MISTAKES]
     return out
@@ -629,6 +660,9 @@ def _bidirectional_gru_mistakes(x, lengths, forward_weights, backward_weights):
                                                 "lengths[b]-1"),
         (lambda: f() + gru_layer_variant(x, lengths, *bw), "the backward direction must use reverse=True"),
         (lambda: f(), "you returned the forward direction only"),
+        (lambda: gru_layer_variant(x, lengths, *fw, carry_out=True) + b(),
+         "(in gru_layer) at padded steps t >= lengths[b] the forward direction outputs the carried state: the "
+         "output there is 0"),
         (lambda: gru_layer_variant(x, lengths, *fw, reverse=True) + gru_layer_variant(x, lengths, *bw),
          "you swapped the weights: forward_weights run forwards, backward_weights backwards"),
     ]
@@ -739,8 +773,23 @@ def _collate_batch_mistakes(samples, encoder, n_fft=None):
         feats = stack(raw)
         return (feats - feats.mean((1, 2, 3), keepdim=True)) / feats.std((1, 2, 3), keepdim=True)
 
+    def batch_norm_after_padding():
+        feats = stack(raw)
+        return (feats - feats.mean()) / feats.std()
+
+    def padded_audio():
+        n = max(s.audio.numel() for s in samples)
+        return torch.stack([spectrogram_variant(_pad_to(s.audio, n), s.sample_rate, n_fft).unsqueeze(0)
+                            for s in samples])
+
     return [
         (lambda: {"features": pad_then_norm()}, "normalise each utterance BEFORE padding, and pad with zeros"),
+        (lambda: {"features": batch_norm_after_padding()},
+         "you normalised the padded batch with one mean and std: normalise each utterance on its own (its own "
+         "frames only, compute_spectrogram's normalize=True), THEN pad with zeros"),
+        (lambda: {"features": padded_audio()},
+         "you padded the AUDIO before the spectrogram: the silence entered each utterance's mean and std, and the "
+         "padded frames are not 0. Compute each spectrogram from its own audio, then pad the features with zeros"),
         (lambda: {"features": stack(raw)}, "the features are the NORMALISED spectrograms (compute_spectrogram's "
                                            "default normalize=True)"),
         (lambda: {"feature_lengths": torch.tensor([s.audio.numel() for s in samples])},
@@ -878,6 +927,13 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
                                                                                "score"),
         (lambda: ranked_texts(log_probs, encoder, lm, alpha, 2 * beta, beam_width),
          "every word earns beta exactly ONCE (you added it when the word was completed and again at the end)"),
+        (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, merge="max", total="max"),
+         "you combined probabilities with max where CTC SUMS them (max, Viterbi): log-add (torch.logaddexp) "
+         "both when several beams reach one prefix and when p_b and p_nb make its total"),
+        (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, merge="max"),
+         "when several beams reach the same prefix in a frame you kept the max: CTC SUMS them (log-add)"),
+        (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, total="max"),
+         "a prefix's probability is p_b + p_nb (log-add them), not the max of the two"),
         (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, overwrite=True),
          "a prefix can be reached from several beams in one frame: ACCUMULATE its probabilities (log-add), do "
          "not overwrite them"),
@@ -893,17 +949,25 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
     return out
 
 
-def beam_variant(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0, *, overwrite=False):
-    """A plain prefix beam search (the stub's steps, prefixes as strings), with one switchable mistake."""
+def beam_variant(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0, *, overwrite=False,
+                 merge="sum", total="sum"):
+    """A plain prefix beam search (the stub's steps, prefixes as strings), with one switchable mistake.
+
+    ``merge="max"``: the ways into one prefix in a frame are combined with max (not log-added);
+    ``total="max"``: a prefix's ``p_b`` and ``p_nb`` are combined with max (everywhere it uses their sum).
+    """
     neg = float("-inf")
 
-    def add(a, b):
+    def logadd(a, b):
         if a == neg:
             return b
         if b == neg:
             return a
         m = max(a, b)
         return m + math.log1p(math.exp(-abs(a - b)))
+
+    merge_add = max if merge == "max" else logadd
+    add = max if total == "max" else logadd
 
     use_lm = lm is not None and alpha != 0
     blank = int(encoder.blank_idx)
@@ -920,8 +984,8 @@ def beam_variant(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0
 
         def put(k, pb=neg, pnb=neg):
             ob, onb = nxt.get(k, (neg, neg))
-            nxt[k] = ((pb if pb != neg else ob), (pnb if pnb != neg else onb)) if overwrite else (add(ob, pb),
-                                                                                                add(onb, pnb))
+            nxt[k] = ((pb if pb != neg else ob), (pnb if pnb != neg else onb)) if overwrite else (
+                merge_add(ob, pb), merge_add(onb, pnb))
 
         for prefix, (pb, pnb) in beams.items():
             tot = add(pb, pnb)

@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .spec import EXERCISES
+from .spec import EXERCISES, exercise_of_file
 from .visibility import all_checks, is_hidden_def
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +45,15 @@ TOP_FILES = ("requirements.txt", "pyproject.toml", "LICENSE")
 INSTRUCTOR_DOCS = ("docs/instructors.md",)
 #: The autograder a student needs to grade their own files (public checks, hand-in zips).
 AUTOGRADER_FILES = (
-    "__init__.py", "__main__.py", "bwrap.py", "fixtures.py", "gradeone.py", "handin.py", "mistakes.py", "procs.py",
+    "__init__.py", "__main__.py", "bwrap.py", "fixtures.py", "given.py", "gradeone.py", "handin.py", "mistakes.py", "procs.py",
     "protocol.py", "report.py", "runner.py", "sandbox.py", "scan.py", "spec.py", "visibility.py", "worker.py",
     "worker_isolation.py", "worker_zygote.py", "zygote.py", "README.md",
     "nbgrader_support/__init__.py",  # test cells of nbgrader notebooks: `check(...)` runs the public checks here
     "checks/__init__.py", "checks/_inputs.py", "checks/_support.py", "checks/conftest.py", "checks/pytest.ini",
 ) + tuple(f"checks/{ex.check_module}" for ex in EXERCISES.values())
+#: The first line of a generated stub names the instructor's tooling; a student reads this one instead.
+STUDENT_STUB_HEADER = "# Exercise {id} of the Deep Speech 2 course: edit only the regions marked `# YOUR CODE HERE`.\n"
+_GENERATED_LINE = re.compile(r"\A# GENERATED[^\n]*by `python -m autograder\.generate`[.;]?[^\n]*\n")
 #: ``<!-- instructor-only -->`` ... ``<!-- /instructor-only -->`` blocks are cut from Markdown pages.
 _INSTRUCTOR_BLOCK = re.compile(r"<!-- instructor-only -->.*?<!-- /instructor-only -->\n?", re.DOTALL)
 _SKIP = re.compile(r"(^|/)(__pycache__|\.ipynb_checkpoints|\.pytest_cache|_tmp[^/]*|\.[^/]*|[^/]*\.pyc)(/|$)")
@@ -123,6 +126,17 @@ def _files_of(tree: str) -> list[str]:
     return out
 
 
+def student_header(rel: str, text: str) -> str:
+    """``text`` with the generated-file header (which names ``solutions/`` and the generator) worded for a student."""
+    if not _GENERATED_LINE.match(text):
+        return text
+    ex = exercise_of_file(rel.rsplit("/", 1)[-1])
+    if ex is not None:
+        return _GENERATED_LINE.sub(STUDENT_STUB_HEADER.format(id=ex.id), text, count=1)
+    rest = text.split("\n", 1)[0].split("`python -m autograder.generate`.", 1)[-1].strip()
+    return _GENERATED_LINE.sub(f"# {rest}\n" if rest else "", text, count=1)
+
+
 def _git_commit() -> str:
     try:
         return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -150,6 +164,8 @@ def render(dest: Path) -> dict:
             data = (ROOT / rel).read_bytes()
             if rel.endswith(".md"):
                 data = _INSTRUCTOR_BLOCK.sub("", data.decode("utf-8")).encode("utf-8")
+            elif rel.startswith("exercises/"):
+                data = student_header(rel, data.decode("utf-8")).encode("utf-8")
             put(rel, data)
     for rel in TOP_FILES:
         if (ROOT / rel).is_file():
@@ -280,6 +296,8 @@ ONLY   ?=
 FILES  ?= exercises
 V      ?=
 STUDENT ?=
+# pip's repeated "... is ignored: it is neither a file nor a directory" warnings: harmless, filtered as the course's Makefile does
+PIP_NOISE := is ignored: it is neither
 # torch's CPU build on Linux machines without an NVIDIA GPU (plain pip would fetch the CUDA build).
 TORCH_INDEX ?= $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 \
                  && [ -z "$$PIP_FIND_LINKS" ] && ! $(PYTHON) -m pip config list 2>/dev/null | grep -q find-links \
@@ -294,8 +312,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet --disable-pip-version-check --index-url $(TORCH_INDEX) \
 	    "$$(grep -E '^torch==' requirements.txt)")
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "$(PIP_NOISE)" || true
+	@$(PY) -c "import torch, numpy, matplotlib, nbformat" || { echo "error: installing requirements.txt into $(VENV) failed"; exit 1; }
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "$(PIP_NOISE)" || true
 	@$(PY) -c "import torch, reference, autograder" || { echo "error: installing into $(VENV) failed"; exit 1; }
 	@touch $(STAMP)
 

@@ -185,6 +185,12 @@ def end_grading() -> None:
         _COPIES.clear()
 
 
+def _given_source() -> str:
+    """The text of ``autograder/given.py``, read here (grader side) and sent only to the workers that need it."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "given.py"), encoding="utf-8") as f:
+        return f.read()
+
+
 class Worker:
     """One exercise file in its own process; restartable."""
 
@@ -253,6 +259,10 @@ class Worker:
         try:
             reply = self._request({"op": "load"}, self.limits.call_timeout)  # the student's import: a call
             self.names = list(reply.value.get("names", [])) if isinstance(reply.value, dict) else []
+            given = self.exercise.extra.get("given")
+            if given:  # graded on its own: the course's earlier pieces, not the submission's (autograder/given.py)
+                self._request({"op": "given", "source": _given_source(), "names": list(given)},
+                              self.limits.call_timeout)
         except WorkerFailure as f:
             self.load_error = f
 

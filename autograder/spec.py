@@ -76,9 +76,12 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
                        "miopen_batch_norm", "batch_norm_update_stats")
              + ("torch.ops.aten._batch_norm_with_update", "torch.ops.aten._native_batch_norm_legit_functional",
                 "torch.ops.aten._batch_norm_no_update")),
+    # "given": earlier exercises' functions the file uses; the grader supplies the course's (autograder/given.py)
     Exercise("ex08", "ex08_sortagrad", "SortaGrad and collating", ("sortagrad_sampler", "sortagrad_batches",
-                                                                     "collate_batch")),
-    Exercise("ex09", "ex09_training", "training step and evaluation", ("train_step", "evaluate")),
+                                                                     "collate_batch"),
+             extra={"given": ("compute_spectrogram",)}),
+    Exercise("ex09", "ex09_training", "training step and evaluation", ("train_step", "evaluate"),
+             extra={"given": ("greedy_decode", "word_error_rate")}),
     Exercise("ex10", "ex10_beam_search", "prefix beam search", ("prefix_beam_search",)),
     Exercise("ex11", "ex11_row_conv", "row convolution", ("row_conv",)),
 ]}

@@ -234,6 +234,15 @@ def _run(req):
     if op == "drop":
         HANDLES.clear()
         return None
+    if op == "given":   # the earlier exercises' pieces (autograder/given.py), so this one is graded on its own
+        table = getattr(STUDENT, "EARLIER", None)
+        if not isinstance(table, dict):
+            return []
+        namespace = {"__name__": "_agw_given"}
+        exec(compile(req["source"], "given.py", "exec"), namespace)  # noqa: S102 - the grader's own source
+        for name in req["names"]:
+            table[name] = namespace[name]
+        return sorted(req["names"])
     raise ValueError(f"unknown op {op!r}")
 
 

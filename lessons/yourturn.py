@@ -11,7 +11,8 @@ restarting the kernel), runs the named function on the lesson's examples, compar
 
 * **not started** (the stub still raises ``NotImplementedError``): one line, then the lesson goes on
   with the reference;
-* **wrong**: the first example that differs, yours beside the expected value, the relative error,
+* **wrong**: the first example that differs, yours beside the expected value, the relative error
+  (:func:`relative_error`, ``||yours - expected|| / ||expected||``, the one definition of lesson 01),
   and the hint the autograder would give for that mistake (``autograder/mistakes.py``); the lesson
   goes on with the reference and says so;
 * **right**: one line; the function returned is the student's own, and the rest of the lesson uses it.
@@ -47,12 +48,14 @@ from autograder import mistakes  # noqa: E402
 from autograder.spec import EXERCISES  # noqa: E402
 
 __all__ = ["case", "Case", "check", "load", "owner", "set_owner", "pick", "pieces", "side_by_side", "exercises_dir",
-           "relative_error", "with_ctc_loss"]
+           "relative_error", "with_ctc_loss", "earlier"]
 
 #: name -> "yours" or "reference", filled by :func:`check`
 OWNERS: dict[str, str] = {}
 #: name -> why the reference is used ("not written yet", "does not match yet", ...)
 REASONS: dict[str, str] = {}
+#: the "(exNN.py uses your ...)" lines already printed
+_TOLD: set[str] = set()
 
 
 @dataclass
@@ -110,19 +113,82 @@ def load(exercise_id: str):
         return None, f"{path.name} has a syntax error at line {err.lineno}: {err.msg}"
     except Exception as err:  # noqa: BLE001 - any error at import is the student's to see
         return None, f"importing {path.name} raised {type(err).__name__}: {err}"
+    table = module.__dict__.get("EARLIER")
+    if isinstance(table, dict):   # ex08, ex09: the earlier exercises' functions the file uses
+        for name in list(table):
+            table[name] = earlier(name)
     return module, None
+
+
+def _earlier_cases(name: str) -> list:
+    """A canned example for each earlier function a later exercise file uses (see :func:`earlier`)."""
+    g = torch.Generator().manual_seed(18)
+    if name == "compute_spectrogram":
+        t = torch.arange(4000) / 16000
+        audio = (0.3 * torch.sin(2 * math.pi * 440 * t) + 0.05 * torch.randn(4000, generator=g)).float()
+        return [case(audio, label="4000 samples of a tone in noise"),
+                case(audio, n_fft=512, label="the same, n_fft=512")]
+    if name == "greedy_decode":
+        lp = torch.randn(8, 2, 29, generator=g).mul(3).log_softmax(-1)
+        return [case(lp, reference.CharEncoder(), torch.tensor([8, 5]), label="a (8, 2, 29) posteriogram")]
+    if name == "word_error_rate":
+        return [case(["the cat sat", "on the mat"], ["the cat", "on a mat"], label="two sentences")]
+    raise KeyError(name)
+
+
+def earlier(name: str):
+    """The implementation of an earlier exercise's ``name`` that a later exercise file should use.
+
+    Yours when it matches the reference (checked here on a canned example unless this kernel has
+    already checked it), else the reference's: the lessons' rule.  :func:`load` puts it into the
+    later file's ``EARLIER`` table (``exercises/ex08_sortagrad.py``, ``ex09_training.py``).
+    """
+    if name not in OWNERS:
+        return pick(name, _earlier_cases(name))
+    if OWNERS[name] == "yours":
+        module, _ = load(exercise_of(name).id)
+        mine = getattr(module, name, None) if module is not None else None
+        if mine is not None:
+            return mine
+    return getattr(reference, name)
 
 
 # ----------------------------------------------------------------------------- comparing
 def relative_error(got, expected) -> float:
-    """CS231n's ``max |x - y| / max(1e-8, |x| + |y|)`` over all elements (0 for equal values)."""
-    x = torch.as_tensor(got, dtype=torch.float64)
-    y = torch.as_tensor(expected, dtype=torch.float64)
-    both_inf = torch.isinf(x) & torch.isinf(y) & (torch.sign(x) == torch.sign(y))
-    diff = torch.where(both_inf, torch.zeros_like(x), (x - y).abs())
-    denom = torch.where(both_inf, torch.ones_like(x), (x.abs() + y.abs()).clamp_min(1e-8))
-    r = diff / denom
-    return float(torch.nan_to_num(r, nan=float("inf")).max()) if r.numel() else 0.0
+    """The course's one relative error: ``||got - expected|| / ||expected||`` (Euclidean norms over all elements).
+
+    Lesson 01, section 9 defines it; every lesson and this module print it.  Equal infinities
+    (``-inf`` where ``-inf`` is expected) count as no difference; ``nan`` when ``got`` holds a NaN
+    the expected value does not (a NaN is never reported as a small error); ``inf`` when the
+    expected value is all zeros and ``got`` is not.  Float32 round-off gives about ``1e-7``.
+    """
+    x = torch.as_tensor(got).detach().to(torch.float64)
+    y = torch.as_tensor(expected).detach().to(torch.float64)
+    x, y = torch.broadcast_tensors(x, y)
+    if x.numel() == 0:
+        return 0.0
+    if bool((torch.isnan(x) & ~torch.isnan(y)).any()):
+        return float("nan")
+    same = (x == y) | (torch.isnan(x) & torch.isnan(y))      # equal infinities included
+    diff = torch.where(same, torch.zeros_like(x), x - y)
+    if not bool(torch.isfinite(diff).all()):
+        return float("inf")
+    num = float(diff.norm())
+    den = float(torch.where(torch.isfinite(y), y, torch.zeros_like(y)).norm())
+    if num == 0.0:
+        return 0.0
+    return num / den if den > 0 else float("inf")
+
+
+def _nan_note(got, expected) -> str:
+    """``"; yours has N NaN values"`` where ``got`` holds NaNs the expected value does not, else ``""``."""
+    try:
+        x = torch.as_tensor(got).detach().to(torch.float64)
+        y = torch.as_tensor(expected).detach().to(torch.float64)
+        n = int((torch.isnan(x) & ~torch.isnan(y)).sum())
+    except Exception:  # noqa: BLE001
+        return ""
+    return f"; yours has {n} NaN value{'s' if n != 1 else ''} (log of 0? 0/0? inf - inf?)" if n else ""
 
 
 def _short(v, limit: int = 70) -> str:
@@ -164,7 +230,8 @@ def difference(got, expected, rtol: float = 1e-4, atol: float = 1e-5, where: str
         idx = tuple(bad)
         return (f"{int((~close).sum())} of {close.numel()} values differ{at}; first at index {idx}: "
                 f"yours {g[idx].item():.6g}, expected {e[idx].item():.6g} "
-                f"(relative error {relative_error(got, expected):.2e})")
+                f"(relative error ||yours - expected|| / ||expected|| = {relative_error(got, expected):.2e}"
+                f"{_nan_note(got, expected)})")
     if isinstance(expected, float) or (isinstance(got, float) and isinstance(expected, (int, float))):
         if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
             return f"a {type(got).__name__}{at}, expected a float"
@@ -172,7 +239,8 @@ def difference(got, expected, rtol: float = 1e-4, atol: float = 1e-5, where: str
                 math.isinf(float(got)) and float(got) == float(expected)) or (
                 math.isnan(float(got)) and math.isnan(float(expected))):           # both NaN: the same answer
             return None
-        return f"{float(got):.6g}{at}, expected {float(expected):.6g} (relative error {relative_error(got, expected):.2e})"
+        return (f"{float(got):.6g}{at}, expected {float(expected):.6g} (relative error "
+                f"|yours - expected| / |expected| = {relative_error(got, expected):.2e})")
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)):
             return f"a {type(got).__name__}{at}, expected a {type(expected).__name__}"
@@ -270,6 +338,13 @@ def check(name: str, cases: Sequence[Case], *, run: Callable | None = None, rtol
     module, why = load(ex.id)
     if module is None:
         return use_reference("does not import", f"your {ex.filename} cannot be loaded: {why}")
+    uses = module.__dict__.get("EARLIER")
+    if isinstance(uses, dict) and uses:   # said once per file and choice, not before every check
+        told = f"({ex.filename} uses " + ", ".join(
+            f"{'your' if owner(n) == 'yours' else 'the reference' + chr(39) + 's'} {n}" for n in uses) + ")"
+        if told not in _TOLD:
+            _TOLD.add(told)
+            say(told)
     mine = getattr(module, name, None)
     if mine is None:
         return use_reference("missing", f"{ex.filename} has no {name}")

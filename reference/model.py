@@ -44,8 +44,8 @@ class DeepSpeech2Config:
     conv_time_stride: int = 0       # time stride of the first conv; 0 = the paper's 2 (DS2 section 3.6: striding
                                     # cuts RNN cost; 3 still leaves CTC enough frames for 1-2-word demo utterances)
     n_rnn: int = 3                  # DS2 Table 1: 1-7 recurrent layers at a fixed parameter count; depth beat width
-    rnn_hidden: int = 128           # units per recurrent layer (DS2 Table 1: 1280-2400, ~38 M parameters; the
-                                    # paper's deployed forward-only GRU has 2560); small here, for a CPU
+    rnn_hidden: int = 128           # units per recurrent layer (DS2 Table 1: 1280-2400, ~38 M parameters);
+                                    # small here, for a CPU
     rnn_type: str = "gru"           # 'gru': PyTorch's GRU (tanh candidate), the course's default; 'ds2gru': DS2's
                                     # own GRU (section 3.4, clipped-ReLU candidate); 'rnn': clipped-ReLU simple RNN
     bidirectional: bool = True      # False for streaming; then use lookahead > 0 (row convolution)

@@ -159,3 +159,38 @@ def test_nbgrader_notebooks_grade_with_the_release(rel, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "passed: edit_distance" in res.stdout and "(3/3 points)" in res.stdout
     assert "refused:" in res.stdout and "public checks only" in res.stdout  # a hidden check is not there
+
+
+def test_the_release_speaks_to_a_student_not_to_the_course_repository(rel):
+    """Issue 18, item 5: no git command for a folder that is not a repository, no generator, no tests/."""
+    texts = _texts(rel)
+    for path, text in texts.items():
+        if path.startswith(("exercises/", "lessons/README")):
+            assert "GENERATED" not in text and "autograder.generate" not in text, path
+            assert "instructor-only" not in text, path
+    for ex in EXERCISES.values():
+        first = texts[f"exercises/{ex.filename}"].splitlines()[0]
+        assert first == release.STUDENT_STUB_HEADER.format(id=ex.id).strip()
+        assert "YOUR CODE HERE" in first
+    assert texts["exercises/Makefile"].startswith("# `make grade` works here too")
+    readme = texts["exercises/README.md"]
+    assert "git checkout" not in readme and "## Starting again" in readme
+    lessons = texts["lessons/README.md"]
+    assert "tests/" not in lessons and "--exercises solutions" not in lessons and "solutions/" not in lessons
+    assert "DS2_EXERCISES" in lessons and "make lessons" in lessons
+    # the course repository keeps its own wording (generate --check compares against it)
+    assert (ROOT / "exercises" / "ex04_ctc_loss.py").read_text().startswith("# GENERATED from solutions/")
+    assert "git checkout" in (ROOT / "exercises" / "README.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_the_release_setup_filters_pips_warnings_like_the_course(rel):
+    res = subprocess.run(["make", "-n", "-B", "setup"], cwd=rel, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    installs = [line for line in res.stdout.splitlines() if "pip install" in line and "--index-url" not in line]
+    assert len(installs) == 2, res.stdout
+    course = (ROOT / "Makefile").read_text()
+    noise = "is ignored: it is neither"
+    assert f'grep -v "{noise}"' in course
+    assert all(f'grep -v "{noise}"' in line and line.rstrip().endswith("|| true") for line in installs), installs
+    assert "import torch, numpy" in res.stdout   # a failed install still stops setup

@@ -335,7 +335,16 @@ def _check_values(got: torch.Tensor, expected: torch.Tensor, *, head, name, rtol
     if g.dtype.is_floating_point and e.dtype.is_floating_point:
         diff = (g.double() - e.double()).abs()
         finite = torch.isfinite(diff)
-        if bool(finite.any()):
+        if bool((bad & ~finite).any()):   # a NaN or an inf is never summarised as a small (or zero) difference
+            gd = g.double()
+            parts = [f"{int(n)} {k} in yours" for k, n in (("NaN", (bad & torch.isnan(gd)).sum()),
+                                                            ("inf", (bad & torch.isinf(gd)).sum())) if n]
+            n_exp = int((bad & torch.isfinite(gd) & ~torch.isfinite(e.double())).sum())
+            parts += [f"{n_exp} finite in yours where the expected value is infinite"] if n_exp else []
+            msg += f"; of them {', '.join(parts)}"
+            if bool((bad & finite).any()):
+                msg += f", max |difference| of the others {diff[bad & finite].max().item():.3g}"
+        elif bool(finite.any()):
             msg += f"; max |difference| {diff[finite].max().item():.3g}"
     msg += ")."
     if bool(torch.isnan(g.double() if g.is_floating_point() else g.float()).any()) and not bool(

@@ -63,10 +63,17 @@ def _spec_check(sub, audio, what, rtol=2e-3, atol=2e-3, **kw):
 
 @pytest.mark.points(2)
 def test_compute_spectrogram_default(sub):
-    """compute_spectrogram: 20 ms / 10 ms, 161 bins, normalised"""
+    """compute_spectrogram: 20 ms / 10 ms, 161 bins, normalised; digital silence (all zeros, a silent stretch)"""
     for seed, n in enumerate([4000, 5123, 16000]):
         audio = I.audio(10 + seed, n)
         _spec_check(sub, audio, f"audio of {n} samples (seed {10 + seed})")
+    # Digital silence has power exactly 0: only the eps inside the log keeps it finite.
+    gap = I.audio(13, 6000)
+    gap[2000:4500] = 0.0
+    for audio, what in [(torch.zeros(4000), "4000 samples of digital silence (all zeros)"),
+                        (gap, "6000 samples with digital silence (zeros) from sample 2000 to 4500")]:
+        _spec_check(sub, audio, what)
+        _spec_check(sub, audio, what + ", normalize=False", atol=5e-3, normalize=False)
 
 
 @pytest.mark.points(2)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from autograder import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
-from autograder.checks._support import check_tensor, check_value, fail
+from autograder.checks._support import CheckFailed, check_tensor, check_value, fail
 
 pytestmark = pytest.mark.exercise("ex04")
 NEG = float("-inf")
@@ -31,15 +31,26 @@ def _alpha_hints(lp, target):
     return M.hints("ctc_log_alpha", lp, target)
 
 
+def _underflow_cases():
+    """Inputs long enough that a log(sum(exp(...))) underflows: alphas below -103 (float32) and -745 (float64)."""
+    target = [int(x) for x in torch.randint(1, 29, (12,), generator=I.gen(58))]
+    return [(I.log_probs(57, 60, 1)[:, 0], target, "float32"),
+            (I.log_probs(57, 150, 1, scale=3.0, dtype=torch.float64)[:, 0], target, "float64")]
+
+
 @pytest.mark.points(3)
 def test_ctc_log_alpha_small(sub):
-    """ctc_log_alpha: small cases, repeated labels, unreachable states are -inf"""
+    """ctc_log_alpha: small cases, repeated labels, unreachable states are -inf; 60 and 150 frames (no underflow)"""
     cases = [(6, [1, 2, 2], 1), (4, [3], 2), (5, [1, 1, 1], 3), (8, [2, 5, 2, 7], 4), (3, [4, 4], 5)]
     for T, target, seed in cases:
         lp = I.log_probs(40 + seed, T, 1)[:, 0]
         what = f"log_probs of shape ({T}, 29), target={target}"
         check_tensor(sub.call("ctc_log_alpha", lp, target, _what=what), R.ctc_log_alpha(lp, target),
                      fn="ctc_log_alpha", what=what, rtol=1e-4, atol=1e-4, hints=_alpha_hints(lp, target))
+    for lp, target, dtype in _underflow_cases():
+        what = f"{dtype} log_probs of shape ({lp.shape[0]}, 29), a 12-symbol target (alphas far below exp's range)"
+        check_tensor(sub.call("ctc_log_alpha", lp, target, _what=what), R.ctc_log_alpha(lp, target),
+                     fn="ctc_log_alpha", what=what, rtol=1e-4, atol=2e-3, hints=_alpha_hints(lp, target))
 
 
 @pytest.mark.hidden
@@ -116,11 +127,29 @@ def test_ctc_loss_gradient(sub):
     if not grads or grads[0] is None:
         fail(f"ctc_loss({what}): no gradient reached log_probs (did you detach, use .item() or numpy?)")
     if isinstance(grads[0], torch.Tensor) and bool(torch.isnan(grads[0]).any()):
-        fail(f"ctc_loss({what}): d loss / d log_probs contains NaN. Hint: torch.logsumexp of values that are ALL "
-             "-inf has a NaN gradient: use LOG_ZERO (a finite stand-in for log 0) inside the recursion")
+        fail(f"ctc_loss({what}): d loss / d log_probs contains NaN. Hint: {_nan_gradient_cause(sub)}")
     check_tensor(grads[0], leaf.grad, fn="ctc_loss", what=what, name="d loss / d log_probs", rtol=1e-3, atol=1e-4,
                  hints=[(lambda: torch.zeros_like(leaf.grad), "no gradient flowed: keep the computation in torch "
                                                               "(no .item(), .tolist() or numpy inside)")])
+
+
+def _nan_gradient_cause(sub) -> str:
+    """Why the gradient is NaN, told by how the student's ctc_log_alpha behaves on a long input.
+
+    A hand-written log(sum(exp(...))) and torch.logsumexp over states that are all -inf both give NaN
+    gradients; only the first also underflows on long inputs, so the 60-frame case tells them apart."""
+    lp, target, _ = _underflow_cases()[0]
+    try:
+        got = sub.call("ctc_log_alpha", lp, target, _what="log_probs of shape (60, 29), a 12-symbol target")
+    except CheckFailed:
+        got = None
+    right = R.ctc_log_alpha(lp, target)
+    underflows = isinstance(got, torch.Tensor) and got.shape == right.shape and bool(
+        (torch.isinf(got) & torch.isfinite(right)).any())
+    if underflows or M.hint_message(got, [(lambda: M.alpha_variant(lp, target, combine="naive"), "naive")]):
+        return M.NAIVE_LOGSUMEXP
+    return ("torch.logsumexp of values that are ALL -inf (unreachable states) has a NaN gradient: use LOG_ZERO "
+            "(a finite stand-in for log 0) inside the recursion")
 
 
 @pytest.mark.hidden
