@@ -375,8 +375,8 @@ class _GRURecurrence(torch.autograd.Function):
     computes, for all steps at once, ``c = [(U_n h_prev + b_n) r (1 - r) a, (h_prev - n) z (1 - z),
     r a]`` with ``a = (1 - z)(1 - n^2)``; then walks the steps in reverse with three operations
     per step: ``dgh_t = c_t * dh``, ``dh_prev = dout_{t-1} + dh z``, ``dh_prev += dgh_t U``.
-    After the loop, ``dgx = [dgh_r, dgh_z, dh a]``, ``dU = sum_t dgh_t^T h_prev`` (one product) and
-    ``db = sum_t dgh_t``.
+    After the loop, ``dU = sum_t dgh_t^T h_prev`` (one product per direction), ``db = sum_t dgh_t``, and
+    ``dgx = [dgh_r, dgh_z, dh a]`` overwrites ``dgh`` in place.
     """
 
     @staticmethod
@@ -405,22 +405,24 @@ class _GRURecurrence(torch.autograd.Function):
         weight_hh, states, gates, n_all = ctx.saved_tensors
         T, D, B, H = n_all.shape
         r, z, g_n, h_prev = gates[..., :H], gates[..., H: 2 * H], gates[..., 2 * H:], states[:-1]
-        a = (1 - z) * (1 - n_all * n_all)                         # d n~ / d h
-        coef = torch.cat([a * g_n * r * (1 - r), (h_prev - n_all) * z * (1 - z), a * r], dim=-1)  # (T, D, B, 3H)
+        a = torch.addcmul(torch.ones_like(n_all), n_all, n_all, value=-1).mul_(1 - z)   # (1 - n^2)(1 - z)
+        coef = torch.empty_like(gates)                            # written in place, block by block
+        torch.mul(a, r, out=coef[..., 2 * H:])                    # a r
+        torch.mul(coef[..., 2 * H:], g_n, out=coef[..., :H]).mul_(1 - r)                  # a r (1 - r) g_n
+        torch.mul(h_prev - n_all, torch.addcmul(z, z, z, value=-1), out=coef[..., H: 2 * H])  # (h - n) z (1 - z)
         dgh = torch.empty_like(coef)                              # d(U h + b)
         dh_all = torch.empty_like(n_all)                          # dL/dh_t, each step's total
         dh_all[T - 1] = dout[T - 1]
-        dout = dout.contiguous()
         for t in range(T - 1, -1, -1):
             dh = dh_all[t]
             torch.mul(coef[t].view(D, B, 3, H), dh.unsqueeze(2), out=dgh[t].view(D, B, 3, H))
             if t:
-                prev = torch.addcmul(dout[t - 1], dh, z[t], out=dh_all[t - 1])       # dout_{t-1} + dh z
-                prev.baddbmm_(dgh[t], weight_hh)                                      # + [dr~, dz~, dn~ r] U
-        dgx = dgh.clone()
-        dgx[..., 2 * H:] = dh_all * a                             # dn~ (without the r of dgh_n)
+                torch.baddbmm(torch.addcmul(dout[t - 1], dh, z[t]), dgh[t], weight_hh,   # dout_{t-1} + dh z
+                              out=dh_all[t - 1])                                         # + [dr~, dz~, dn~ r] U
         d_weight = torch.stack([dgh[:, d].reshape(-1, 3 * H).t() @ h_prev[:, d].reshape(-1, H) for d in range(D)])
-        return dgx, d_weight, dgh.sum((0, 2))
+        d_bias = dgh.sum((0, 2))
+        torch.mul(dh_all, a, out=dgh[..., 2 * H:])                # dgx = [dr~, dz~, dn~]: dgh without n's r
+        return dgh, d_weight, d_bias
 
 
 # ----------------------------------------------------------------------------- DS2 recurrent layer

@@ -264,3 +264,18 @@ def test_batchnorm_fast_path_one_valid_frame_takes_the_readable_path():
     slow.fast = False
     torch.testing.assert_close(fast(x, torch.tensor([1])), slow(x, torch.tensor([1])))
     torch.testing.assert_close(fast.running_var, slow.running_var)
+
+
+def test_fused_recurrence_does_the_readable_paths_flops():
+    """benchmarks/bench_train_step.py reports FLOP/s from torch's FlopCounterMode on the fast path: it must
+    count the same matrix products as the readable loop (none skipped, none added), forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counts = []
+    for fused in (True, False):
+        torch.manual_seed(9)
+        layer = RecurrentLayer(5, 3, fused=fused)
+        x = torch.randn(7, 4, 5, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            layer(x, LENGTHS).square().sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0
