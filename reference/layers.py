@@ -8,6 +8,11 @@
   layout, unrolled over padded sequences, two directions **summed** (section 3.1).
 * :class:`SequenceWiseBatchNorm` — BatchNorm of the input-to-hidden projection ``W x`` with
   statistics over all valid (time, batch) frames (section 3.2).
+
+Fast paths beside the readable code, same maths, tested equal to it: the GRU recurrence of a
+layer's directions together with a hand-written backward (:func:`_fused_gru`, ``fused=True``), and
+BatchNorm as torch's kernel on the valid frames only (``fast = True``; ``False`` runs the
+readable masked formula, :meth:`_MaskedBatchNorm._normalize`).
 * :class:`RecurrentLayer` — ``h_t = f(B(W x_t) + U h_{t-1})``: one DS2 recurrent layer.
 * :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.7).
 """
@@ -149,7 +154,9 @@ class SequenceWiseBatchNorm(_MaskedBatchNorm):
     minibatch over the length of the sequence."  Only valid frames ``t < lengths[b]`` count
     (padding would drag the mean towards 0 and make outputs depend on batch mates); the
     result equals ``nn.BatchNorm1d`` applied to the valid frames, and padded frames come out 0.
-    ``include_padding=True`` reproduces the common mistake, for comparison only.
+    ``include_padding=True`` reproduces the common mistake, for comparison only.  The attribute
+    ``fast`` (default ``True``) computes exactly that: torch's BatchNorm on the valid frames, gathered;
+    ``fast = False`` runs the readable masked formula (same result, several times slower to train).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
@@ -444,7 +451,8 @@ class RecurrentLayer(nn.Module):
             does) or ``'none'``.
         bn_include_padding: count padded frames in the BatchNorm statistics (a mistake, for ablations).
         merge: ``'sum'`` (paper) or ``'concat'`` (output ``2H``, for ablations).
-        fused: the fast path for the GRU recurrence (same maths; :func:`_fused_gru`).
+        fused: the fast path for the GRU recurrence: all directions advance together, with a
+            hand-written backward (same maths; :func:`_fused_gru`).  ``False``: :meth:`_recur`'s Python loop.
         gru_layer: an implementation of :func:`gru_layer`'s contract to run each direction's
             recurrence with (lessons 09-11 plug the student's in); ``None``: the reference's own.
             It receives the normalised projection ``B(W x)`` as its input with an identity
