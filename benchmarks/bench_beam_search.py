@@ -1,6 +1,7 @@
 """Benchmark: CTC prefix beam search (reference/decoding.py), with and without a language model.
 
-Times ``prefix_beam_search`` per utterance on realistic, *peaky* log-probabilities: a random
+Times ``prefix_beam_search`` (the readable search) and ``prefix_beam_search_fast`` (its fast path,
+with pyctcdecode's default pruning) per utterance on realistic, *peaky* log-probabilities: a random
 sentence is laid out as a CTC alignment (each character held 1-3 frames, blanks between),
 the aligned symbol gets a large logit, every frame gets Gaussian noise, and some frames
 get a strong competitor, so that the acoustics alone are sometimes wrong and the LM has
@@ -21,6 +22,10 @@ dependency pins (see requirements.txt).
     python benchmarks/bench_beam_search.py            # full table (~30 s on one core)
     python benchmarks/bench_beam_search.py --quick    # T=100 only, 1 utterance per row
     python benchmarks/bench_beam_search.py --model ''   # synthetic log-probs only
+    python benchmarks/bench_beam_search.py --clock cpu  # CPU time: on a machine shared with busier processes
+
+All three searches are single-threaded Python, so with ``--clock cpu`` the thread's CPU time is the
+work done, whatever else the machine runs.
 """
 from __future__ import annotations
 
@@ -33,9 +38,12 @@ import time
 
 import torch
 
+CLOCK = time.perf_counter              # --clock cpu: time.thread_time
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from reference.decoding import DEFAULT_CHAR_CUTOFF, prefix_beam_search  # noqa: E402
+from reference.decoding import (DEFAULT_CHAR_CUTOFF, FAST_BEAM_PRUNE_LOGP, FAST_TOKEN_MIN_LOGP,  # noqa: E402
+                                prefix_beam_search, prefix_beam_search_fast)
 from reference.lm import NGramLM  # noqa: E402
 from reference.text import CharEncoder  # noqa: E402
 
@@ -122,22 +130,29 @@ def compare_with_pyctcdecode(utts, enc, lm, widths, alpha=0.5, beta=1.0, metric=
     print(f"\n{title}pyctcdecode {pyctcdecode_version()} vs the reference: same log-probs, beam width and objective "
           f"(LM: alpha {alpha}, beta {beta}; no LM: beta 0); pyctcdecode's default pruning "
           f"(beam_prune_logp -10, token_min_logp -5)")
-    print(f"{'beam':>5} {'LM':>4} {'ref ms/utt':>11} {'pcd ms/utt':>11} {'ref err':>8} {'pcd err':>8} {'same':>6}")
+    print(f"(fast: prefix_beam_search_fast, token_min_logp {FAST_TOKEN_MIN_LOGP}, beam_prune_logp {FAST_BEAM_PRUNE_LOGP}; "
+          f"same: the two best transcripts equal, fast vs pyctcdecode)")
+    print(f"{'beam':>5} {'LM':>4} {'ref ms/utt':>11} {'fast ms/utt':>12} {'pcd ms/utt':>11} {'ref err':>8} {'fast err':>9} "
+          f"{'pcd err':>8} {'same':>7}")
     refs = [text for _, text in utts]
     for width in widths:
         for use_lm in (False, True):
-            ours, theirs, t_ref, t_pcd = [], [], 0.0, 0.0
+            kw = dict(beam_width=width, lm=lm if use_lm else None, alpha=alpha, beta=beta if use_lm else 0.0)
+            hyps = {"ref": [], "fast": [], "pcd": []}
+            secs = dict.fromkeys(hyps, 0.0)
             for lp, _ in utts:
-                start = time.perf_counter()
-                ours.append(" ".join(prefix_beam_search(lp, enc, beam_width=width, lm=lm if use_lm else None,
-                                                        alpha=alpha, beta=beta if use_lm else 0.0)[0][0].split()))
-                t_ref += time.perf_counter() - start
-                start = time.perf_counter()
-                theirs.append(" ".join(decoders[use_lm].decode(lp.double().numpy(), beam_width=width).split()))
-                t_pcd += time.perf_counter() - start
-            same = sum(a == b for a, b in zip(ours, theirs))
-            print(f"{width:>5} {'yes' if use_lm else 'no':>4} {1000 * t_ref / len(utts):>11.1f} {1000 * t_pcd / len(utts):>11.1f} "
-                  f"{100 * metric(refs, ours):>7.2f}% {100 * metric(refs, theirs):>7.2f}% {same:>3}/{len(utts)}")
+                for name, decode in (("ref", lambda: prefix_beam_search(lp, enc, **kw)[0][0]),
+                                     ("fast", lambda: prefix_beam_search_fast(lp, enc, **kw)[0][0]),
+                                     ("pcd", lambda: decoders[use_lm].decode(lp.double().numpy(), beam_width=width))):
+                    start = CLOCK()
+                    text = decode()
+                    secs[name] += CLOCK() - start
+                    hyps[name].append(" ".join(text.split()))
+            same = sum(a == b for a, b in zip(hyps["fast"], hyps["pcd"]))
+            ms = {k: 1000 * v / len(utts) for k, v in secs.items()}
+            err = {k: 100 * metric(refs, v) for k, v in hyps.items()}
+            print(f"{width:>5} {'yes' if use_lm else 'no':>4} {ms['ref']:>11.1f} {ms['fast']:>12.1f} {ms['pcd']:>11.1f} "
+                  f"{err['ref']:>7.2f}% {err['fast']:>8.2f}% {err['pcd']:>7.2f}% {same:>3}/{len(utts)}")
 
 
 def pyctcdecode_version() -> str:
@@ -167,7 +182,10 @@ def main() -> None:
                     help="also compare on this capstone model's log-probs of held-out eSpeak sentences ('' to skip)")
     ap.add_argument("--n-real", type=int, default=100, help="held-out sentences for the real-speech comparison")
     ap.add_argument("--cache", default="data_cache", help="eSpeak corpus cache")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="time by the wall clock or by CPU time")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.thread_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     n_utts = 1 if args.quick else args.n_utts
     lengths = (100,) if args.quick else (100, 200, 300)
@@ -178,26 +196,26 @@ def main() -> None:
     t0 = time.perf_counter()
     lm = NGramLM.train((sentence(rng) for _ in range(5000)), order=3)
     print(f"python {platform.python_version()}, torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
-          f"cpu count {os.cpu_count()}")
+          f"cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}, {args.clock} clock")
     print(f"LM: {lm} trained in {time.perf_counter() - t0:.2f} s; alpha 0.5, beta 1.0; "
           f"char_cutoff {DEFAULT_CHAR_CUTOFF} (default); {n_utts} utterance(s) per row\n")
 
     utts = {T: [peaky_log_probs(T, enc, seed=1000 * T + i) for i in range(n_utts)] for T in lengths}
     warm, _ = peaky_log_probs(100, enc, seed=1)  # warm up (the LM caches its probabilities)
     prefix_beam_search(warm, enc, beam_width=16, lm=lm)
-    print(f"{'T':>4} {'beam':>5} {'LM':>4} {'ms/utt':>9} {'CER':>6}")
+    print(f"{'T':>4} {'beam':>5} {'LM':>4} {'ms/utt':>9} {'CER':>6} {'fast ms/utt':>12} {'fast CER':>9}")
     for T in lengths:
         for width in widths:
             for use_lm in (False, True):
-                total, errs = 0.0, 0.0
+                total, errs = [0.0, 0.0], [0.0, 0.0]
                 for lp, text in utts[T]:
-                    start = time.perf_counter()
-                    best = prefix_beam_search(lp, enc, beam_width=width, lm=lm if use_lm else None,
-                                              alpha=0.5, beta=1.0)[0][0]
-                    total += time.perf_counter() - start
-                    errs += cer(text, " ".join(best.split()))
-                print(f"{T:>4} {width:>5} {'yes' if use_lm else 'no':>4} {1000 * total / n_utts:>9.1f} "
-                      f"{errs / n_utts:>6.3f}")
+                    for i, search in enumerate((prefix_beam_search, prefix_beam_search_fast)):
+                        start = CLOCK()
+                        best = search(lp, enc, beam_width=width, lm=lm if use_lm else None, alpha=0.5, beta=1.0)[0][0]
+                        total[i] += CLOCK() - start
+                        errs[i] += cer(text, " ".join(best.split()))
+                print(f"{T:>4} {width:>5} {'yes' if use_lm else 'no':>4} {1000 * total[0] / n_utts:>9.1f} "
+                      f"{errs[0] / n_utts:>6.3f} {1000 * total[1] / n_utts:>12.1f} {errs[1] / n_utts:>9.3f}")
 
     compare_with_pyctcdecode([u for T in lengths for u in utts[T]], enc, lm, widths if not args.quick else (16,),
                              title="Synthetic log-probs: ")

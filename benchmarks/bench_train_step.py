@@ -1,8 +1,14 @@
-"""Milliseconds per training step of the capstone recipe, and what OpenMP's wait policy does to it.
+"""Milliseconds per training step of the capstone recipe, its FLOP rate against the machine's
+sgemm peak, and what OpenMP's wait policy does to it.
 
 Each measurement runs in a fresh process (the policy must be set before the OpenMP runtime
 starts): ``train_step`` on minibatches of the ``espeak`` preset's corpus and model, a few
-warm-up steps, then the median over ``--steps`` steps.  Four settings:
+warm-up steps, then the median over ``--steps`` steps.  Each process also counts the FLOPs of
+its timed steps (``torch.utils.flop_counter.FlopCounterMode`` on an untimed forward and backward
+of the same minibatches: convolutions and matrix products) and measures the sgemm peak with the
+same threads (a 1024 x 1024 matrix product, best of several, before and after the steps), so the
+ratio ``GFLOP/s / peak`` compares like with like even on a shared machine.  The load average is
+printed with each row.  Four settings:
 
 * default policy (idle threads spin), alone and with a second identical process beside it;
 * ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep), alone and two at once.
@@ -11,7 +17,11 @@ Spinning threads are fast on an idle machine and collapse when another process w
 cores; sleeping threads cost some speed alone and hold up under contention.  That is why the
 lesson runner sets ``PASSIVE`` and the benchmarks do not.
 
-    python benchmarks/bench_train_step.py [--steps 40] [--threads 2]
+    python benchmarks/bench_train_step.py [--steps 40] [--threads 2] [--quick]
+
+``--quick``: the default policy, one process, only.  ``--clock cpu`` (with ``--threads 1``) times
+steps and the sgemm peak by the thread's CPU time instead of the wall clock: on a machine shared
+with busier processes the wall clock measures the waiting, CPU time the work.
 """
 import argparse
 import os
@@ -23,8 +33,35 @@ import time
 from _common import ROOT, header
 
 
-def measure(steps: int, threads: int, batch_size: int) -> None:
-    """Child: time ``train_step`` on the capstone recipe; prints ``ms_per_step utt_per_s``."""
+def sgemm_peak(repeat: int = 10, clock=time.perf_counter) -> float:
+    """GFLOP/s of the best of ``repeat`` 1024 x 1024 float32 matrix products (torch's current threads)."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = clock()
+        a @ b
+        best = min(best, clock() - t0)
+    return 2 * 1024 ** 3 / best / 1e9
+
+
+def step_flops(model, batch) -> int:
+    """FLOPs of one training step's forward and backward on ``batch`` (FlopCounterMode), untimed; no update."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        log_probs, out_lengths = model(batch.features, batch.feature_lengths)
+        F.ctc_loss(log_probs, batch.targets, out_lengths, batch.target_lengths, zero_infinity=True).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def measure(steps: int, threads: int, batch_size: int, clock_name: str = "wall") -> None:
+    """Child: time ``train_step`` on the capstone recipe; prints ``ms_per_step utt_per_s gflop_per_s peak``."""
     import torch
 
     from reference import CharEncoder, DeepSpeech2
@@ -40,29 +77,33 @@ def measure(steps: int, threads: int, batch_size: int) -> None:
     torch.manual_seed(0)
     model = DeepSpeech2(n_freq=161, vocab_size=enc.vocab_size, **recipe["model"])
     opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
-    times = []
+    clock = time.thread_time if clock_name == "cpu" else time.perf_counter
+    peak = sgemm_peak(clock=clock)
+    times, flops = [], 0
     for i, batch in enumerate(batches):
-        t0 = time.perf_counter()
+        if i >= 5:                                    # the first 5 steps warm up
+            flops += step_flops(model, batch)
+        t0 = clock()
         train_step(model, batch, opt)
         if i >= 5:
-            times.append(time.perf_counter() - t0)    # the first 5 steps warm up
+            times.append(clock() - t0)
+    peak = max(peak, sgemm_peak(clock=clock))
     ms = 1000 * statistics.median(times)
-    print(f"{ms:.1f} {batch_size / ms * 1000:.1f}")
+    print(f"{ms:.1f} {batch_size / ms * 1000:.1f} {flops / sum(times) / 1e9:.2f} {peak:.1f}")
 
 
-def run(env_extra: dict, copies: int, args) -> list[tuple[float, float]]:
+def run(env_extra: dict, copies: int, args) -> list[tuple[float, ...]]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env.update(env_extra)
     cmd = [sys.executable, __file__, "--child", "--steps", str(args.steps), "--threads", str(args.threads),
-           "--batch-size", str(args.batch_size)]
+           "--batch-size", str(args.batch_size), "--clock", args.clock]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(copies)]
     out = []
     for p in procs:
         stdout, _ = p.communicate()
         if p.returncode:
             raise SystemExit(f"the measuring process failed (exit {p.returncode})")
-        ms, ups = stdout.split()[-2:]
-        out.append((float(ms), float(ups)))
+        out.append(tuple(float(v) for v in stdout.split()[-4:]))    # ms, clips/s, GFLOP/s, sgemm peak
     return out
 
 
@@ -71,20 +112,32 @@ def main():
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quick", action="store_true", help="the default policy, one process, only")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time by the wall clock or (one thread only) by the thread's CPU time")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        p.error("--clock cpu needs --threads 1 (other threads' work would not be counted)")
     if args.child:
-        measure(args.steps, args.threads, args.batch_size)
+        measure(args.steps, args.threads, args.batch_size, args.clock)
         return
-    header(f"training step of the espeak preset, minibatches of {args.batch_size}", args.threads)
+    header(f"training step of the espeak preset, minibatches of {args.batch_size}, {args.clock} clock", args.threads)
     from reference.train import PRESETS, load_data
     load_data(PRESETS["espeak"], 0, str(ROOT / "data_cache"))     # build the corpus cache once, before the children
-    print(f"{'OpenMP wait policy':>20} {'processes':>9} {'ms/step (each)':>16} {'clips/s (all)':>14}")
-    for name, env in (("default (spin)", {}), ("PASSIVE (sleep)", {"OMP_WAIT_POLICY": "PASSIVE"})):
-        for copies in (1, 2):
+    print(f"{'OpenMP wait policy':>20} {'processes':>9} {'ms/step (each)':>16} {'clips/s (all)':>14} "
+          f"{'GFLOP/s (each)':>16} {'sgemm peak':>10} {'of peak':>8} {'load':>5}")
+    policies = (("default (spin)", {}), ("PASSIVE (sleep)", {"OMP_WAIT_POLICY": "PASSIVE"}))
+    for name, env in policies[:1] if args.quick else policies:
+        for copies in (1,) if args.quick else (1, 2):
             res = run(env, copies, args)
-            print(f"{name:>20} {copies:>9} {' / '.join(f'{ms:.0f}' for ms, _ in res):>16} "
-                  f"{sum(u for _, u in res):>14.0f}", flush=True)
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            peak = max(r[3] for r in res)
+            print(f"{name:>20} {copies:>9} {' / '.join(f'{r[0]:.0f}' for r in res):>16} "
+                  f"{sum(r[1] for r in res):>14.0f} {' / '.join(f'{r[2]:.1f}' for r in res):>16} {peak:>10.0f} "
+                  f"{' / '.join(f'{100 * r[2] / peak:.0f}' for r in res) + ' %':>8} {load:>5.1f}", flush=True)
+    print("of peak: the step's GFLOP/s as a % of sgemm peak (a 1024 x 1024 matmul, same threads, same run); "
+          "FLOPs by torch's FlopCounterMode")
 
 
 if __name__ == "__main__":

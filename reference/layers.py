@@ -8,6 +8,11 @@
   layout, unrolled over padded sequences, two directions **summed** (section 3.1).
 * :class:`SequenceWiseBatchNorm` — BatchNorm of the input-to-hidden projection ``W x`` with
   statistics over all valid (time, batch) frames (section 3.2).
+
+Fast paths beside the readable code, same maths, tested equal to it: the GRU recurrence of a
+layer's directions together with a hand-written backward (:func:`_fused_gru`, ``fused=True``), and
+BatchNorm as torch's kernel on the valid frames only (``fast = True``; ``False`` runs the
+readable masked formula, :meth:`_MaskedBatchNorm._normalize`).
 * :class:`RecurrentLayer` — ``h_t = f(B(W x_t) + U h_{t-1})``: one DS2 recurrent layer.
 * :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.7).
 """
@@ -82,6 +87,10 @@ class _MaskedBatchNorm(nn.Module):
     rule as ``torch.nn.BatchNorm1d`` (biased variance to normalise, unbiased variance in
     the running estimate, ``momentum=None`` for a cumulative average)."""
 
+    #: the fast path (torch's kernel on the valid frames, :meth:`_normalize_valid_rows`); ``False``: the
+    #: readable :meth:`_normalize` (same result)
+    fast: bool = True
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
@@ -112,6 +121,31 @@ class _MaskedBatchNorm(nn.Module):
         x_hat = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
         return (x_hat * self.weight.view(shape) + self.bias.view(shape)).masked_fill(~mask, 0.0)
 
+    def _batch_norm_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Fast path: torch's BatchNorm kernel on ``rows`` ``(N, features, ...)``, the valid frames only.
+
+        The same statistics, output and buffer updates as :meth:`_normalize` (``nn.BatchNorm1d``'s
+        rule; tested equal), in a few passes over the data instead of a dozen, forward and backward.
+        """
+        factor = 0.0
+        if self.training:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        return F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training, factor, self.eps)
+
+    def _normalize_valid_rows(self, rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`_batch_norm_rows` of the rows of ``rows`` ``(N, ...)`` where ``valid`` ``(N,)`` is True, the
+        others 0; ``None`` where the kernel does not apply (training on fewer than 2 valid rows)."""
+        n_valid = int(valid.sum())
+        if self.training and n_valid < 2:
+            return None
+        if n_valid == rows.shape[0]:
+            return self._batch_norm_rows(rows)
+        idx = valid.nonzero().squeeze(1)
+        return rows.new_zeros(rows.shape).index_copy(0, idx, self._batch_norm_rows(rows.index_select(0, idx)))
+
 
 class SequenceWiseBatchNorm(_MaskedBatchNorm):
     """Sequence-wise BatchNorm (DS2 section 3.2) of ``(T, B, H)`` sequences.
@@ -120,7 +154,9 @@ class SequenceWiseBatchNorm(_MaskedBatchNorm):
     minibatch over the length of the sequence."  Only valid frames ``t < lengths[b]`` count
     (padding would drag the mean towards 0 and make outputs depend on batch mates); the
     result equals ``nn.BatchNorm1d`` applied to the valid frames, and padded frames come out 0.
-    ``include_padding=True`` reproduces the common mistake, for comparison only.
+    ``include_padding=True`` reproduces the common mistake, for comparison only.  The attribute
+    ``fast`` (default ``True``) computes exactly that: torch's BatchNorm on the valid frames, gathered;
+    ``fast = False`` runs the readable masked formula (same result, several times slower to train).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
@@ -135,6 +171,10 @@ class SequenceWiseBatchNorm(_MaskedBatchNorm):
             raise ValueError(f"x has {H} features, this SequenceWiseBatchNorm expects {self.num_features}")
         lengths = check_lengths(lengths, B, T)
         valid = time_mask(lengths.to(x.device), T).transpose(0, 1).unsqueeze(2)   # (T, B, 1)
+        if self.fast and not self.include_padding:
+            out = self._normalize_valid_rows(x.reshape(T * B, H), valid.reshape(T * B))
+            if out is not None:
+                return out.view(T, B, H)
         stats = torch.ones_like(valid) if self.include_padding else valid
         out = self._normalize(x, stats, (0, 1), (1, 1, H))
         return out.masked_fill(~valid, 0.0)
@@ -144,6 +184,12 @@ class MaskedBatchNorm2d(_MaskedBatchNorm):
     """BatchNorm of conv feature maps ``(B, C, F, T)``: per channel over valid (batch, freq, time)."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.fast:                                # frames as rows: (B, C, F, T) -> (B * T, C, F)
+            B, C, Fq, T = x.shape
+            rows = x.permute(0, 3, 1, 2).reshape(B * T, C, Fq)
+            out = self._normalize_valid_rows(rows, time_mask(lengths.to(x.device), T).reshape(B * T))
+            if out is not None:
+                return out.view(B, T, C, Fq).permute(0, 2, 3, 1)
         valid = time_mask(lengths.to(x.device), x.shape[-1])[:, None, None, :]     # (B, 1, 1, T)
         valid = valid.expand(-1, 1, x.shape[2], -1)                                  # (B, 1, F, T)
         return self._normalize(x, valid, (0, 2, 3), (1, -1, 1, 1))
@@ -284,80 +330,106 @@ def bidirectional_gru(x, lengths, forward_weights, backward_weights):
 
 
 def _fused_gru(gx, weight_hh, bias_hh):
-    """Fast path: the GRU recurrence on a precomputed (batch-normalised) projection ``gx``.
+    """Fast path: the GRU recurrence of ``D`` directions at once on precomputed (batch-normalised)
+    projections.
 
-    Same maths as :func:`_unroll` over :func:`_gru_step` (tested against it), faster:
+    Args:
+        gx: ``(T, D, B, 3H)``: direction ``d``'s ``B(W x)`` in its own time order (a backward
+            direction's sequences already reversed with :func:`reverse_padded`);
+        weight_hh: ``(D, 3H, H)``, each direction's ``U``; bias_hh: ``(D, 3H)`` or ``None``.
 
-    * without autograd (evaluation), torch's native GRU kernel: ``torch._VF.gru`` always
-      multiplies its input by ``weight_ih``, and an identity matrix passes ``gx`` through;
-    * with autograd, :class:`_GRURecurrence`, whose backward is hand-written
-      backpropagation through time (see there).
+    Returns ``(T, D, B, H)``, the states of every step (also past each sequence's end: the
+    caller masks them).  Same maths as :func:`_unroll` over :func:`_gru_step` per direction
+    (tested against it), faster:
+
+    * without autograd (evaluation), torch's native GRU kernel per direction: ``torch._VF.gru``
+      always multiplies its input by ``weight_ih``, and an identity matrix passes ``gx`` through;
+    * with autograd, :class:`_GRURecurrence`: both directions advance together (one batched
+      matrix product per step for the two), and its backward is hand-written backpropagation
+      through time (see there).
     """
-    if torch.is_grad_enabled() and (gx.requires_grad or weight_hh.requires_grad
-                                    or (bias_hh is not None and bias_hh.requires_grad)):
-        return _GRURecurrence.apply(gx, weight_hh, bias_hh if bias_hh is not None else gx.new_zeros(gx.shape[-1]))
-    G = gx.shape[-1]
+    D, G = gx.shape[1], gx.shape[-1]
+    if bias_hh is None:
+        bias_hh = gx.new_zeros(D, G)
+    if torch.is_grad_enabled() and (gx.requires_grad or weight_hh.requires_grad or bias_hh.requires_grad):
+        return _GRURecurrence.apply(gx, weight_hh, bias_hh)
     eye = torch.eye(G, dtype=gx.dtype, device=gx.device)
     zero = gx.new_zeros(G)
-    bias_hh = zero if bias_hh is None else bias_hh
-    h0 = gx.new_zeros(1, gx.shape[1], weight_hh.shape[1])
-    out, _ = torch._VF.gru(gx, h0, [eye, weight_hh, zero, bias_hh], True, 1, 0.0, False, False, False)
-    return out
+    h0 = gx.new_zeros(1, gx.shape[2], weight_hh.shape[2])
+    return torch.stack([torch._VF.gru(gx[:, d], h0, [eye, weight_hh[d], zero, bias_hh[d]],
+                                      True, 1, 0.0, False, False, False)[0] for d in range(D)], dim=1)
 
 
 class _GRURecurrence(torch.autograd.Function):
-    """``h_t = GRU(gx_t, h_{t-1})`` over ``gx`` ``(T, B, 3H)`` from ``h_0 = 0``, with a hand-written backward.
+    """``h_t = GRU(gx_t, h_{t-1})`` over ``gx`` ``(T, D, B, 3H)`` from ``h_0 = 0``, with a hand-written backward.
 
     Autograd through a GRU unrolled on the CPU records a dozen small operations per step and
-    replays each one's backward; here the forward keeps the gates ``r, z``, the candidate
-    ``n``, ``U_n h + b_n`` and the states, and the backward walks the steps once in reverse:
+    replays each one's backward; here every step is six operations for all ``D`` directions
+    together, written into preallocated buffers (no copies, no temporaries):
 
-        dn = dh (1 - z)      dz = dh (h_prev - n)      dh_prev = dh z + [dr~, dz~, dn~ r] U
-        dn~ = dn (1 - n^2)   dr~ = dn~ (U_n h_prev + b_n) r (1 - r)      dz~ = dz z (1 - z)
+        gates  = U h_{t-1} + b_h                      (one batched matrix product, D directions)
+        [r, z] = sigmoid(gates[r, z] + gx[r, z])      (in place)
+        n      = tanh(gx[n] + r * gates[n])           (addcmul, then tanh in place)
+        h_t    = n + z (h_{t-1} - n)                  (lerp: = (1 - z) n + z h_{t-1})
 
-    (``~``: before the nonlinearity).  ``dgx_t = [dr~, dz~, dn~]``; the weight gradient
-    ``dU = sum_t [dr~, dz~, dn~ r]^T h_prev`` is one matrix product after the loop.
+    The forward keeps ``r, z``, ``U_n h + b_n``, ``n`` and the states.  With ``~`` for "before
+    the nonlinearity", backpropagation through one step is
+
+        dn~ = dh (1 - z)(1 - n^2)      dr~ = dn~ (U_n h_prev + b_n) r (1 - r)
+        dz~ = dh (h_prev - n) z (1 - z)      dh_prev = dh z + [dr~, dz~, dn~ r] U
+
+    Every factor except ``dh`` is known once the forward is done, so the backward first
+    computes, for all steps at once, ``c = [(U_n h_prev + b_n) r (1 - r) a, (h_prev - n) z (1 - z),
+    r a]`` with ``a = (1 - z)(1 - n^2)``; then walks the steps in reverse with three operations
+    per step: ``dgh_t = c_t * dh``, ``dh_prev = dout_{t-1} + dh z``, ``dh_prev += dgh_t U``.
+    After the loop, ``dU = sum_t dgh_t^T h_prev`` (one product per direction), ``db = sum_t dgh_t``, and
+    ``dgx = [dgh_r, dgh_z, dh a]`` overwrites ``dgh`` in place.
     """
 
     @staticmethod
     def forward(ctx, gx, weight_hh, bias_hh):
-        T, B, G = gx.shape
+        T, D, B, G = gx.shape
         H = G // 3
-        states = gx.new_zeros(T + 1, B, H)              # states[t] = h_{t-1}; states[0] = h_0 = 0
-        rz = gx.new_empty(T, B, 2 * H)
-        n_all = gx.new_empty(T, B, H)
-        ghn = gx.new_empty(T, B, H)
-        for t in range(T):
-            h = states[t]
-            gh = torch.addmm(bias_hh, h, weight_hh.t())                     # (B, 3H)
-            torch.sigmoid(gx[t, :, : 2 * H] + gh[:, : 2 * H], out=rz[t])
-            ghn[t] = gh[:, 2 * H:]
-            r, z = rz[t, :, :H], rz[t, :, H:]
-            n = torch.tanh(gx[t, :, 2 * H:] + r * ghn[t], out=n_all[t])
-            torch.addcmul(n, z, h - n, out=states[t + 1])                    # (1 - z) n + z h
-        ctx.save_for_backward(weight_hh, states, rz, n_all, ghn)
+        weight_t = weight_hh.transpose(1, 2).contiguous()         # (D, H, 3H): U^T (a strided view is slower)
+        bias = bias_hh.unsqueeze(1)                               # (D, 1, 3H)
+        states = gx.new_zeros(T + 1, D, B, H)                     # states[t] = h_{t-1}; states[0] = h_0 = 0
+        gates = gx.new_empty(T, D, B, G)                          # per step: [r, z, U_n h + b_n]
+        n_all = gx.new_empty(T, D, B, H)
+        # one view per step of each piece, made once (indexing inside the loop costs as much as an op)
+        steps = zip(states.unbind(0), states[1:].unbind(0), gates.unbind(0), gates[..., : 2 * H].unbind(0),
+                    gates[..., :H].unbind(0), gates[..., H: 2 * H].unbind(0), gates[..., 2 * H:].unbind(0),
+                    gx[..., : 2 * H].unbind(0), gx[..., 2 * H:].unbind(0), n_all.unbind(0))
+        for h, h_next, g, g_rz, r, z, g_n, x_rz, x_n, n in steps:
+            torch.baddbmm(bias, h, weight_t, out=g)               # U h + b_h, all directions in one product
+            g_rz.add_(x_rz).sigmoid_()                            # r, z
+            torch.addcmul(x_n, r, g_n, out=n).tanh_()             # n = tanh(W_n x + r (U_n h + b_n))
+            torch.lerp(n, h, z, out=h_next)                       # (1 - z) n + z h
+        ctx.save_for_backward(weight_hh, states, gates, n_all)
         return states[1:].clone()
 
     @staticmethod
     def backward(ctx, dout):
-        weight_hh, states, rz, n_all, ghn = ctx.saved_tensors
-        T, B, H = n_all.shape
-        dgh = dout.new_empty(T, B, 3 * H)
-        dgx = dout.new_empty(T, B, 3 * H)
-        dh = dout.new_zeros(B, H)
+        weight_hh, states, gates, n_all = ctx.saved_tensors
+        T, D, B, H = n_all.shape
+        r, z, g_n, h_prev = gates[..., :H], gates[..., H: 2 * H], gates[..., 2 * H:], states[:-1]
+        a = torch.addcmul(torch.ones_like(n_all), n_all, n_all, value=-1).mul_(1 - z)   # (1 - n^2)(1 - z)
+        coef = torch.empty_like(gates)                            # written in place, block by block
+        torch.mul(a, r, out=coef[..., 2 * H:])                    # a r
+        torch.mul(coef[..., 2 * H:], g_n, out=coef[..., :H]).mul_(1 - r)                  # a r (1 - r) g_n
+        torch.mul(h_prev - n_all, torch.addcmul(z, z, z, value=-1), out=coef[..., H: 2 * H])  # (h - n) z (1 - z)
+        dgh = torch.empty_like(coef)                              # d(U h + b)
+        dh_all = torch.empty_like(n_all)                          # dL/dh_t, each step's total
+        dh_all[T - 1] = dout[T - 1]
         for t in range(T - 1, -1, -1):
-            dh = dh + dout[t]
-            r, z, n, h = rz[t, :, :H], rz[t, :, H:], n_all[t], states[t]
-            dn_pre = dh * (1 - z) * (1 - n * n)
-            dgx[t, :, 2 * H:] = dn_pre
-            dgx[t, :, :H] = dn_pre * ghn[t] * r * (1 - r)
-            dgx[t, :, H: 2 * H] = dh * (h - n) * z * (1 - z)
-            dgh[t, :, : 2 * H] = dgx[t, :, : 2 * H]
-            dgh[t, :, 2 * H:] = dn_pre * r
-            dh = torch.addmm(dh * z, dgh[t], weight_hh)
-        flat = dgh.reshape(T * B, 3 * H)
-        d_weight = flat.t() @ states[:-1].reshape(T * B, H)
-        return dgx, d_weight, flat.sum(0)
+            dh = dh_all[t]
+            torch.mul(coef[t].view(D, B, 3, H), dh.unsqueeze(2), out=dgh[t].view(D, B, 3, H))
+            if t:
+                torch.baddbmm(torch.addcmul(dout[t - 1], dh, z[t]), dgh[t], weight_hh,   # dout_{t-1} + dh z
+                              out=dh_all[t - 1])                                         # + [dr~, dz~, dn~ r] U
+        d_weight = torch.stack([dgh[:, d].reshape(-1, 3 * H).t() @ h_prev[:, d].reshape(-1, H) for d in range(D)])
+        d_bias = dgh.sum((0, 2))
+        torch.mul(dh_all, a, out=dgh[..., 2 * H:])                # dgx = [dr~, dz~, dn~]: dgh without n's r
+        return dgh, d_weight, d_bias
 
 
 # ----------------------------------------------------------------------------- DS2 recurrent layer
@@ -379,7 +451,8 @@ class RecurrentLayer(nn.Module):
             does) or ``'none'``.
         bn_include_padding: count padded frames in the BatchNorm statistics (a mistake, for ablations).
         merge: ``'sum'`` (paper) or ``'concat'`` (output ``2H``, for ablations).
-        fused: the fast path for the GRU recurrence (same maths; :func:`_fused_gru`).
+        fused: the fast path for the GRU recurrence: all directions advance together, with a
+            hand-written backward (same maths; :func:`_fused_gru`).  ``False``: :meth:`_recur`'s Python loop.
         gru_layer: an implementation of :func:`gru_layer`'s contract to run each direction's
             recurrence with (lessons 09-11 plug the student's in); ``None``: the reference's own.
             It receives the normalised projection ``B(W x)`` as its input with an identity
@@ -444,17 +517,23 @@ class RecurrentLayer(nn.Module):
                 f"batch_norm={self.batch_norm!r}, merge={self.merge!r}")
 
     def _recur(self, gx, d, lengths):
-        """Recurrence of direction ``d`` over its projection ``gx`` ``(T, B, G)``, in time order."""
+        """Recurrence of direction ``d`` over its projection ``gx`` ``(T, B, G)``, in time order (the readable path)."""
         U, b = self.weight_hh[d], self.bias_hh[d]
         if self.rnn_type == "gru":
-            if self.fused:
-                return _fused_gru(gx, U, b)
             step = lambda g, h: _gru_step(g, h, U, b)
         elif self.rnn_type == "ds2gru":
             step = lambda g, h: _gru_step(g, h, U, b, candidate=clipped_relu)
         else:
             step = lambda g, h: clipped_relu(g + F.linear(h, U, b))
         return _unroll(gx, step, gx.new_zeros(gx.shape[1], self.hidden_size))
+
+    def _recur_fused(self, projections, lengths):
+        """The fast path: every direction's GRU recurrence at once (:func:`_fused_gru`); same result as
+        :meth:`_recur` per direction."""
+        seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(projections)]
+        states = _fused_gru(torch.stack(seqs, dim=1), torch.stack(list(self.weight_hh)),
+                            torch.stack(list(self.bias_hh)))                       # (T, D, B, H)
+        return [states[:, 0]] + [reverse_padded(states[:, d], lengths) for d in range(1, len(seqs))]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``x`` ``(T, B, input_size)`` -> ``(T, B, output_size)``, 0 at padded frames."""
@@ -464,16 +543,17 @@ class RecurrentLayer(nn.Module):
         if self.batch_norm == "wx":
             gx = self.bn(gx, lengths)
         valid = _valid(lengths, x.shape[0], gx)
-        outs = []
-        for d, g in enumerate(gx.split(self.gate_size, dim=-1)):
-            if self.gru_layer_fn is not None:                      # an injected gru_layer runs each direction
-                eye = torch.eye(self.gate_size, dtype=g.dtype, device=g.device)      # W x is done: pass it through
-                outs.append(self.gru_layer_fn(g, lengths, eye, self.weight_hh[d], None, self.bias_hh[d],
-                                              reverse=d == 1))
-            elif d == 1:                                           # backward: each sequence from its own end
-                outs.append(reverse_padded(self._recur(reverse_padded(g, lengths), d, lengths), lengths))
-            else:
-                outs.append(self._recur(g, d, lengths))
+        projections = gx.split(self.gate_size, dim=-1)
+        if self.gru_layer_fn is not None:                          # an injected gru_layer runs each direction
+            eye = torch.eye(self.gate_size, dtype=gx.dtype, device=gx.device)    # W x is done: pass it through
+            outs = [self.gru_layer_fn(g, lengths, eye, self.weight_hh[d], None, self.bias_hh[d], reverse=d == 1)
+                    for d, g in enumerate(projections)]
+        elif self.fused and self.rnn_type == "gru":
+            outs = self._recur_fused(projections, lengths)
+        else:                                                      # backward: each sequence from its own end
+            outs = [self._recur(g, 0, lengths) if d == 0 else
+                    reverse_padded(self._recur(reverse_padded(g, lengths), d, lengths), lengths)
+                    for d, g in enumerate(projections)]
         out = outs[0] + outs[1] if len(outs) == 2 and self.merge == "sum" else torch.cat(outs, dim=-1)
         return out.masked_fill(~valid, 0.0)
 

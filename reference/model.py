@@ -54,7 +54,8 @@ class DeepSpeech2Config:
     bn_include_padding: bool = False  # count padding in BN statistics (a mistake, for ablations)
     merge: str = "sum"              # 'sum' the two directions (paper) or 'concat' them (ablation)
     fc_hidden: int = 0              # width of a fully connected layer before the output; 0 = none
-    fused_rnn: bool = True          # the fast GRU recurrence (torch's kernel; hand-written backward): same maths
+    fused_rnn: bool = True          # the fast GRU recurrence (both directions at once, hand-written backward;
+                                    # torch's kernel in evaluation): same maths
     extra: dict = field(default_factory=dict)  # free-form notes (e.g. the recipe that trained it)
 
     def __post_init__(self):

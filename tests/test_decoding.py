@@ -354,3 +354,95 @@ def test_rejects_bad_arguments(kwargs, match):
     lp = torch.zeros(4, V).log_softmax(-1)
     with pytest.raises(ValueError, match=match):
         prefix_beam_search(lp, ENC, **kwargs)
+
+
+# --------------------------------------------------------------------------- the fast path
+from reference.decoding import prefix_beam_search_fast  # noqa: E402
+
+NO_PRUNING = dict(token_min_logp=None, beam_prune_logp=None)
+
+
+@pytest.mark.parametrize("T", [1, 3, 5, 6])
+@pytest.mark.parametrize("lm_name", [None, "kn", "history"])
+def test_fast_path_without_pruning_matches_brute_force(T, lm_name, kn_lm):
+    lm = {None: None, "kn": kn_lm, "history": HistoryLM()}[lm_name]
+    lp = few_symbol_log_probs(T, seed=20 + T)
+    for alpha, beta in [(0.5, 1.0), (1.7, -0.3)]:
+        expected = brute_force_q(lp, lm, alpha=alpha, beta=beta)
+        got = prefix_beam_search_fast(lp, ENC, beam_width=EVERYTHING, lm=lm, alpha=alpha, beta=beta, **NO_PRUNING)
+        assert mismatch(got, expected) is None, (alpha, beta, mismatch(got, expected))
+    lp = full_log_probs(3, seed=5)                      # all 29 symbols
+    expected = brute_force_q(lp, lm, alpha=0.8, beta=0.5)
+    got = prefix_beam_search_fast(lp, ENC, beam_width=EVERYTHING, lm=lm, alpha=0.8, beta=0.5, **NO_PRUNING)
+    assert mismatch(got, expected) is None, mismatch(got, expected)
+
+
+def peaky(T: int, seed: int) -> torch.Tensor:
+    """(T, V) log-probs with one dominant symbol per frame (spaces often), noise, and strong competitors."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(T, V, generator=g, dtype=torch.float64) * 1.5
+    path = torch.randint(0, V, (T,), generator=g)
+    path[torch.rand(T, generator=g) < 0.4] = ENC.blank_idx
+    path[torch.rand(T, generator=g) < 0.1] = SPACE
+    logits[torch.arange(T), path] += 8.0
+    confused = torch.rand(T, generator=g) < 0.15
+    logits[confused, torch.randint(1, V, (int(confused.sum()),), generator=g)] += 7.5
+    return logits.log_softmax(-1)
+
+
+@pytest.mark.parametrize("lm_name", [None, "kn", "history"])
+def test_fast_path_equals_the_readable_search_at_the_same_cutoff(lm_name, kn_lm):
+    """Narrow beams over 60 frames (so the beam prunes): the same ranked list and scores as the readable
+    search with char_cutoff equal to token_min_logp, for the exact search (None) and two cutoffs."""
+    lm = {None: None, "kn": kn_lm, "history": HistoryLM()}[lm_name]
+    for seed in range(4):
+        lp = peaky(60, seed)
+        for cutoff in (None, -20.0, -5.0):
+            for width in (1, 4, 16):
+                kw = dict(beam_width=width, lm=lm, alpha=0.9, beta=0.4)
+                a = prefix_beam_search(lp, ENC, char_cutoff=cutoff, **kw)
+                b = prefix_beam_search_fast(lp, ENC, token_min_logp=cutoff, beam_prune_logp=None, **kw)
+                assert [t for t, _ in a] == [t for t, _ in b], (seed, cutoff, width)
+                assert np.allclose([s for _, s in a], [s for _, s in b], rtol=0, atol=1e-9), (seed, cutoff, width)
+
+
+def test_fast_path_pruning_keeps_the_best_hypothesis_on_peaky_input(kn_lm):
+    """With its default pruning the fast path returns the readable search's best transcript on peaky
+    input (what pruning by -5 and -10 is designed for), and its score is that transcript's Q."""
+    same = 0
+    for seed in range(30):
+        lp = peaky(50, 100 + seed)
+        exact = prefix_beam_search(lp, ENC, beam_width=16, lm=kn_lm, char_cutoff=None)
+        fast = prefix_beam_search_fast(lp, ENC, beam_width=16, lm=kn_lm)
+        assert fast[0][1] <= exact[0][1] + 1e-9          # pruning can only lose probability mass
+        same += fast[0][0] == exact[0][0]
+    assert same >= 28, same
+
+
+def test_fast_path_blank_only_frames_shift_every_score_alike(kn_lm):
+    """Frames where only the blank passes the cutoff take a shortcut; it must equal the full update."""
+    lp = torch.full((12, V), -30.0, dtype=torch.float64)
+    lp[:, ENC.blank_idx] = 0.0
+    for t, ch in ((0, "a"), (1, "b"), (4, " "), (5, "b"), (9, "a")):
+        lp[t, ENC.encode(ch)[0]] = 0.0
+        lp[t, ENC.blank_idx] = -0.5
+    lp = lp.log_softmax(-1)
+    a = prefix_beam_search(lp, ENC, beam_width=8, lm=kn_lm, char_cutoff=-5.0)
+    b = prefix_beam_search_fast(lp, ENC, beam_width=8, lm=kn_lm, beam_prune_logp=None)
+    assert [t for t, _ in a] == [t for t, _ in b] and a[0][0] == "ab ba"
+    assert np.allclose([s for _, s in a], [s for _, s in b], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(beam_width=0), "beam_width"),
+        (dict(token_min_logp="low"), "token_min_logp"),
+        (dict(beam_prune_logp=3.0), "beam_prune_logp"),
+        (dict(beam_prune_logp="x"), "beam_prune_logp"),
+        (dict(lm=object()), "lm"),
+    ],
+)
+def test_fast_path_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        prefix_beam_search_fast(torch.zeros(4, V).log_softmax(-1), ENC, **kwargs)

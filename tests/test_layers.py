@@ -139,22 +139,51 @@ def test_recurrent_layer_fused_equals_loop_and_gradients(rnn_type, bidirectional
     assert ya[3:, 1].eq(0).all()
 
 
-def test_gru_recurrence_backward_is_exact():
+@pytest.mark.parametrize("directions", [1, 2])
+def test_gru_recurrence_backward_is_exact(directions):
     """The hand-written BPTT of the training fast path, by finite differences (gradcheck) and
-    against autograd through the Python loop, for the input, U and b alike."""
-    from reference.layers import _GRURecurrence, _gru_step, _unroll
+    against autograd through the Python loop of each direction, for the input, U and b alike."""
+    from reference.layers import _GRURecurrence, _fused_gru, _gru_step, _unroll
     torch.manual_seed(5)
-    gx = torch.randn(6, 3, 12, dtype=torch.float64, requires_grad=True)
-    U = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    D = directions
+    gx = torch.randn(6, D, 3, 12, dtype=torch.float64, requires_grad=True)
+    U = torch.randn(D, 12, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(D, 12, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_GRURecurrence.apply, (gx, U, b))
     ours = _GRURecurrence.apply(gx, U, b)
-    loop = _unroll(gx, lambda g, h: _gru_step(g, h, U, b), gx.new_zeros(3, 4))
+    loop = torch.stack([_unroll(gx[:, d], lambda g, h, d=d: _gru_step(g, h, U[d], b[d]), gx.new_zeros(3, 4))
+                        for d in range(D)], dim=1)
     torch.testing.assert_close(ours, loop)
     w = torch.randn_like(ours)
     for g_ours, g_loop in zip(torch.autograd.grad((ours * w).sum(), (gx, U, b)),
                               torch.autograd.grad((loop * w).sum(), (gx, U, b))):
         torch.testing.assert_close(g_ours, g_loop)
+    with torch.no_grad():                                    # evaluation: torch's native kernel
+        torch.testing.assert_close(_fused_gru(gx, U, b), loop)
+        torch.testing.assert_close(_fused_gru(gx, U, None),
+                                   torch.stack([_unroll(gx[:, d], lambda g, h, d=d: _gru_step(g, h, U[d], None),
+                                                        gx.new_zeros(3, 4)) for d in range(D)], dim=1))
+
+
+def test_gru_recurrence_float32_matches_loop():
+    """The training dtype: the fast path in float32 against the loop in float64, values and gradients."""
+    from reference.layers import _GRURecurrence, _gru_step, _unroll
+    torch.manual_seed(7)
+    gx = torch.randn(40, 2, 8, 30, dtype=torch.float64)
+    U, b = torch.randn(2, 30, 10, dtype=torch.float64) * 0.3, torch.randn(2, 30, dtype=torch.float64)
+    w = torch.randn(40, 2, 8, 10, dtype=torch.float64)
+    results = []
+    for dtype in (torch.float32, torch.float64):
+        args = [t.to(dtype).requires_grad_() for t in (gx, U, b)]
+        if dtype == torch.float32:
+            out = _GRURecurrence.apply(*args)
+        else:
+            out = torch.stack([_unroll(args[0][:, d], lambda g, h, d=d: _gru_step(g, h, args[1][d], args[2][d]),
+                                       args[0].new_zeros(8, 10)) for d in range(2)], dim=1)
+        grads = torch.autograd.grad((out * w.to(dtype)).sum(), args)
+        results.append([out, *grads])
+    for fast, exact in zip(*results):
+        torch.testing.assert_close(fast.double(), exact, rtol=1e-4, atol=1e-4)
 
 
 def test_recurrent_layer_fused_parameter_gradients_and_eval_path():
@@ -196,3 +225,57 @@ def test_row_conv_matches_loop():
             torch.testing.assert_close(out[t, b], expected)
     with pytest.raises(ValueError, match="weight must be"):
         row_conv(x, torch.randn(3, 4), LENGTHS)
+
+
+@pytest.mark.parametrize("lengths", [LENGTHS, torch.tensor([7, 7, 7, 7]), torch.tensor([1, 1, 1, 1])])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_fast_path_equals_readable_path(lengths, momentum):
+    """The kernel on the valid frames (default) against the readable masked formula, both BatchNorms:
+    outputs, input and parameter gradients, running statistics, then evaluation mode."""
+    torch.manual_seed(8)
+    cases = [(SequenceWiseBatchNorm, torch.randn(7, 4, 6, dtype=torch.float64) * 2 + 1),
+             (MaskedBatchNorm2d, torch.randn(4, 3, 5, 7, dtype=torch.float64) * 2 + 1)]
+    for cls, x in cases:
+        fast, slow = cls(x.shape[-1] if cls is SequenceWiseBatchNorm else 3, momentum=momentum).double(), None
+        with torch.no_grad():
+            fast.weight.uniform_(0.5, 1.5); fast.bias.uniform_(-1, 1)
+        slow = cls(fast.num_features, momentum=momentum).double()
+        slow.load_state_dict(fast.state_dict())
+        slow.fast = False
+        w = torch.randn_like(x)
+        for _ in range(2):
+            xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+            ya, yb = fast(xa, lengths), slow(xb, lengths)
+            torch.testing.assert_close(ya, yb)
+            (ya * w).sum().backward(); (yb * w).sum().backward()
+            torch.testing.assert_close(xa.grad, xb.grad)
+        torch.testing.assert_close(fast.weight.grad, slow.weight.grad)
+        torch.testing.assert_close(fast.bias.grad, slow.bias.grad)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(fast, name), getattr(slow, name), msg=name)
+        fast.eval(), slow.eval()
+        torch.testing.assert_close(fast(x, lengths), slow(x, lengths))
+
+
+def test_batchnorm_fast_path_one_valid_frame_takes_the_readable_path():
+    """Training on a single valid frame: torch's kernel refuses it, the readable formula does not (variance 0)."""
+    x = torch.randn(3, 1, 4, dtype=torch.float64)
+    fast, slow = SequenceWiseBatchNorm(4).double(), SequenceWiseBatchNorm(4).double()
+    slow.fast = False
+    torch.testing.assert_close(fast(x, torch.tensor([1])), slow(x, torch.tensor([1])))
+    torch.testing.assert_close(fast.running_var, slow.running_var)
+
+
+def test_fused_recurrence_does_the_readable_paths_flops():
+    """benchmarks/bench_train_step.py reports FLOP/s from torch's FlopCounterMode on the fast path: it must
+    count the same matrix products as the readable loop (none skipped, none added), forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counts = []
+    for fused in (True, False):
+        torch.manual_seed(9)
+        layer = RecurrentLayer(5, 3, fused=fused)
+        x = torch.randn(7, 4, 5, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            layer(x, LENGTHS).square().sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0
