@@ -21,6 +21,18 @@ def tiny_data():
             generate_synthetic_dataset(40, 1, 1, seed=111, words=WORDS, n_speakers=8))
 
 
+class RecordingSGD(torch.optim.SGD):
+    """SGD that records the learning rate of every step it takes (``.seen``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def step(self, *args, **kwargs):
+        self.seen.append(self.param_groups[0]["lr"])
+        return super().step(*args, **kwargs)
+
+
 def small_model(seed=0):
     torch.manual_seed(seed)
     return DeepSpeech2(n_freq=161, n_conv=1, conv_channels=(8,), n_rnn=2, rnn_hidden=64)
@@ -67,15 +79,9 @@ def test_evaluate_is_corpus_wer_and_restores_mode(tiny_data):
 
 def test_fit_anneals_the_learning_rate_linearly_and_restores_it(tiny_data):
     """Step i of n runs at lr * (1 - (1 - anneal) * i / n); the optimizer is handed back at lr."""
-    seen = []
-
-    class Recording(torch.optim.SGD):
-        def step(self, *args, **kwargs):
-            seen.append(self.param_groups[0]["lr"])
-            return super().step(*args, **kwargs)
-
     model = small_model()
-    opt = Recording(model.parameters(), lr=0.01)
+    opt = RecordingSGD(model.parameters(), lr=0.01)
+    seen = opt.seen
     fit(model, tiny_data[0][:64], ENC, epochs=1, batch_size=16, optimizer=opt, anneal=0.25, progress=False)
     n = len(seen)
     assert n == 4
@@ -87,15 +93,9 @@ def test_fit_anneals_the_learning_rate_linearly_and_restores_it(tiny_data):
 
 def test_fit_stops_after_max_steps_and_anneals_over_them(tiny_data):
     """max_steps=5 across epochs of 4 minibatches: exactly 5 optimiser steps, the rate annealed over those 5."""
-    seen = []
-
-    class Recording(torch.optim.SGD):
-        def step(self, *args, **kwargs):
-            seen.append(self.param_groups[0]["lr"])
-            return super().step(*args, **kwargs)
-
     model = small_model()
-    opt = Recording(model.parameters(), lr=0.01)
+    opt = RecordingSGD(model.parameters(), lr=0.01)
+    seen = opt.seen
     hist = fit(model, tiny_data[0][:64], ENC, epochs=10, batch_size=16, optimizer=opt, anneal=0.5, max_steps=5,
                progress=False)
     assert hist.step == [1, 2, 3, 4, 5] and len(seen) == 5
