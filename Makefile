@@ -85,6 +85,7 @@ bench: $(STAMP)  ## every benchmark; each prints its figures and thread count
 	$(PY) benchmarks/bench_train_step.py
 	$(PY) benchmarks/bench_beam_search.py --quick
 	$(PY) benchmarks/bench_autograder.py
+	$(PY) benchmarks/bench_gpu.py
 
 grade-class: $(STAMP)  ## batch-grade SUBMISSIONS (one folder or .zip per student) into CSV (default grades.csv)
 	$(PY) -m autograder batch $(SUBMISSIONS) --csv $(CSV) --jobs 2 $(if $(IDS),--ids $(IDS)) \

@@ -16,6 +16,9 @@ Modules, one concept each (paper sections in their docstrings):
 ``lm``          word n-gram language model (Kneser-Ney)
 ``audio``       WAV files and resampling
 ``checkpoint``  save / load a trained model
+``devices``     ``--device`` and mixed precision (:class:`~reference.devices.Amp`)
+``distributed`` torchrun: DDP, shares of minibatches, synchronised BatchNorm
+``loading``     minibatches from DataLoader workers and a feature cache
 ==============  ==============================================================
 """
 from .text import CharEncoder

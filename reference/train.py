@@ -75,15 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec-augment", action="store_true",
                    help="mask frequency bands and time spans of each training batch (reference.augment.SpecAugment)")
     p.add_argument("--cache", default="data_cache", help="folder for the eSpeak corpus cache")
-    d = p.add_argument_group("devices and scale (docs/scaling.md)")
-    d.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} or cuda:N; auto: a GPU if there is one. "
-                   "Under torchrun each rank takes GPU LOCAL_RANK (NCCL), or the CPU (gloo)")
-    d.add_argument("--amp", action="store_true", help="mixed precision: bfloat16 where the device has it, else float16 "
-                   "with loss scaling; the CTC loss stays in float32")
-    d.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building the training "
-                   "minibatches (0: collate them all once, in memory)")
-    d.add_argument("--feature-cache", default=None, help="folder of spectrograms cached on disk (loaded by the "
-                   "DataLoader; for corpora too big for memory)")
     m = p.add_argument_group("model (overrides the preset)")
     m.add_argument("--n-conv", type=int)
     m.add_argument("--conv-channels", type=int, nargs="+")
@@ -96,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-norm", choices=["wx", "input", "none"])
     m.add_argument("--bn-include-padding", action="store_true", help="count padding in BN statistics (ablation)")
     m.add_argument("--merge", choices=["sum", "concat"])
+    g = p.add_argument_group("devices and scale (docs/scaling.md)")
+    g.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} or cuda:N; auto: a GPU if there is one. "
+                   "Under torchrun each rank takes GPU LOCAL_RANK (NCCL), or the CPU (gloo)")
+    g.add_argument("--amp", action="store_true", help="mixed precision: bfloat16 where the device has it, else float16 "
+                   "with loss scaling; the CTC loss stays in float32")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building the training "
+                   "minibatches (0: collate them all once, in memory)")
+    g.add_argument("--feature-cache", default=None, help="folder of spectrograms cached on disk (loaded by the "
+                   "DataLoader; for corpora too big for memory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
