@@ -114,6 +114,14 @@ def test_train_command_without_cuda_says_so(tmp_path):
     assert r.returncode == 2 and "no CUDA GPU is visible" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_bench_gpu_exits_cleanly_without_cuda(repo_root):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = subprocess.run([sys.executable, str(repo_root / "benchmarks" / "bench_gpu.py")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "no CUDA GPU on this machine" in r.stdout, r.stderr
+
+
 def test_amp_train_step_on_cpu_is_close_to_float32():
     """bfloat16 autocast on the CPU: log-probabilities come out float32, the loss is close to the
     float32 loss (bfloat16 keeps ~3 significant digits), the step updates every parameter."""
@@ -285,6 +293,9 @@ def test_torchrun_trains_rank_0_writes_and_resume_works(tmp_path):
     from reference.checkpoint import load_checkpoint
 
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
-    r = subprocess.run(base + ["--epochs", "2", "--resume"], capture_output=True, text=True, timeout=240, env=env)
+    # resumed, with minibatches from DataLoader workers and a feature cache both ranks fill at once
+    r = subprocess.run(base + ["--epochs", "2", "--resume", "--workers", "1", "--feature-cache", str(tmp_path / "feats")],
+                       capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 10
+    assert len(list((tmp_path / "feats").rglob("*.pt"))) == 40 and not list((tmp_path / "feats").rglob("*.tmp"))
