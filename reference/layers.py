@@ -320,9 +320,10 @@ def _fused_gru(gx, weight_hh, bias_hh):
     bias_hh = gx.new_zeros(gx.shape[-1]) if bias_hh is None else bias_hh
     training = torch.is_grad_enabled() and (gx.requires_grad or weight_hh.requires_grad or bias_hh.requires_grad)
     if training and gx.device.type != "cuda":
-        # in the weights' precision; autocast off, so that its backward never mixes float16 and float32
-        with torch.autocast(gx.device.type, enabled=False):
-            return _GRURecurrence.apply(gx.to(weight_hh.dtype), weight_hh, bias_hh.to(weight_hh.dtype))
+        if torch.is_autocast_enabled(gx.device.type):   # in the weights' precision, autocast off: its
+            with torch.autocast(gx.device.type, enabled=False):   # backward must not mix bfloat16 and float32
+                return _GRURecurrence.apply(gx.to(weight_hh.dtype), weight_hh, bias_hh.to(weight_hh.dtype))
+        return _GRURecurrence.apply(gx, weight_hh, bias_hh)
     return _native_gru(gx, weight_hh, bias_hh, training)
 
 
