@@ -114,7 +114,9 @@ def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: 
     optimizer.zero_grad(set_to_none=True)
     with autocast(amp):
         log_probs, out_lengths = model(batch.features, batch.feature_lengths)    # (T', B, V), (B,)
-    loss = loss_fn(log_probs.float(), batch.targets, out_lengths, batch.target_lengths,   # float32: no half CTC
+    if log_probs.dtype in (torch.float16, torch.bfloat16):   # the CTC loss in float32 (no half-precision kernel)
+        log_probs = log_probs.float()
+    loss = loss_fn(log_probs, batch.targets, out_lengths, batch.target_lengths,
                    blank=0, reduction="mean", zero_infinity=True)
     if global_size is None:
         value = float(loss.detach())
