@@ -283,8 +283,9 @@ def test_torchrun_trains_rank_0_writes_and_resume_works(tmp_path):
     base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
             "--log-dir", str(logs), "--redirects", "3", "-m", "reference.train", "--preset", "demo",
             "--out", str(out), "--n-train", "40", "--n-valid", "8", "--batch-size", "8", "--eval-every", "3",
-            "--rnn-hidden", "16", "--n-rnn", "1", "--conv-time-stride", "2", "--quiet"]
-    r = subprocess.run(base + ["--epochs", "1"], capture_output=True, text=True, timeout=240, env=env)
+            "--rnn-hidden", "16", "--n-rnn", "1", "--conv-time-stride", "2", "--quiet",
+            "--seconds", "3600"]            # epochs bound the run, not the demo preset's 60 s (a loaded machine)
+    r = subprocess.run(base + ["--epochs", "1"], capture_output=True, text=True, timeout=400, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     stdout = {p.parent.name: p.read_text() for p in logs.rglob("stdout.log")}     # one folder per rank
     assert sorted(stdout) == ["0", "1"], sorted(stdout)
@@ -295,7 +296,7 @@ def test_torchrun_trains_rank_0_writes_and_resume_works(tmp_path):
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
     # resumed, with minibatches from DataLoader workers and a feature cache both ranks fill at once
     r = subprocess.run(base + ["--epochs", "2", "--resume", "--workers", "1", "--feature-cache", str(tmp_path / "feats")],
-                       capture_output=True, text=True, timeout=240, env=env)
+                       capture_output=True, text=True, timeout=400, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 10
     assert len(list((tmp_path / "feats").rglob("*.pt"))) == 40 and not list((tmp_path / "feats").rglob("*.tmp"))
