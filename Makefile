@@ -32,11 +32,11 @@ TORCH_INDEX ?= $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/d
                  && echo https://download.pytorch.org/whl/cpu)
 
 .PHONY: help setup grade test test-fast demo train transcribe lessons lab exercises check-exercises \
-        bench handin grade-class nbgrader-course release gradescope similarity clean
+        bench handin grade-class nbgrader-course release gradescope similarity asterisk asterisk-model clean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
-	@echo "Targets: setup grade test test-fast demo train lessons lab exercises check-exercises bench handin grade-class nbgrader-course release gradescope similarity clean"
+	@echo "Targets: setup grade test test-fast demo train asterisk lessons lab exercises check-exercises bench handin grade-class nbgrader-course release gradescope similarity asterisk-model clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,17 @@ demo: $(STAMP)  ## train the demo model on synthetic speech for SECONDS (default
 
 train: $(STAMP)  ## the capstone: train on synthesized eSpeak speech (ARGS=... for more options)
 	$(PY) -m reference.train --preset espeak --out runs/espeak $(ARGS)
+
+asterisk: $(STAMP)  ## a human voice: Debian's Asterisk prompts (apt-get download) as FLAC + NeMo manifests in OUT (default data/asterisk)
+	$(PY) -m reference.prepare asterisk $(if $(filter command line,$(origin OUT)),$(OUT),data/asterisk)
+
+# The recipe of models/asterisk-ds2.pt: the eSpeak model fine-tuned on the Asterisk TRAIN prompts (one person)
+ASTERISK_FT = --init models/espeak-ds2.pt --data data/asterisk/train.jsonl --valid-data data/asterisk/dev.jsonl \
+              --max-seconds 15 --speed-perturb 0.9 1.1 --spec-augment --lr 3e-3 --batch-size 16 --anneal 0.1 \
+              --epochs 40 --seconds 0 --eval-every 200 --seed 0
+asterisk-model: $(STAMP)  ## fine-tune models/espeak-ds2.pt on data/asterisk (make asterisk first) -> models/asterisk-ds2.pt
+	$(PY) -m reference.train $(ASTERISK_FT) --out runs/asterisk
+	$(PY) -m tools.export_model runs/asterisk/checkpoint.pt models/asterisk-ds2.pt
 
 lessons: $(STAMP)  ## execute every lesson headless and render HTML into build/lessons
 	$(PY) -m tools.run_lessons --html build/lessons

@@ -14,8 +14,10 @@ Modules, one concept each (paper sections in their docstrings):
 ``training``    :func:`train_step`, :func:`evaluate`, :func:`fit`
 ``decoding``    CTC prefix beam search with a language model
 ``lm``          word n-gram language model (Kneser-Ney)
-``audio``       WAV files and resampling
+``audio``       audio files and resampling
 ``checkpoint``  save / load a trained model
+``datasets``    recordings in the layouts people have (``--data PATH``)
+``prepare``     real recordings from packages (``python -m reference.prepare asterisk``)
 ``devices``     ``--device`` and mixed precision (:class:`~reference.devices.Amp`)
 ``distributed`` torchrun: DDP, shares of minibatches, synchronised BatchNorm
 ``loading``     minibatches from DataLoader workers and a feature cache

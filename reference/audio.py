@@ -1,4 +1,4 @@
-"""Audio input/output and resampling, from the standard library and torch only.
+"""Audio input/output and resampling.
 
 The course's convention for audio is a 1-D float tensor in [-1, 1] at 16 kHz (DS2 trains on
 16 kHz speech).  This module gets audio into that form:
@@ -11,7 +11,10 @@ The course's convention for audio is a 1-D float tensor in [-1, 1] at 16 kHz (DS
 - :func:`resample` changes the sample rate with a band-limited windowed-sinc filter (Kaiser
   window), computed polyphase: both rates are divided by their gcd, and one matrix product
   over strided blocks of the input produces all ``new / gcd`` output phases at once.
-- :func:`load_audio` = :func:`read_wav` + :func:`resample` to 16 kHz.
+- :func:`load_audio` reads any audio file ``soundfile`` decodes (WAV, FLAC, OGG, MP3) and
+  resamples it to 16 kHz with ``soxr``, a well-kept resampler, where both are installed
+  (``requirements.txt``); without them it reads WAV only (:func:`read_wav`) and resamples with
+  :func:`resample`.
 - :func:`trim_silence` cuts leading and trailing silence, keeping a margin.
 
     >>> x = torch.sin(2 * math.pi * 440 * torch.arange(22050) / 22050)   # 1 s at 22.05 kHz
@@ -253,10 +256,59 @@ def resample(
     return y.reshape(*shape, target).contiguous()
 
 
+def _optional(name: str):
+    try:
+        return __import__(name)
+    except (ImportError, OSError):        # OSError: soundfile without its libsndfile
+        return None
+
+
 def load_audio(path, sample_rate: int = 16000) -> torch.Tensor:
-    """Read a WAV file and resample it to ``sample_rate`` Hz: a ``(N,)`` float32 tensor in [-1, 1]."""
-    audio, sr = read_wav(path)
-    return resample(audio, sr, _check_rate(sample_rate, "sample_rate")).clamp_(-1.0, 1.0)
+    """Read an audio file and resample it to ``sample_rate`` Hz: a ``(N,)`` float32 tensor in [-1, 1].
+
+    Any format ``soundfile`` decodes (WAV, FLAC, OGG Vorbis/Opus, MP3, ...), channels averaged to
+    mono, resampled with ``soxr`` (its "HQ" quality) to ``ceil(N * sample_rate / rate)`` samples.
+    Where ``soundfile`` is not installed, WAV files only (:func:`read_wav`); where ``soxr`` is
+    not, :func:`resample`.  :func:`resample` itself stays this module's sinc resampler: the eSpeak
+    corpus (``reference.corpus``) is built with it, and its cache does not record a resampler.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not audio that can be decoded here.
+    """
+    path = os.fspath(path)
+    sample_rate = _check_rate(sample_rate, "sample_rate")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"audio file not found: {path!r}")
+    sf = _optional("soundfile")
+    if sf is None:
+        try:
+            audio, sr = read_wav(path)
+        except ValueError as err:
+            raise ValueError(f"{err} (only WAV can be read without the soundfile package: pip install soundfile)") from None
+        mono = audio.numpy().astype(np.float64)
+    else:
+        try:
+            data, sr = sf.read(path, dtype="float64", always_2d=True)       # (n, channels)
+        except Exception as err:  # noqa: BLE001 - libsndfile's errors (LibsndfileError, RuntimeError, ...)
+            try:                                                           # a WAV variant libsndfile refuses
+                audio, sr = read_wav(path)
+                data = audio.numpy().astype(np.float64)[:, None]
+            except ValueError:
+                raise ValueError(f"{path!r}: cannot decode it as audio ({str(err)[:200]}); expected WAV, FLAC, "
+                                 "OGG or MP3") from None
+        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    mono = np.clip(np.nan_to_num(mono, nan=0.0), -1.0, 1.0)
+    soxr = _optional("soxr")
+    if sr == sample_rate:
+        out = mono
+    elif soxr is None or mono.size == 0:
+        out = resample(torch.from_numpy(mono), int(sr), sample_rate).numpy()
+    else:
+        out = soxr.resample(mono, int(sr), sample_rate, quality="HQ")
+        target = -(-mono.size * sample_rate // int(sr))                   # ceil(N * new / old), as resample
+        out = out[:target] if out.size >= target else np.pad(out, (0, target - out.size))
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).clamp_(-1.0, 1.0)
 
 
 # --------------------------------------------------------------------------- silence

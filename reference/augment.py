@@ -19,7 +19,7 @@ import torch
 
 from .data import Batch
 
-__all__ = ["SpecAugment"]
+__all__ = ["SpecAugment", "speed_perturb"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,36 @@ def _spans(n: int, width: torch.Tensor, size: torch.Tensor, total: int, generato
     start = (torch.rand(B, n, generator=generator) * (size[:, None] - w + 1)).long()
     pos = torch.arange(total)[None, None]
     return ((pos >= start[..., None]) & (pos < (start + w)[..., None])).any(1)
+
+
+def speed_perturb(samples, factors=(0.9, 1.1)) -> list:
+    """``samples`` plus one copy of each at every speed in ``factors`` (Ko et al., 2015).
+
+    A copy at speed ``f`` is the clip resampled from 16 kHz to ``16000 / f`` Hz and played at 16 kHz:
+    ``f = 0.9`` is 11 % longer and lower (pitch and formants move with the speed, as in a tape played
+    slower).  The copies are made once, so a list of ``n`` clips becomes ``n * (1 + len(factors))``;
+    DS2 perturbs its audio too (noise, section 5.2).  Used by ``python -m reference.train --speed-perturb``.
+    """
+    from .data import Sample
+
+    factors = [float(f) for f in factors]
+    if any(not 0.5 <= f <= 2.0 for f in factors):
+        raise ValueError(f"speed factors must lie in [0.5, 2], got {factors}")
+    out = list(samples)
+    for f in factors:
+        for s in samples:
+            if s.sample_rate != 16000:
+                raise ValueError(f"speed_perturb expects 16 kHz clips, got {s.sample_rate} Hz")
+            out.append(Sample(_resample_to(s.audio, int(round(16000 / f))), s.transcript, 16000, s.speaker))
+    return out
+
+
+def _resample_to(audio: torch.Tensor, rate: int) -> torch.Tensor:
+    """16 kHz ``audio`` resampled to ``rate`` Hz: ``soxr`` where installed, else the course's own
+    resampler at the nearest multiple of 800 Hz (it needs rates with a large common divisor)."""
+    try:
+        import soxr
+    except ImportError:
+        from .audio import resample
+        return resample(audio, 16000, 800 * max(1, round(rate / 800))).contiguous()
+    return torch.from_numpy(soxr.resample(audio.double().numpy(), 16000, rate, quality="HQ")).float()

@@ -16,6 +16,15 @@ Presets (``--preset``):
   utterances from other sentences *and* other speakers; a small DS2 (1 conv, 3 BiGRU x 128).
 * ``espeak`` — eSpeak NG speech (``reference.corpus``), 1-6 words, noise and speed
   augmentation, held-out sentences and held-out voices (the capstone; issue 4).
+
+Your recordings (``reference.datasets``): ``--data PATH`` trains on a LibriSpeech folder, a CSV/TSV,
+NeMo or deepspeech.pytorch manifest or a Kaldi data folder instead of the preset's data (the preset
+still gives the model and recipe); ``--valid-data PATH`` is the held-out set (default: a seeded
+10 % of ``--data``); ``--max-seconds S`` skips longer clips.  ``--init CHECKPOINT`` starts from a
+checkpoint's config and weights (fine-tuning; a float16 export such as ``models/espeak-ds2.pt``
+is loaded as float32)::
+
+    python -m reference.train --init models/espeak-ds2.pt --data data/asterisk/train.jsonl --max-seconds 20
 """
 from __future__ import annotations
 
@@ -60,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="data and model recipe")
     p.add_argument("--out", default=None, help="output folder (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--seconds", type=float, help="training-time budget (evaluation excluded)")
+    p.add_argument("--seconds", type=float, help="training-time budget (evaluation excluded; 0: none)")
     p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--steps", type=int, help="stop after this many training steps (the same run on every machine)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--anneal", type=float, help="final learning rate as a fraction of --lr (linear decay over the budget)")
@@ -75,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec-augment", action="store_true",
                    help="mask frequency bands and time spans of each training batch (reference.augment.SpecAugment)")
     p.add_argument("--cache", default="data_cache", help="folder for the eSpeak corpus cache")
+    d = p.add_argument_group("your recordings and fine-tuning (reference.datasets)")
+    d.add_argument("--data", help="'synthetic', 'espeak', or a LibriSpeech folder, CSV/TSV or NeMo (.jsonl) "
+                                  "manifest or Kaldi data folder, instead of the preset's data")
+    d.add_argument("--valid-data", help="held-out recordings, any --data layout; none: a seeded 10 %% of --data")
+    d.add_argument("--max-seconds", type=float, help="skip recordings longer than this")
+    d.add_argument("--speed-perturb", type=float, nargs="+", metavar="F",
+                   help="add a copy of every training recording at each of these speeds (e.g. 0.9 1.1)")
+    d.add_argument("--init", help="start from this checkpoint's config and weights (fine-tuning); "
+                                  "the model options below may not be given with it")
     m = p.add_argument_group("model (overrides the preset)")
     m.add_argument("--n-conv", type=int)
     m.add_argument("--conv-channels", type=int, nargs="+")
@@ -100,8 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_data(recipe: dict, seed: int, cache: str, progress: bool = True):
-    """``(train, valid, extra_tests)`` for a recipe."""
+def load_data(recipe: dict, seed: int, cache: str, progress: bool = True, config=None):
+    """``(train, valid, extra_tests)`` for a recipe.
+
+    ``recipe['data']`` other than ``synthetic`` / ``espeak`` is a path: :func:`load_recordings`
+    (``config``, the model's :class:`~reference.model.DeepSpeech2Config`, skips clips too short for it).
+    """
+    if recipe["data"] not in ("synthetic", "espeak"):
+        return load_recordings(recipe, seed, progress, config)
     if recipe["data"] == "synthetic":
         from .synthetic import generate_synthetic_dataset
         kw = dict(min_words=recipe["min_words"], max_words=recipe["max_words"])
@@ -111,6 +136,33 @@ def load_data(recipe: dict, seed: int, cache: str, progress: bool = True):
     from .corpus import build_corpus
     splits = build_corpus(cache, n_train=recipe["n_train"], n_test=recipe["n_valid"], seed=seed, progress=progress)
     return splits["train"], splits["test_sentences"], {k: v for k, v in splits.items() if k not in ("train", "test_sentences")}
+
+
+def load_recordings(recipe: dict, seed: int, progress: bool = True, config=None):
+    """``(train, valid, {})`` from ``recipe['data']`` and ``recipe.get('valid_data')`` (paths in a
+    :mod:`reference.datasets` layout), clips longer than ``recipe.get('max_seconds')`` or too short
+    for ``config`` skipped; without ``valid_data``, a seeded 10 % of the clips (at least one) is held out."""
+    from .datasets import load_dataset, model_output_frames
+
+    kw = dict(max_seconds=recipe.get("max_seconds"), progress=progress,
+              output_frames=model_output_frames(config) if config is not None else None)
+    data = load_dataset(recipe["data"], **kw)
+    say = print if distributed.is_main() else (lambda *a, **k: None)      # rank 0 alone logs
+    say(f"data: {data.report.summary()}")
+    if recipe.get("valid_data"):
+        valid = load_dataset(recipe["valid_data"], **kw)
+        say(f"held-out: {valid.report.summary()}")
+        train = list(data)
+    else:
+        if len(data) < 2:
+            raise ValueError(f"{recipe['data']} has {len(data)} usable clip(s): too few to hold some out; "
+                             "give --valid-data")
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_valid = max(1, round(0.1 * len(data)))
+        valid, train = [data[i] for i in sorted(order[:n_valid])], [data[i] for i in sorted(order[n_valid:])]
+    if not train or not valid:
+        raise ValueError(f"no usable clips left to {'train on' if not train else 'hold out'} (see the summary above)")
+    return train, valid, {}
 
 
 def plot_history(hist: History, path: Path, title: str = "") -> None:
@@ -131,20 +183,45 @@ def plot_history(hist: History, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+_MODEL_OPTIONS = ("n_conv", "conv_channels", "conv_time_stride", "n_rnn", "rnn_hidden", "rnn_type", "unidirectional",
+                  "lookahead", "batch_norm", "bn_include_padding", "merge")
+
+
+def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
+    """``(checkpoint state or None, DeepSpeech2Config)``: from ``OUT/checkpoint.pt`` (``--resume``),
+    from ``--init`` (which also records its config as ``recipe['model']``), else from the recipe."""
+    if args.resume and args.init:
+        raise ValueError("--resume continues OUT/checkpoint.pt, --init starts a new run from a checkpoint: give one")
+    if not (args.resume or args.init):
+        return None, DeepSpeech2Config(n_freq=161, vocab_size=encoder.vocab_size, **recipe["model"])
+    given = [f"--{k.replace('_', '-')}" for k in _MODEL_OPTIONS if getattr(args, k) not in (None, False)]
+    if args.init and given:
+        raise ValueError(f"--init takes the model from {args.init}; drop {' '.join(given)}")
+    source = ckpt_path if args.resume else args.init
+    state = load_checkpoint(source)
+    if list(state["alphabet"]) != list(encoder.symbols):
+        raise ValueError(f"{source}: its alphabet {state['alphabet']} is not the {encoder.language} one")
+    config = DeepSpeech2Config.from_dict(state["config"])
+    if args.init:
+        recipe["model"] = {k: v for k, v in config.to_dict().items() if k not in ("n_freq", "vocab_size", "extra")}
+    return state, config
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    command = "python -m reference.train " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         device = distributed.init_from_env(args.device)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        return _train(args, device)
+        return _train(args, device, command)
     finally:
         distributed.cleanup()
 
 
-def _train(args, device) -> int:
+def _train(args, device, command: str) -> int:
     main_rank = distributed.is_main()            # rank 0 alone logs, shows progress and writes files
     say = print if main_rank else (lambda *a, **k: None)
     recipe = dict(PRESETS[args.preset])
@@ -163,6 +240,9 @@ def _train(args, device) -> int:
         recipe["model"]["bn_include_padding"] = True
     if args.spec_augment:
         recipe["augment"] = recipe.get("augment") or {}
+    for key in ("data", "valid_data", "max_seconds", "init", "speed_perturb", "steps"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.workers < 0:
@@ -172,11 +252,17 @@ def _train(args, device) -> int:
     ckpt_path = out / "checkpoint.pt"
     encoder = CharEncoder("english")
 
+    try:
+        state, config = model_config(args, recipe, ckpt_path, encoder)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     if not main_rank:
         distributed.barrier()                    # rank 0 builds any corpus cache first, the others then read it
     try:
-        train, valid, extra = load_data(recipe, args.seed, args.cache, progress=not args.quiet and main_rank)
+        train, valid, extra = load_data(recipe, args.seed, args.cache, progress=not args.quiet and main_rank,
+                                        config=config)
         error = None
     except Exception as err:  # the corpus explains itself (e.g. eSpeak missing); no traceback
         error = err
@@ -185,21 +271,24 @@ def _train(args, device) -> int:
     if error is not None:
         print(f"error: could not load the {recipe['data']} data: {error}", file=sys.stderr)
         return 2
+    if recipe.get("speed_perturb"):
+        from .augment import speed_perturb
+        n = len(train)
+        train = speed_perturb(train, recipe["speed_perturb"])
+        say(f"speed perturbation x{recipe['speed_perturb']}: {n} -> {len(train)} training clips")
     say(f"data: {len(train)} train / {len(valid)} held-out utterances ({recipe['data']}) in {time.perf_counter() - t0:.1f} s")
 
     torch.manual_seed(args.seed)
     history, start = None, (0, 0)
+    model = DeepSpeech2(config=config)
     if args.resume:
-        state = load_checkpoint(ckpt_path)
-        config = DeepSpeech2Config.from_dict(state["config"])
-        model = DeepSpeech2(config=config)
         model.load_state_dict(state["state_dict"])
         history = History.from_dict(state["history"])
         start = history.position
         say(f"resuming from {ckpt_path} at step {state['step']} (epoch {start[0]}, minibatch {start[1]})")
-    else:
-        config = DeepSpeech2Config(n_freq=161, vocab_size=encoder.vocab_size, **recipe["model"])
-        model = DeepSpeech2(config=config)
+    elif args.init:
+        model.load_state_dict(state["state_dict"])          # float16 weights are copied into float32 parameters
+        say(f"fine-tuning from {args.init} (step {state.get('step', 0)} of its own training)")
     model.to(device)                             # before the optimizer state is loaded onto the parameters
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     if args.resume and state.get("optimizer"):
@@ -213,14 +302,15 @@ def _train(args, device) -> int:
 
     def checkpoint(hist, m):
         save_checkpoint(ckpt_path, m, encoder, optimizer, epoch=hist.position[0],
-                        step=hist.step[-1] if hist.step else 0, history=hist.to_dict(), extra={"recipe": recipe})
+                        step=hist.step[-1] if hist.step else 0, history=hist.to_dict(),
+                        extra={"recipe": recipe, "command": command})
 
     hist = fit(model, train, encoder, valid_set=valid, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                seconds=recipe["seconds"], eval_every=recipe["eval_every"], seed=args.seed, optimizer=optimizer,
                sortagrad=not args.no_sortagrad, progress=not args.quiet, on_eval=checkpoint,
                target_wer=args.target_wer, history=history, start_epoch=start[0], start_index=start[1],
-               anneal=recipe["anneal"], augment=recipe_augment(recipe), device=device, amp=amp,
-               workers=args.workers, feature_cache=args.feature_cache)
+               anneal=recipe["anneal"], augment=recipe_augment(recipe), max_steps=recipe.get("steps"),
+               device=device, amp=amp, workers=args.workers, feature_cache=args.feature_cache)
     if not main_rank:
         return 0
     checkpoint(hist, model)

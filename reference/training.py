@@ -209,8 +209,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         history: History | None = None, start_epoch: int = 0, start_index: int = 0,
         anneal: float = 0.1, augment: Callable | None = None, ctc_loss: Callable | None = None,
         step_fn: Callable | None = None, plan: Callable | None = None, collate: Callable | None = None,
-        device=None, amp=None, workers: int = 0, feature_cache=None) -> History:
-    """Train ``model`` with SortaGrad minibatches; stop after ``epochs`` or ``seconds`` of training.
+        max_steps: int | None = None, device=None, amp=None, workers: int = 0, feature_cache=None) -> History:
+    """Train ``model`` with SortaGrad minibatches; stop after ``epochs``, ``max_steps`` or ``seconds`` of training.
 
     Features are computed once per utterance (spectrograms do not change between epochs);
     minibatch composition is fixed (length buckets), only their order changes per epoch:
@@ -218,8 +218,11 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     random afterwards.  Held-out WER is measured every ``eval_every`` steps and at the end;
     evaluation time is not counted in the ``seconds`` budget.  ``target_wer`` stops early.
 
+    ``max_steps`` stops after that many steps (counted from the start, a resumed run included): a
+    run that gives the same numbers on every machine, unlike a time budget.
+
     The learning rate is annealed linearly from ``lr`` to ``anneal * lr`` over the budget
-    (``seconds`` if given, else all steps of all epochs); DS2 anneals by a constant factor after
+    (``seconds`` if given, else ``max_steps``, else all steps of all epochs); DS2 anneals by a constant factor after
     every epoch, which amounts to the same on a budget of few epochs.  ``anneal=1``
     keeps it constant.  With a constant rate the held-out WER of a short run jumps around
     by several points from one evaluation to the next.
@@ -253,6 +256,8 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
 
     if isinstance(anneal, bool) or not isinstance(anneal, (int, float)) or not 0.0 <= anneal < math.inf:
         raise ValueError(f"anneal must be a number >= 0 (the final learning rate as a fraction of lr), got {anneal!r}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps must be an int >= 1 (or None for no step limit), got {max_steps!r}")
     if step_fn is not None and ctc_loss is not None:
         raise ValueError("fit got both step_fn= and ctc_loss=: a training step computes its own loss; pass a step_fn "
                          "that uses the loss you want, or ctc_loss= alone (for the reference's train_step)")
@@ -279,7 +284,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         mine = [valid_set[i] for i in range(rank, len(valid_set), world)]
         valid = make_batches(mine, encoder, 64, n_fft=n_fft, collate=collate) if mine else []
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    total_steps = epochs * len(global_batches)
+    total_steps = min(epochs * len(global_batches), max_steps or math.inf)
 
     def set_lr(step_, time_):
         progress = min(1.0, time_ / seconds if seconds else step_ / max(1, total_steps))
@@ -342,7 +347,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
                 clock = time.perf_counter()                 # evaluation is not training time
                 if target_wer is not None and hist.eval_wer[-1] <= target_wer:
                     done = True
-            if seconds and train_time >= seconds:
+            if (seconds and train_time >= seconds) or (max_steps and step >= max_steps):
                 done = True
             if done:
                 break

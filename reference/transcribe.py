@@ -1,13 +1,18 @@
-"""Transcribe WAV files with a trained checkpoint.
+"""Transcribe audio files, or a manifest's recordings, with a trained checkpoint.
 
-    python -m reference.transcribe --checkpoint runs/demo/checkpoint.pt a.wav b.wav
+    python -m reference.transcribe --checkpoint runs/demo/checkpoint.pt a.wav b.flac
     python -m reference.transcribe --checkpoint runs/espeak/checkpoint.pt --beam 32 --lm lm.json a.wav
+    python -m reference.transcribe --checkpoint models/espeak-ds2.pt data/asterisk/test.jsonl
 
-WAV files of any common rate (PCM 8/16/24/32-bit or float, mono or stereo) are resampled
-to 16 kHz.  Greedy decoding by default; ``--beam N`` uses CTC prefix beam search, with an
-n-gram language model (``--lm``, from ``reference.lm``) weighted by ``--alpha`` and a word
-bonus ``--beta`` (DS2 section 3.8; by default the values tuned for the checkpoint where it
-stores them, as ``models/espeak-ds2.pt`` does).  Prints ``path<TAB>text`` per file.
+Audio files in any format ``soundfile`` reads (WAV, FLAC, OGG, MP3), at any rate, mono or
+stereo, are resampled to 16 kHz (``reference.audio.load_audio``).  An argument that is a
+manifest or data folder (any ``reference.datasets`` layout: NeMo ``.jsonl``, CSV/TSV, Kaldi,
+LibriSpeech) stands for its recordings; their transcripts, normalised to the alphabet, give a
+closing line ``WER x % (words), CER y % (characters) on N recordings``.  Greedy decoding by
+default; ``--beam N`` uses CTC prefix beam search, with an n-gram language model (``--lm``,
+from ``reference.lm``) weighted by ``--alpha`` and a word bonus ``--beta`` (DS2 section 3.8;
+by default the values tuned for the checkpoint where it stores them, as
+``models/espeak-ds2.pt`` does).  Prints ``path<TAB>text`` per recording, in input order.
 """
 from __future__ import annotations
 
@@ -40,9 +45,41 @@ def transcribe_audio(model, encoder, audios, beam: int = 0, lm=None, alpha: floa
                                alpha=alpha, beta=beta)[0][0] for b in range(len(audios))]
 
 
+_MANIFEST_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
+
+
+def read_inputs(args_inputs) -> tuple[list[str], list, list]:
+    """``(names, audios, references)`` for audio files and manifests/folders; a reference is None
+    for a plain audio file.  Recordings whose transcript leaves the alphabet are skipped (reported)."""
+    from .datasets import load_dataset
+
+    win, _, _ = window_and_hop(16000, 20.0, 10.0, None)
+    names, audios, refs = [], [], []
+    for item in args_inputs:
+        path = Path(item)
+        if path.is_dir() or path.suffix.lower() in _MANIFEST_SUFFIXES or path.name == "wav.scp":
+            data = load_dataset(path)
+            print(f"{data.report.summary()}", file=sys.stderr)
+            for entry, sample in zip(data.entries, data):
+                names.append(str(entry.audio))
+                audios.append(sample.audio)
+                refs.append(sample.transcript)
+            continue
+        audio = load_audio(path, 16000)
+        if audio.numel() < win:
+            raise ValueError(f"{path}: {audio.numel()} samples at 16 kHz is shorter than one 20 ms window")
+        names.append(str(item))
+        audios.append(audio)
+        refs.append(None)
+    return names, audios, refs
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m reference.transcribe", description=__doc__.split("\n")[0])
-    p.add_argument("wavs", nargs="+", help="WAV files")
+    p.add_argument("inputs", nargs="+", metavar="AUDIO_OR_MANIFEST",
+                   help="audio files (WAV, FLAC, OGG, MP3), or manifests / data folders (reference.datasets)")
+    p.add_argument("--batch-size", type=int, default=16, help="recordings per forward pass")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by `python -m reference.train`")
     p.add_argument("--beam", type=int, default=0, help="beam width (0: greedy)")
     p.add_argument("--lm", help="n-gram language model file (reference.lm NGramLM JSON, or ARPA)")
@@ -58,18 +95,29 @@ def main(argv=None) -> int:
         if args.lm:
             from .lm import load_lm
             lm = load_lm(args.lm)
-        audios = []
-        win, _, _ = window_and_hop(16000, 20.0, 10.0, None)
-        for path in args.wavs:
-            audio = load_audio(path, 16000)
-            if audio.numel() < win:
-                raise ValueError(f"{path}: {audio.numel()} samples at 16 kHz is shorter than one 20 ms window")
-            audios.append(audio)
-    except (FileNotFoundError, ValueError) as err:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        names, audios, refs = read_inputs(args.inputs)
+    except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for path, text in zip(args.wavs, transcribe_audio(model, encoder, audios, args.beam, lm, alpha, beta)):
-        print(f"{path}\t{text}")
+    from tqdm.auto import tqdm
+
+    # Batches of similar length (little padding); printed in input order.
+    order = sorted(range(len(audios)), key=lambda i: audios[i].numel())
+    chunks = [order[i: i + args.batch_size] for i in range(0, len(order), args.batch_size)]
+    hyps: list = [None] * len(audios)
+    for chunk in tqdm(chunks, desc="transcribing", unit="batch", leave=False, disable=args.quiet or len(chunks) < 2):
+        for i, text in zip(chunk, transcribe_audio(model, encoder, [audios[i] for i in chunk], args.beam, lm, alpha, beta)):
+            hyps[i] = text
+    for name, text in zip(names, hyps):
+        print(f"{name}\t{text}")
+    scored = [(r, h) for r, h in zip(refs, hyps) if r is not None]
+    if scored:
+        from .metrics import char_error_rate, word_error_rate
+        r, h = [x for x, _ in scored], [y for _, y in scored]
+        print(f"WER {100 * word_error_rate(r, h):.2f} % (words), CER {100 * char_error_rate(r, h):.2f} % "
+              f"(characters) on {len(scored)} recordings with transcripts")
     return 0
 
 

@@ -79,3 +79,23 @@ def test_fit_with_augmentation_resumes_exactly():
     assert h2.loss == hist2.loss
     for p, q in zip(half.parameters(), full2.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_speed_perturb_changes_length_and_pitch_by_the_factor():
+    """A 1 s, 1000 Hz tone at speed f lasts 1/f s and sounds at 1000 f Hz (the FFT peak); the original stays first."""
+    import math
+
+    from reference import Sample
+    from reference.augment import speed_perturb
+
+    t = torch.arange(16000, dtype=torch.float64) / 16000
+    tone = Sample((0.5 * torch.sin(2 * math.pi * 1000 * t)).float(), "a tone", 16000, "x")
+    out = speed_perturb([tone], (0.9, 1.1))
+    assert len(out) == 3 and out[0] is tone and all(s.transcript == "a tone" and s.speaker == "x" for s in out)
+    for s, f in zip(out[1:], (0.9, 1.1)):
+        assert abs(s.audio.numel() - 16000 / f) <= 2
+        spectrum = torch.fft.rfft(s.audio.double() * torch.hann_window(s.audio.numel(), dtype=torch.float64))
+        peak_hz = int(spectrum.abs().argmax()) * 16000 / s.audio.numel()
+        assert abs(peak_hz - 1000 * f) < 5, (f, peak_hz)
+    with pytest.raises(ValueError, match="speed factors must lie in"):
+        speed_perturb([tone], (3.0,))

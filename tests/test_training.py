@@ -85,6 +85,27 @@ def test_fit_anneals_the_learning_rate_linearly_and_restores_it(tiny_data):
         fit(model, tiny_data[0][:64], ENC, epochs=1, batch_size=16, anneal=-0.5, progress=False)
 
 
+def test_fit_stops_after_max_steps_and_anneals_over_them(tiny_data):
+    """max_steps=5 across epochs of 4 minibatches: exactly 5 optimiser steps, the rate annealed over those 5."""
+    seen = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, *args, **kwargs):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(*args, **kwargs)
+
+    model = small_model()
+    opt = Recording(model.parameters(), lr=0.01)
+    hist = fit(model, tiny_data[0][:64], ENC, epochs=10, batch_size=16, optimizer=opt, anneal=0.5, max_steps=5,
+               progress=False)
+    assert hist.step == [1, 2, 3, 4, 5] and len(seen) == 5
+    assert seen == pytest.approx([0.01 * (1 - 0.5 * i / 5) for i in range(5)])
+    assert hist.position == (1, 1)                     # epoch 1, after its first minibatch
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_steps must be an int >= 1"):
+            fit(model, tiny_data[0][:64], ENC, epochs=1, batch_size=16, max_steps=bad, progress=False)
+
+
 @pytest.mark.slow
 def test_a_short_training_run_learns(tiny_data, tmp_path):
     train, valid = tiny_data

@@ -1,0 +1,151 @@
+"""A human voice: WER and CER of the course's models and of pocketsphinx on the same recordings.
+
+The test split of ``python -m reference.prepare asterisk OUT`` (``make asterisk``): 131 telephone
+prompts of one human voice whose text has no digits, fixed by the SHA-1 of their names (see
+``reference/prepare.py``).  In one run, on those clips:
+
+* ``models/espeak-ds2.pt``, trained on synthesized speech only (zero-shot on a person): greedy, and
+  beam search + the trigram of the Asterisk TRAIN texts (``OUT/lm.json``);
+* ``models/asterisk-ds2.pt``, the same model fine-tuned on the TRAIN prompts (its recipe is in the
+  checkpoint; ``make asterisk-model`` makes it again): greedy, and beam search + the same LM;
+* pocketsphinx 5 with its bundled US-English model (a classic HMM recognizer; an optional extra:
+  ``pip install pocketsphinx``; without it the row says how to get it).
+
+alpha and beta are chosen for each model on ``OUT/dev.jsonl`` (TRAIN prompts held out from
+fine-tuning, never test prompts) over a small grid; the test split is decoded once.
+
+    python benchmarks/bench_real_speech.py [--data data/asterisk] [--beam 32] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+from _common import ROOT, header
+
+GRID = [(a, b) for a in (0.5, 1.0, 1.5, 2.0) for b in (0.0, 2.0, 4.0, 7.0)]
+
+
+def log_probs(model, samples, encoder):
+    """Per clip ``(T', V)`` log-probabilities, batched by length (eval mode, no gradients)."""
+    import torch
+    from reference.data import pad_features
+    from reference.features import compute_spectrogram
+
+    model.eval()
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i]))
+    out = [None] * len(samples)
+    with torch.no_grad():
+        for k in range(0, len(order), 16):
+            idx = order[k: k + 16]
+            feats, lengths = pad_features([compute_spectrogram(samples[i].audio) for i in idx])
+            lp, n = model(feats, lengths)
+            for j, i in enumerate(idx):
+                out[i] = lp[: int(n[j]), j]
+    return out
+
+
+def decode(lps, encoder, beam: int, lm=None, alpha: float = 0.0, beta: float = 0.0) -> list[str]:
+    from reference.ctc import greedy_decode
+    from reference.decoding import prefix_beam_search
+
+    if beam <= 0:
+        return [greedy_decode(lp.unsqueeze(1), encoder)[0] for lp in lps]
+    return [" ".join(prefix_beam_search(lp, encoder, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0].split())
+            for lp in lps]
+
+
+def pocketsphinx_rows(test):
+    try:
+        from pocketsphinx import Decoder
+    except ImportError:
+        return None
+    import torch
+
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    hyps = []
+    for s in test:
+        pcm = (s.audio.clamp(-1, 1) * 32767).round().to(torch.int16).numpy().tobytes()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        hyps.append(" ".join((hyp.hypstr if hyp else "").lower().split()))
+    return hyps
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=str(ROOT / "data" / "asterisk"), help="the folder `prepare asterisk` wrote")
+    p.add_argument("--models", nargs="+", default=["models/espeak-ds2.pt", "models/asterisk-ds2.pt"])
+    p.add_argument("--beam", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the table to this file (lesson 11 reads lessons/data/11_real_speech.json)")
+    args = p.parse_args(argv)
+    data = Path(args.data)
+    if not (data / "test.jsonl").is_file():
+        print(f"error: {data / 'test.jsonl'} not found: prepare the recordings first with `make asterisk` "
+              f"(python -m reference.prepare asterisk {data})", file=sys.stderr)
+        return 2
+    header("a human voice: the Asterisk prompts' test split", args.threads)
+    from reference.checkpoint import load_model
+    from reference.datasets import load_dataset
+    from reference.lm import load_lm
+    from reference.metrics import char_error_rate, word_error_rate
+
+    test, dev = load_dataset(data / "test.jsonl"), load_dataset(data / "dev.jsonl")
+    train_minutes = sum(float(json.loads(line)["duration"]) for line in (data / "train.jsonl").read_text().splitlines()
+                        if line.strip()) / 60
+    lm = load_lm(data / "lm.json")
+    refs = [s.transcript for s in test]
+    minutes = sum(s.duration for s in test) / 60
+    print(f"test: {len(test)} clips, {minutes:.1f} minutes; dev (for alpha, beta): {len(dev)} clips; "
+          f"LM: {data / 'lm.json'} ({len(getattr(lm, 'vocab', ()))} words)")
+    rows = []
+
+    def add(system, decoding, hyps, seconds):
+        rows.append(dict(system=system, decoding=decoding, wer=word_error_rate(refs, hyps),
+                         cer=char_error_rate(refs, hyps), seconds=round(seconds, 1), example=hyps[:3]))
+        r = rows[-1]
+        print(f"{system:34} {decoding:28} WER {100 * r['wer']:6.1f} %  CER {100 * r['cer']:5.1f} %  "
+              f"({seconds:.0f} s)", flush=True)
+
+    for path in args.models:
+        path = ROOT / path if not Path(path).is_absolute() else Path(path)
+        if not path.is_file():
+            print(f"{path.name:34} missing: {path}")
+            continue
+        model, encoder, state = load_model(path)
+        model.float()
+        t0 = time.perf_counter()
+        lps = log_probs(model, test, encoder)
+        add(path.name, "greedy", decode(lps, encoder, 0), time.perf_counter() - t0)
+        dev_lps, dev_refs = log_probs(model, dev, encoder), [s.transcript for s in dev]
+        scores = {(a, b): word_error_rate(dev_refs, decode(dev_lps, encoder, 16, lm, a, b)) for a, b in GRID}
+        alpha, beta = min(scores, key=scores.get)
+        t0 = time.perf_counter()
+        add(path.name, f"beam {args.beam} + LM (a={alpha}, b={beta})",
+            decode(lps, encoder, args.beam, lm, alpha, beta), time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    hyps = pocketsphinx_rows(test)
+    if hyps is None:
+        print(f"{'pocketsphinx':34} not installed: `pip install pocketsphinx` (5.x bundles a US-English model)")
+    else:
+        import pocketsphinx
+        add(f"pocketsphinx {getattr(pocketsphinx, '__version__', '5')}", "its US-English model + LM", hyps,
+            time.perf_counter() - t0)
+    if args.json:
+        out = dict(command="python benchmarks/bench_real_speech.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   test_clips=len(test), test_minutes=round(minutes, 2), train_minutes=round(train_minutes, 2), references=refs[:3], rows=rows)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
