@@ -284,7 +284,7 @@ def test_torchrun_trains_rank_0_writes_and_resume_works(tmp_path):
             "--log-dir", str(logs), "--redirects", "3", "-m", "reference.train", "--preset", "demo",
             "--out", str(out), "--n-train", "40", "--n-valid", "8", "--batch-size", "8", "--eval-every", "3",
             "--rnn-hidden", "16", "--n-rnn", "1", "--conv-time-stride", "2", "--quiet",
-            "--seconds", "3600"]            # epochs bound the run, not the demo preset's 60 s (a loaded machine)
+            "--seconds", "0"]            # epochs bound the run, not the demo preset's 60 s (a loaded machine)
     r = subprocess.run(base + ["--epochs", "1"], capture_output=True, text=True, timeout=400, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     stdout = {p.parent.name: p.read_text() for p in logs.rglob("stdout.log")}     # one folder per rank
