@@ -96,6 +96,7 @@ bench: $(STAMP)  ## every benchmark; each prints its figures and thread count
 	$(PY) benchmarks/bench_train_step.py
 	$(PY) benchmarks/bench_beam_search.py --quick
 	$(PY) benchmarks/bench_autograder.py
+	$(PY) benchmarks/bench_gpu.py
 
 grade-class: $(STAMP)  ## batch-grade SUBMISSIONS (a folder or .zip per student, or a Canvas/Moodle download) into CSV; FORMAT=canvas
 	$(PY) -m autograder batch $(SUBMISSIONS) --csv $(CSV) --jobs 2 $(if $(IDS),--ids $(IDS)) \

@@ -18,6 +18,9 @@ Modules, one concept each (paper sections in their docstrings):
 ``checkpoint``  save / load a trained model
 ``datasets``    recordings in the layouts people have (``--data PATH``)
 ``prepare``     real recordings from packages (``python -m reference.prepare asterisk``)
+``devices``     ``--device`` and mixed precision (:class:`~reference.devices.Amp`)
+``distributed`` torchrun: DDP, shares of minibatches, synchronised BatchNorm
+``loading``     minibatches from DataLoader workers and a feature cache
 ==============  ==============================================================
 """
 from .text import CharEncoder

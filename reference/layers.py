@@ -103,13 +103,21 @@ class _MaskedBatchNorm(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
+    # ``all_reduce(tensor) -> tensor``: sums a tensor over the processes of a distributed run, differentiably
+    # (``reference.distributed.sync_batch_norm`` sets it); None: statistics of this process's frames only
+    all_reduce = None
+
     def _normalize(self, x, mask, dims, shape):
         """``x`` normalised per feature; ``mask`` broadcasts against ``x``; ``dims`` are reduced."""
-        x = x.masked_fill(~mask, 0.0)                                # padding may hold anything, even inf
-        if self.training:
-            n = mask.sum(dims).reshape(-1)[0].clamp_min(1).to(x.dtype)  # valid frames (mask has one feature column)
-            mean = x.sum(dims) / n                                   # (features,)
-            var = (x - mean.view(shape)).square().masked_fill(~mask, 0.0).sum(dims) / n  # biased, to normalise
+        dtype = x.dtype                                              # float16/bfloat16 under autocast:
+        x = x.masked_fill(~mask, 0.0).to(torch.promote_types(dtype, torch.float32))   # statistics in float32
+        if self.training:                                            # (padding may hold anything, even inf)
+            if self.all_reduce is None:
+                n = mask.sum(dims).reshape(-1)[0].clamp_min(1).to(x.dtype)  # valid frames (mask has one feature column)
+                mean = x.sum(dims) / n                               # (features,)
+                var = (x - mean.view(shape)).square().masked_fill(~mask, 0.0).sum(dims) / n  # biased, to normalise
+            else:
+                mean, var, n = self._synced_moments(x, mask, dims)
             with torch.no_grad():
                 self.num_batches_tracked += 1
                 m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
@@ -119,7 +127,22 @@ class _MaskedBatchNorm(nn.Module):
         else:
             mean, var = self.running_mean, self.running_var
         x_hat = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
-        return (x_hat * self.weight.view(shape) + self.bias.view(shape)).masked_fill(~mask, 0.0)
+        return (x_hat * self.weight.view(shape) + self.bias.view(shape)).masked_fill(~mask, 0.0).to(dtype)
+
+    def _synced_moments(self, x, mask, dims):
+        """``(mean, biased variance, frame count)`` over the valid frames of *every* process.
+
+        One all-reduce of ``[sum x, sum x^2, count]`` (``x`` is 0 at padding); ``all_reduce`` is
+        differentiable (its backward all-reduces the gradient), so each process's gradient also
+        carries what its frames did to the other processes' normalisation.
+        """
+        C = self.num_features
+        n = mask.sum(dims).reshape(-1)[:1].to(x.dtype)
+        total = self.all_reduce(torch.cat([x.sum(dims), x.square().sum(dims), n]))  # (2C + 1,)
+        n = total[-1].clamp_min(1)
+        mean = total[:C] / n
+        var = (total[C: 2 * C] / n - mean.square()).clamp_min(0.0)
+        return mean, var, n
 
     def _batch_norm_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Fast path: torch's BatchNorm kernel on ``rows`` ``(N, features, ...)``, the valid frames only.
@@ -137,7 +160,10 @@ class _MaskedBatchNorm(nn.Module):
 
     def _normalize_valid_rows(self, rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
         """:meth:`_batch_norm_rows` of the rows of ``rows`` ``(N, ...)`` where ``valid`` ``(N,)`` is True, the
-        others 0; ``None`` where the kernel does not apply (training on fewer than 2 valid rows)."""
+        others 0; ``None`` where the kernel does not apply: training on fewer than 2 valid rows, statistics
+        synchronised over processes (``all_reduce``), or half-precision input (statistics in float32)."""
+        if self.all_reduce is not None or rows.dtype not in (torch.float32, torch.float64):
+            return None
         n_valid = int(valid.sum())
         if self.training and n_valid < 2:
             return None
@@ -342,22 +368,39 @@ def _fused_gru(gx, weight_hh, bias_hh):
     caller masks them).  Same maths as :func:`_unroll` over :func:`_gru_step` per direction
     (tested against it), faster:
 
-    * without autograd (evaluation), torch's native GRU kernel per direction: ``torch._VF.gru``
-      always multiplies its input by ``weight_ih``, and an identity matrix passes ``gx`` through;
-    * with autograd, :class:`_GRURecurrence`: both directions advance together (one batched
-      matrix product per step for the two), and its backward is hand-written backpropagation
-      through time (see there).
+    * without autograd (evaluation), and on a GPU with autograd too, torch's native GRU kernel
+      per direction (:func:`_native_gru`: cuDNN on a GPU) with an identity ``weight_ih``; BatchNorm
+      of ``W x`` comes before the recurrence, so the recurrence is a GRU over a precomputed projection;
+    * with autograd elsewhere (CPU, MPS), :class:`_GRURecurrence`: both directions advance together
+      (one batched matrix product per step for the two), and its backward is hand-written
+      backpropagation through time (see there).
     """
     D, G = gx.shape[1], gx.shape[-1]
     if bias_hh is None:
         bias_hh = gx.new_zeros(D, G)
-    if torch.is_grad_enabled() and (gx.requires_grad or weight_hh.requires_grad or bias_hh.requires_grad):
+    training = torch.is_grad_enabled() and (gx.requires_grad or weight_hh.requires_grad or bias_hh.requires_grad)
+    if training and gx.device.type != "cuda":
+        if torch.is_autocast_enabled(gx.device.type):   # in the weights' precision, autocast off: its
+            with torch.autocast(gx.device.type, enabled=False):   # backward must not mix bfloat16 and float32
+                return _GRURecurrence.apply(gx.to(weight_hh.dtype), weight_hh, bias_hh.to(weight_hh.dtype))
         return _GRURecurrence.apply(gx, weight_hh, bias_hh)
-    eye = torch.eye(G, dtype=gx.dtype, device=gx.device)
-    zero = gx.new_zeros(G)
-    h0 = gx.new_zeros(1, gx.shape[2], weight_hh.shape[2])
-    return torch.stack([torch._VF.gru(gx[:, d], h0, [eye, weight_hh[d], zero, bias_hh[d]],
-                                      True, 1, 0.0, False, False, False)[0] for d in range(D)], dim=1)
+    return torch.stack([_native_gru(gx[:, d], weight_hh[d], bias_hh[d], training) for d in range(D)], dim=1)
+
+
+def _native_gru(gx, weight_hh, bias_hh, train: bool = False):
+    """torch's own GRU (cuDNN's on a GPU, differentiable) over a precomputed projection ``gx`` ``(T, B, 3H)``.
+
+    ``torch._VF.gru`` always multiplies its input by ``weight_ih``: an identity matrix passes ``gx``
+    through (an extra ``3H x 3H`` product per frame, cheap next to a step-by-step recurrence on a GPU).
+    It runs in ``gx``'s precision on a GPU (float16 under autocast) and in the weights' elsewhere.
+    """
+    dtype = gx.dtype if gx.device.type == "cuda" else weight_hh.dtype
+    G = gx.shape[-1]
+    eye = torch.eye(G, dtype=dtype, device=gx.device)
+    h0 = gx.new_zeros(1, gx.shape[1], weight_hh.shape[1], dtype=dtype)
+    params = [eye, weight_hh.to(dtype), torch.zeros(G, dtype=dtype, device=gx.device), bias_hh.to(dtype)]
+    out, _ = torch._VF.gru(gx.to(dtype), h0, params, True, 1, 0.0, train, False, False)
+    return out
 
 
 class _GRURecurrence(torch.autograd.Function):

@@ -193,5 +193,8 @@ class DeepSpeech2(nn.Module):
             x = clipped_relu(self.lookahead(x, lengths))
         if self.fc is not None:
             x = clipped_relu(self.fc(x))
-        log_probs = F.log_softmax(self.output(x), dim=-1)          # (T', B, V)
+        logits = self.output(x)
+        if logits.dtype in (torch.float16, torch.bfloat16):        # autocast: the CTC loss needs float32
+            logits = logits.float()
+        log_probs = F.log_softmax(logits, dim=-1)                  # (T', B, V)
         return log_probs, lengths

@@ -4,6 +4,12 @@ Writes ``OUT/checkpoint.pt`` (config + weights + alphabet + optimizer + history)
 evaluation and at the end, ``OUT/history.json`` and ``OUT/curves.png`` (loss and held-out
 WER against training seconds).  ``--resume`` continues from ``OUT/checkpoint.pt``.
 
+On a GPU: ``--device cuda`` (``auto`` picks one when there is one) and ``--amp`` for mixed
+precision.  On several GPUs or CPU processes, start it with torchrun; each process trains on its
+share of every minibatch (DistributedDataParallel, BatchNorm synchronised), rank 0 alone writes:
+
+    torchrun --standalone --nproc_per_node 8 -m reference.train --preset espeak --device cuda --amp
+
 Presets (``--preset``):
 
 * ``demo`` — synthetic speech (``reference.synthetic``), 1-2 words per utterance, held-out
@@ -31,7 +37,9 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
+from .devices import DEVICES, Amp
 from .model import DeepSpeech2, DeepSpeech2Config
 from .text import CharEncoder
 from .training import History, fit
@@ -98,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-norm", choices=["wx", "input", "none"])
     m.add_argument("--bn-include-padding", action="store_true", help="count padding in BN statistics (ablation)")
     m.add_argument("--merge", choices=["sum", "concat"])
+    g = p.add_argument_group("devices and scale (docs/scaling.md)")
+    g.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} or cuda:N; auto: a GPU if there is one. "
+                   "Under torchrun each rank takes GPU LOCAL_RANK (NCCL), or the CPU (gloo)")
+    g.add_argument("--amp", action="store_true", help="mixed precision: bfloat16 where the device has it, else float16 "
+                   "with loss scaling; the CTC loss stays in float32")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building the training "
+                   "minibatches (0: collate them all once, in memory)")
+    g.add_argument("--feature-cache", default=None, help="folder of spectrograms cached on disk (loaded by the "
+                   "DataLoader; for corpora too big for memory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -130,10 +147,11 @@ def load_recordings(recipe: dict, seed: int, progress: bool = True, config=None)
     kw = dict(max_seconds=recipe.get("max_seconds"), progress=progress,
               output_frames=model_output_frames(config) if config is not None else None)
     data = load_dataset(recipe["data"], **kw)
-    print(f"data: {data.report.summary()}")
+    say = print if distributed.is_main() else (lambda *a, **k: None)      # rank 0 alone logs
+    say(f"data: {data.report.summary()}")
     if recipe.get("valid_data"):
         valid = load_dataset(recipe["valid_data"], **kw)
-        print(f"held-out: {valid.report.summary()}")
+        say(f"held-out: {valid.report.summary()}")
         train = list(data)
     else:
         if len(data) < 2:
@@ -192,6 +210,20 @@ def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     command = "python -m reference.train " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        device = distributed.init_from_env(args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _train(args, device, command)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args, device, command: str) -> int:
+    main_rank = distributed.is_main()            # rank 0 alone logs, shows progress and writes files
+    say = print if main_rank else (lambda *a, **k: None)
     recipe = dict(PRESETS[args.preset])
     recipe["model"] = dict(recipe["model"])
     for key in ("seconds", "epochs", "batch_size", "lr", "anneal", "eval_every", "n_train", "n_valid"):
@@ -213,6 +245,9 @@ def main(argv=None) -> int:
             recipe[key] = getattr(args, key)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.workers < 0:
+        print(f"error: --workers must be >= 0, got {args.workers}", file=sys.stderr)
+        return 2
     out = Path(args.out or f"runs/{args.preset}")
     ckpt_path = out / "checkpoint.pt"
     encoder = CharEncoder("english")
@@ -223,17 +258,25 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    if not main_rank:
+        distributed.barrier()                    # rank 0 builds any corpus cache first, the others then read it
     try:
-        train, valid, extra = load_data(recipe, args.seed, args.cache, progress=not args.quiet, config=config)
+        train, valid, extra = load_data(recipe, args.seed, args.cache, progress=not args.quiet and main_rank,
+                                        config=config)
+        error = None
     except Exception as err:  # the corpus explains itself (e.g. eSpeak missing); no traceback
-        print(f"error: could not load the {recipe['data']} data: {err}", file=sys.stderr)
+        error = err
+    if main_rank:
+        distributed.barrier()
+    if error is not None:
+        print(f"error: could not load the {recipe['data']} data: {error}", file=sys.stderr)
         return 2
     if recipe.get("speed_perturb"):
         from .augment import speed_perturb
         n = len(train)
         train = speed_perturb(train, recipe["speed_perturb"])
-        print(f"speed perturbation x{recipe['speed_perturb']}: {n} -> {len(train)} training clips")
-    print(f"data: {len(train)} train / {len(valid)} held-out utterances ({recipe['data']}) in {time.perf_counter() - t0:.1f} s")
+        say(f"speed perturbation x{recipe['speed_perturb']}: {n} -> {len(train)} training clips")
+    say(f"data: {len(train)} train / {len(valid)} held-out utterances ({recipe['data']}) in {time.perf_counter() - t0:.1f} s")
 
     torch.manual_seed(args.seed)
     history, start = None, (0, 0)
@@ -242,17 +285,20 @@ def main(argv=None) -> int:
         model.load_state_dict(state["state_dict"])
         history = History.from_dict(state["history"])
         start = history.position
-        print(f"resuming from {ckpt_path} at step {state['step']} (epoch {start[0]}, minibatch {start[1]})")
+        say(f"resuming from {ckpt_path} at step {state['step']} (epoch {start[0]}, minibatch {start[1]})")
     elif args.init:
         model.load_state_dict(state["state_dict"])          # float16 weights are copied into float32 parameters
-        print(f"fine-tuning from {args.init} (step {state.get('step', 0)} of its own training)")
+        say(f"fine-tuning from {args.init} (step {state.get('step', 0)} of its own training)")
+    model.to(device)                             # before the optimizer state is loaded onto the parameters
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     if args.resume and state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
         for g in optimizer.param_groups:      # fit anneals from the recipe's rate, by elapsed progress
             g["lr"] = recipe["lr"]
-    print(f"model: {model.num_parameters():,} parameters, config {json.dumps(asdict(config))}")
-    print(f"threads: {torch.get_num_threads()}")
+    amp = Amp(device) if args.amp else None
+    say(f"model: {model.num_parameters():,} parameters, config {json.dumps(asdict(config))}")
+    say(f"device: {device}{f', {amp}' if amp else ''}; processes: {distributed.world_size()}; "
+        f"threads: {torch.get_num_threads()}")
 
     def checkpoint(hist, m):
         save_checkpoint(ckpt_path, m, encoder, optimizer, epoch=hist.position[0],
@@ -263,7 +309,10 @@ def main(argv=None) -> int:
                seconds=recipe["seconds"], eval_every=recipe["eval_every"], seed=args.seed, optimizer=optimizer,
                sortagrad=not args.no_sortagrad, progress=not args.quiet, on_eval=checkpoint,
                target_wer=args.target_wer, history=history, start_epoch=start[0], start_index=start[1],
-               anneal=recipe["anneal"], augment=recipe_augment(recipe), max_steps=recipe.get("steps"))
+               anneal=recipe["anneal"], augment=recipe_augment(recipe), max_steps=recipe.get("steps"),
+               device=device, amp=amp, workers=args.workers, feature_cache=args.feature_cache)
+    if not main_rank:
+        return 0
     checkpoint(hist, model)
     (out / "history.json").write_text(json.dumps(hist.to_dict()))
     plot_history(hist, out / "curves.png", f"{args.preset}: {model.num_parameters():,} parameters")

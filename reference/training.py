@@ -16,6 +16,11 @@ Injection points (lessons 09-11 train with the student's own pieces): ``train_st
 ctc_loss=...)`` computes the loss with any implementation of the ``ctc_loss`` contract, and
 ``fit(..., ctc_loss=, step_fn=, plan=, collate=)`` takes a CTC loss, a training step, a SortaGrad
 batch planner and a collate function of the graded contracts.
+
+Beyond one CPU process: ``fit(..., device=, amp=)`` trains on a GPU and in mixed precision
+(:mod:`reference.devices`); started by ``torchrun``, each rank trains on its share of every
+minibatch with DistributedDataParallel and synchronised BatchNorm (:mod:`reference.distributed`);
+``workers=`` and ``feature_cache=`` load minibatches in DataLoader workers (:mod:`reference.loading`).
 """
 from __future__ import annotations
 
@@ -27,8 +32,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .ctc import greedy_decode
 from .data import Batch, collate_batch, sortagrad_batches
+from .devices import autocast
+from .loading import BatchLoader
 from .metrics import char_error_rate, word_error_rate
 
 __all__ = ["train_step", "evaluate", "transcribe_batches", "fit", "History", "make_batches", "torch_style_ctc_loss"]
@@ -81,7 +89,8 @@ def torch_style_ctc_loss(ctc_loss: Callable) -> Callable:
     return loss_fn
 
 
-def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: Callable | None = None) -> float:
+def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: Callable | None = None, *,
+               amp=None, global_size: int | None = None) -> float:
     """One optimisation step on ``batch``; returns the batch's mean CTC loss (before the step).
 
     The loss is ``F.ctc_loss(..., reduction='mean', zero_infinity=True)``: each utterance's
@@ -92,19 +101,40 @@ def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: 
     recurrent networks occasionally produce gradient spikes, and one can wreck the weights.  If
     the loss or the gradient norm is not finite the step is skipped (weights unchanged) and the
     non-finite loss is returned, so the caller can count it.
+
+    ``amp``: a :class:`reference.devices.Amp`: the forward pass under autocast, the CTC loss in
+    float32; with float16, loss scaling (its ``GradScaler`` skips a step whose gradients overflow and
+    lowers the scale).  ``global_size``: in a distributed run, ``batch`` is this rank's share of a
+    minibatch of ``global_size`` utterances; the loss and the returned value are the whole
+    minibatch's (:func:`reference.distributed.global_loss`).
     """
     loss_fn = F.ctc_loss if ctc_loss is None else torch_style_ctc_loss(ctc_loss)
+    scaler = amp.scaler if amp is not None else None
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    log_probs, out_lengths = model(batch.features, batch.feature_lengths)        # (T', B, V), (B,)
+    with autocast(amp):
+        log_probs, out_lengths = model(batch.features, batch.feature_lengths)    # (T', B, V), (B,)
+    if log_probs.dtype in (torch.float16, torch.bfloat16):   # the CTC loss in float32 (no half-precision kernel)
+        log_probs = log_probs.float()
     loss = loss_fn(log_probs, batch.targets, out_lengths, batch.target_lengths,
                    blank=0, reduction="mean", zero_infinity=True)
-    value = float(loss.detach())
+    if global_size is None:
+        value = float(loss.detach())
+    else:
+        loss, value = distributed.global_loss(loss, len(batch), global_size)
     if not math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
         return value
-    loss.backward()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)                     # clip the true gradients
+    else:
+        loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)                         # skipped if a gradient overflowed
+        scaler.update()
+        return value
     if not torch.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
         return value
@@ -114,13 +144,14 @@ def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: 
 
 @torch.no_grad()
 def transcribe_batches(model, batches, encoder) -> tuple[list[str], list[str]]:
-    """Greedy transcripts of ``batches`` in eval mode: ``(references, hypotheses)``."""
+    """Greedy transcripts of ``batches`` in eval mode, on the model's device: ``(references, hypotheses)``."""
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     refs, hyps = [], []
     try:
         for batch in batches:
-            log_probs, out_lengths = model(batch.features, batch.feature_lengths)
+            log_probs, out_lengths = model(batch.features.to(device), batch.feature_lengths.to(device))
             hyps += greedy_decode(log_probs, encoder, out_lengths)
             refs += list(batch.transcripts)
     finally:
@@ -178,7 +209,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         history: History | None = None, start_epoch: int = 0, start_index: int = 0,
         anneal: float = 0.1, augment: Callable | None = None, ctc_loss: Callable | None = None,
         step_fn: Callable | None = None, plan: Callable | None = None, collate: Callable | None = None,
-        max_steps: int | None = None) -> History:
+        max_steps: int | None = None, device=None, amp=None, workers: int = 0, feature_cache=None) -> History:
     """Train ``model`` with SortaGrad minibatches; stop after ``epochs``, ``max_steps`` or ``seconds`` of training.
 
     Features are computed once per utterance (spectrograms do not change between epochs);
@@ -210,6 +241,16 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     max_grad_norm) -> float``; it computes its own loss, so it cannot be combined with
     ``ctc_loss``: wrap the two yourself), ``plan`` (the ``sortagrad_batches`` contract) and
     ``collate`` (the ``collate_batch`` contract, for the training minibatches and the held-out set).
+
+    Scaling out: ``device`` (default: where the model is) trains there, minibatches are moved to
+    it step by step; ``amp`` (a :class:`reference.devices.Amp`) runs the forward pass in mixed
+    precision; ``workers`` / ``feature_cache`` build minibatches in DataLoader worker processes
+    from spectrograms cached on disk (:class:`reference.loading.BatchLoader`).  When
+    ``torch.distributed`` is initialised with several processes (``torchrun``), each rank trains
+    on its share of every global minibatch inside DistributedDataParallel with BatchNorm
+    synchronised over all ranks' valid frames; every rank runs the same steps, agrees on the
+    clock and on the held-out WER (evaluation is shared out too), and only rank 0 shows the
+    progress bar and calls ``on_eval`` (which gets the unwrapped model).
     """
     from tqdm.auto import tqdm
 
@@ -223,37 +264,56 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
     for name, fn in (("ctc_loss", ctc_loss), ("step_fn", step_fn), ("plan", plan), ("collate", collate)):
         if fn is not None and not callable(fn):
             raise ValueError(f"{name} must be a function (or None for the reference's), got {fn!r}")
-    if step_fn is None:
-        step_fn = train_step if ctc_loss is None else (lambda m, b, o, c: train_step(m, b, o, c, ctc_loss=ctc_loss))
+    rank, world = distributed.rank(), distributed.world_size()
+    if step_fn is not None and (amp is not None or world > 1):
+        raise ValueError("step_fn= cannot run with amp= or on several processes: the reference's train_step does "
+                         "the mixed precision and weighs each rank's share of the minibatch")
     plan = plan or sortagrad_batches
     torch.manual_seed(seed)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    net = distributed.wrap(model, device)          # DistributedDataParallel on several ranks, else model itself
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    batches = make_batches(train_set, encoder, batch_size, epoch=0, seed=seed, n_fft=n_fft, plan=plan, collate=collate)
-    position = {tuple(idx): i for i, idx in enumerate(plan(train_set, batch_size, 0, seed))}
-    valid = make_batches(valid_set, encoder, 64, n_fft=n_fft, collate=collate) if valid_set else None
+    # global minibatches: the same on every rank; each rank loads and trains on its share of each
+    global_batches = [idx for idx in plan(train_set, batch_size, 0, seed) if len(idx) >= world]
+    position = {tuple(idx): i for i, idx in enumerate(global_batches)}
+    loader = BatchLoader(train_set, encoder, [distributed.share(idx) for idx in global_batches], n_fft=n_fft,
+                         collate=collate, workers=workers, feature_cache=feature_cache)
+    valid = None
+    if valid_set:                                  # each rank transcribes every world-th held-out utterance
+        mine = [valid_set[i] for i in range(rank, len(valid_set), world)]
+        valid = make_batches(mine, encoder, 64, n_fft=n_fft, collate=collate) if mine else []
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    total_steps = min(epochs * len(batches), max_steps or math.inf)
+    total_steps = min(epochs * len(global_batches), max_steps or math.inf)
 
     def set_lr(step_, time_):
         progress = min(1.0, time_ / seconds if seconds else step_ / max(1, total_steps))
         for g, base in zip(optimizer.param_groups, base_lrs):
             g["lr"] = base * (1.0 - (1.0 - anneal) * progress)
 
+    def step_on(batch, n_global):
+        if step_fn is not None:
+            return step_fn(net, batch, optimizer, max_grad_norm)
+        return train_step(net, batch, optimizer, max_grad_norm, ctc_loss=ctc_loss, amp=amp,
+                          global_size=n_global if world > 1 else None)
+
     hist = history or History()
     aug_gen = torch.Generator()
     train_time = hist.seconds[-1] if hist.seconds else 0.0
     step = hist.step[-1] if hist.step else 0
-    bar = tqdm(total=int(seconds) if seconds else total_steps, disable=not progress,
+    bar = tqdm(total=int(seconds) if seconds else total_steps, disable=not progress or rank != 0,
                unit="s" if seconds else "step", desc="training", dynamic_ncols=True)
 
     def run_eval():
         refs, hyps = transcribe_batches(model, valid, encoder)
+        shared = distributed.gather((refs, hyps))         # every rank: everybody's transcripts
+        refs, hyps = [r for part, _ in shared for r in part], [h for _, part in shared for h in part]
         hist.eval_step.append(step)
         hist.eval_seconds.append(train_time)
         hist.eval_wer.append(word_error_rate(refs, hyps))
         hist.eval_cer.append(char_error_rate(refs, hyps))
         bar.set_postfix(loss=f"{hist.loss[-1]:.3f}" if hist.loss else "-", wer=f"{hist.eval_wer[-1]:.3f}")
-        if on_eval:
+        if on_eval and rank == 0:
             on_eval(hist, model)
 
     done = False
@@ -261,18 +321,19 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
         # the minibatch order of this epoch, by the graded rule; without SortaGrad epoch 0 is
         # shuffled too (each epoch takes the random order that the next epoch would get)
         epoch_plan = plan(train_set, batch_size, epoch if sortagrad else epoch + 1, seed)
-        order = [position[tuple(idx)] for idx in epoch_plan]
+        order = [position[tuple(idx)] for idx in epoch_plan if tuple(idx) in position]
         first = start_index if epoch == start_epoch else 0
-        for pos in range(first, len(order)):
+        clock = time.perf_counter()
+        for pos, batch in enumerate(loader.batches(order[first:]), start=first):
             i = order[pos]
             hist.position = (epoch, pos + 1) if pos + 1 < len(order) else (epoch + 1, 0)
             set_lr(step, train_time)
-            t0 = time.perf_counter()
-            batch = batches[i]
             if augment is not None:
-                batch = augment(batch, aug_gen.manual_seed(seed * 1_000_003 + step))
-            loss = step_fn(model, batch, optimizer, max_grad_norm)
-            dt = time.perf_counter() - t0
+                batch = augment(batch, aug_gen.manual_seed(seed * 1_000_003 + step * world + rank))
+            loss = step_on(batch.to(device), len(global_batches[i]))
+            now = time.perf_counter()
+            dt = distributed.slowest(now - clock)           # waiting for data included; one clock for all ranks
+            clock = now
             train_time += dt
             step += 1
             if not math.isfinite(loss):
@@ -281,8 +342,9 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
             hist.loss.append(loss)
             hist.seconds.append(train_time)
             bar.update(dt if seconds else 1)
-            if valid and step % eval_every == 0:
+            if valid is not None and step % eval_every == 0:
                 run_eval()
+                clock = time.perf_counter()                 # evaluation is not training time
                 if target_wer is not None and hist.eval_wer[-1] <= target_wer:
                     done = True
             if (seconds and train_time >= seconds) or (max_steps and step >= max_steps):
@@ -291,7 +353,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
                 break
         if done:
             break
-    if valid and (not hist.eval_step or hist.eval_step[-1] != step):
+    if valid is not None and (not hist.eval_step or hist.eval_step[-1] != step):
         run_eval()
     bar.close()
     for g, base in zip(optimizer.param_groups, base_lrs):   # leave the optimizer as it was given
