@@ -357,7 +357,8 @@ def _grade(files, selected, limits, report, private, start) -> Report:
         report.files[ex_id] = shown[ex_id]
         report.hashes[shown[ex_id]] = sha256_of(path)
         if ex_id in selected:
-            found = scan.scan_file(path, EXERCISES[ex_id])
+            siblings = {EXERCISES[other].module: p for other, p in files.items()}
+            found = scan.scan_with_imports(path, EXERCISES[ex_id], siblings)
             static[ex_id] = found
             if found:
                 report.findings[ex_id] = [str(f) for f in found]
