@@ -42,7 +42,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from . import bwrap
+from . import bwrap, cgroup
 from .procs import WORKER_PY, clean_env, exit_reason, host_pid, kill_group, rss_bytes
 from .spec import Exercise
 from .zygote import (ZYGOTE_FD_ENV, ForkedProcess, Zygote, ZygoteError, _note_zygote_failure,  # noqa: F401
@@ -73,6 +73,8 @@ class Limits:
     mem_bytes: int = 3 * 1024 ** 3  # address space (Linux) / resident set (polled, all platforms)
     output_bytes: int = 1024 * 1024  # what the student's code may print per worker
     rss_bytes: int = 2 * 1024 ** 3
+    group_pids: int = cgroup.PIDS_MAX       # processes + threads of one student's workers, together
+    group_mem_bytes: int = cgroup.MEM_BYTES  # memory of one student's workers, together (cgroup only)
     worker: str = "auto"           # "fork" (from a zygote), "spawn" (a new interpreter), "auto"
     sandbox: str = "auto"          # "bwrap", "off" (in-process isolation only), "auto" (bwrap if it works)
 
@@ -83,6 +85,10 @@ class Limits:
             lim.call_timeout = float(os.environ["AUTOGRADER_CALL_TIMEOUT"])
         if os.environ.get("AUTOGRADER_WORKER"):
             lim.worker = os.environ["AUTOGRADER_WORKER"].strip().lower()
+        if os.environ.get("AUTOGRADER_STUDENT_PIDS"):
+            lim.group_pids = int(os.environ["AUTOGRADER_STUDENT_PIDS"])
+        if os.environ.get("AUTOGRADER_STUDENT_MEM"):
+            lim.group_mem_bytes = int(float(os.environ["AUTOGRADER_STUDENT_MEM"]) * 1024 ** 3)
         if os.environ.get("AUTOGRADER_SANDBOX"):
             lim.sandbox = bwrap.requested(os.environ["AUTOGRADER_SANDBOX"])
         if timeout:
@@ -304,11 +310,38 @@ def prestart(limits: Limits | None = None, source_files: dict[str, str] | None =
         zygote(limits.start_timeout)
 
 
+# ----------------------------------------------------------------------------- one student's resources
+_GROUP: dict = {}  # "group": cgroup.Group | None, "nproc": the RLIMIT_NPROC fallback, for this grading
+_GROUP_LOCK = threading.Lock()
+
+
+def student_group(limits: Limits) -> tuple["cgroup.Group | None", int | None]:
+    """This grading's cgroup (every worker joins it before running student code), or else the
+    RLIMIT_NPROC its workers set themselves (None as root without cgroups: nothing to set)."""
+    with _GROUP_LOCK:
+        if not _GROUP:
+            g = cgroup.create(limits.group_pids, limits.group_mem_bytes) if sys.platform.startswith("linux") else None
+            _GROUP.update(group=g, nproc=None if g is not None else cgroup.nproc_limit())
+        return _GROUP["group"], _GROUP["nproc"]
+
+
+def group_kind() -> str:
+    """What limits the student's processes as a whole: ``cgroup v1``, ``cgroup v2``, ``RLIMIT_NPROC`` or ``none``."""
+    g, nproc = _GROUP.get("group"), _GROUP.get("nproc")
+    return g.kind if g is not None else "RLIMIT_NPROC" if nproc else "none"
+
+
 def end_grading() -> None:
-    """After one submission: stop a sandboxed zygote (nothing it started survives) and drop the copies."""
+    """After one submission: stop a sandboxed zygote (nothing it started survives), kill what is left
+    in the student's cgroup (detached children too, with or without bwrap) and drop the copies."""
     z = zygote(start=False)
     if z is not None and z.submission is not None:
         stop_zygote()
+    with _GROUP_LOCK:
+        g = _GROUP.get("group")
+        _GROUP.clear()
+    if g is not None:
+        g.close()
     with _COPIES_LOCK:
         for d in _COPIES.values():
             shutil.rmtree(d, ignore_errors=True)
@@ -346,6 +379,9 @@ class Worker:
             "mem_bytes": self.limits.mem_bytes,
             "fsize_bytes": self.limits.output_bytes,
         }
+        group, nproc = student_group(self.limits)
+        if nproc:
+            config["nproc"] = nproc
         submission = None
         if self.sandbox == "bwrap":  # the worker copies /submission into its own folder in its private /tmp
             submission = submission_copy(self.source_files)
@@ -379,6 +415,9 @@ class Worker:
             self.rss_pid = host_pid(ready["pid"], self.proc.pid) or self.proc.pid  # the worker, not bwrap
         if ready.get("status") != "ready":
             raise WorkerFailure("crash", "the worker did not start")
+        if group is not None and not group.attach(self.rss_pid):  # before the student's import
+            self._kill()
+            raise WorkerFailure("crash", "the worker could not join the student's process group")
         self.load_error = None
         try:
             reply = self._request({"op": "load"}, self.limits.call_timeout)  # the student's import: a call

@@ -150,6 +150,8 @@ def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-long write fails with EFBIG instead of killing us
         set_limit(resource.RLIMIT_CORE, 0)
         set_limit(resource.RLIMIT_FSIZE, int(config.get("fsize_bytes", 2 * 1024 * 1024)))
+        if config.get("nproc"):  # no cgroup: processes and threads of the grading user (not root)
+            set_limit(resource.RLIMIT_NPROC, int(config["nproc"]))
     die_with_parent(parent)
 
     def _watch_parent():
@@ -278,6 +280,7 @@ PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod
                      "os.removexattr", "os.setxattr"}
 PATH_READ_EVENTS = {"os.listdir", "os.scandir", "glob.glob", "glob.glob/2", "os.listxattr", "os.getxattr",
                     "tempfile.mkstemp", "tempfile.mkdtemp"}
+MAX_FILES = 256  # files a worker may create in its folder (each at most RLIMIT_FSIZE)
 READ_FILES = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/etc/localtime"})
 READ_PREFIXES_OS = ("/proc/self/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/", "/proc/cpuinfo", "/proc/meminfo")
 
@@ -352,6 +355,7 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
     refused_events, write_events, read_events = dict(REFUSED_EVENTS), frozenset(PATH_WRITE_EVENTS), \
         frozenset(PATH_READ_EVENTS)
     in_hook = threading.local()
+    created: set = set()
 
     def under(path: str, roots) -> bool:
         return any(path == r or path.startswith(r + os.sep) for r in roots)
@@ -384,6 +388,10 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                 if writing:
                     if not (path == "/dev/null" or under(path, write_roots)):
                         refuse(f"writing {path}")
+                    if path not in created and path != "/dev/null" and not os.path.lexists(path):
+                        if len(created) >= MAX_FILES:  # each is capped by RLIMIT_FSIZE: the folder's disk is bounded
+                            refuse(f"creating more than {MAX_FILES} files (creating {path})")
+                        created.add(path)
                 elif not may_read(path):
                     refuse(f"reading {path}")
             elif event == "import":
