@@ -71,9 +71,10 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
     parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     main_blocks = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and _is_main_guard(node.test):
-            for sub in ast.walk(node):
-                main_blocks.add(id(sub))
+        if isinstance(node, ast.If) and _is_main_guard(node.test):  # its body only: the else branch runs
+            for stmt in node.body:
+                for sub in ast.walk(stmt):
+                    main_blocks.add(id(sub))
 
     nodes = [n for n in ast.walk(tree) if id(n) not in main_blocks]
     for node in nodes:  # first pass: aliases
@@ -255,9 +256,14 @@ def _private_binding(dotted: str) -> str | None:
 
 
 def _is_main_guard(test) -> bool:
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
-            and test.comparators[0].value == "__main__")
+    """``__name__ == "__main__"`` (either side): the worker compiles such blocks out
+    (``worker_isolation.is_main_guard``, the same predicate), so they are not scanned."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and len(test.comparators) == 1):
+        return False
+    a, b = test.left, test.comparators[0]
+    return any(isinstance(x, ast.Name) and x.id == "__name__" and isinstance(y, ast.Constant) and y.value == "__main__"
+               for x, y in ((a, b), (b, a)))
 
 
 def imported_modules(source: str) -> set[str]:

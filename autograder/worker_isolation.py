@@ -548,10 +548,10 @@ def kernel_watch(torch, exercise: str, forbidden_calls):
             try:
                 events = quiet(_disable_profiler).events()
             except Exception:  # noqa: BLE001 - the student's code stopped it
-                return ["(torch's profiler, which your code stopped)"]
+                return ["(torch's profiler, which your code stopped or restarted)"]
             names = {e.name() for e in events}
             if state["mark"] not in names:
-                return ["(torch's profiler, which your code restarted)"]
+                return ["(torch's profiler, which your code stopped or restarted)"]
             return sorted(f"{op} ({ops[op]})" for op in names if op in ops)
 
     watch = Watch()

@@ -139,7 +139,7 @@ class Submission:
             exc = r.get("exc", {})
             where = ""
             frames = exc.get("frames") or []
-            if frames:
+            if frames and frames[-1].get("file"):
                 fr = frames[-1]
                 where = f" at {fr['file']} line {fr['line']} ({fr['func']}): {fr['code']}"
             events = r.get("events") or []
