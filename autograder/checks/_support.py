@@ -189,11 +189,14 @@ class Submission:
     def fixture(self, name: str, *args, _keep: bool = True, **kwargs):
         """Build a fixture in the worker: a :class:`Handle` (``_keep``) or its plain value."""
         spec = fx(name, *args, **kwargs).wire()
+        # the grader's own code (the first torch.optim.SGD imports torch._dynamo: ~2 s of CPU, far more
+        # on a loaded machine): a longer limit than the student's calls, within the per-student one
+        limit = None if self.worker is None else max(3 * self.worker.limits.call_timeout, 30.0)
         if _keep:
             h = Handle(self.worker.new_handle() if self.worker else 0, name)
-            self._req({"op": "fixture", "spec": spec, "id": h.id}, f"preparing {name}")
+            self._req({"op": "fixture", "spec": spec, "id": h.id}, f"preparing {name}", limit)
             return h
-        return self._req({"op": "fixture", "spec": spec}, f"reading {name}").value
+        return self._req({"op": "fixture", "spec": spec}, f"reading {name}", limit).value
 
     def method(self, h: Handle, name: str, *args, _what=None, _grad=None, **kwargs):
         req = {"op": "method", "handle": h.id, "name": name, "args": wire(list(args)),
