@@ -21,12 +21,20 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import struct
 
 import numpy as np
 import torch
 
-MAX_MESSAGE = 256 * 1024 * 1024  # bytes; a bigger reply is refused by the grader
+MAX_MESSAGE = 256 * 1024 * 1024  # bytes; a bigger request is refused by the worker
+#: What the grader accepts from a worker.  The worker's code is the student's: a reply may be forged
+#: (written on the reply descriptor, or produced by rebound helpers), so it is read within these bounds
+#: before anything is built from it, and every field is checked (``autograder/sandbox.py``).
+MAX_REPLY = 64 * 1024 * 1024    # bytes of one reply (the largest honest reply is a few MB)
+MAX_REPLY_DEPTH = 48            # JSON nesting (encode refuses values nested more than 30 deep)
+MAX_REPLY_NODES = 1_000_000     # JSON containers and items (encode refuses values of more than 200000)
+MAX_DIMS = 16                   # dimensions of a tensor or array
 
 TORCH_DTYPES = {
     "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
@@ -153,60 +161,126 @@ class Rejected:
     __hash__ = None
 
 
+class BadReply(ValueError):
+    """A message that is not what :func:`encode` produces (forged, truncated or too big)."""
+
+
+def _shape(data) -> list[int]:
+    shape = data.get("shape")
+    if type(shape) is not list or len(shape) > MAX_DIMS or any(type(s) is not int or s < 0 for s in shape):
+        raise BadReply(f"bad shape {str(shape)[:80]}")
+    return shape
+
+
+def _raw(data) -> bytes:
+    if type(data.get("data")) is not str:
+        raise BadReply("tensor data is not a string")
+    try:
+        return base64.b64decode(data["data"], validate=True)
+    except (ValueError, TypeError) as e:
+        raise BadReply(f"tensor data is not base64 ({e})") from None
+
+
 def decode(data, depth: int = 0):
-    """Inverse of :func:`encode`; builds only tensors, arrays, numbers, str, lists, tuples, dicts."""
+    """Inverse of :func:`encode`; builds only tensors, arrays, numbers, str, lists, tuples, dicts.
+
+    Anything else (an unknown tag, a dtype off the allow-list, data that does not match its shape,
+    nesting deeper than 40) raises :class:`BadReply` (a ``ValueError``), never another exception."""
     if depth > 40:
-        raise ValueError("message nested too deeply")
+        raise BadReply("message nested too deeply")
     if data is None or isinstance(data, (bool, int, float, str)):
         return data
     if isinstance(data, list):
         return [decode(v, depth + 1) for v in data]
     if not isinstance(data, dict):
-        raise ValueError(f"unexpected JSON value {type(data).__name__}")
+        raise BadReply(f"unexpected JSON value {type(data).__name__}")
     tag = data.get("__t")
     if tag is None:
         return {str(k): decode(v, depth + 1) for k, v in data.items()}
     if tag == "tensor":
-        dtype = TORCH_DTYPES[data["dtype"]]
-        shape = [int(s) for s in data["shape"]]
-        raw = base64.b64decode(data["data"])
+        dtype = TORCH_DTYPES.get(data.get("dtype")) if isinstance(data.get("dtype"), str) else None
+        if dtype is None:
+            raise BadReply(f"tensor dtype {str(data.get('dtype'))[:40]!r} not allowed")
+        shape, raw = _shape(data), _raw(data)
         if dtype == torch.bfloat16:
-            arr = np.frombuffer(raw, dtype=np.int16).copy()
-            t = torch.from_numpy(arr).view(torch.bfloat16)
+            np_dtype = np.dtype(np.int16)
         else:
             np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-            arr = np.frombuffer(raw, dtype=np_dtype).copy()
-            t = torch.from_numpy(arr)
-        if t.numel() != math.prod(shape):
-            raise ValueError("tensor data does not match its shape")
+        if len(raw) != math.prod(shape) * np_dtype.itemsize:
+            raise BadReply("tensor data does not match its shape")
+        arr = np.frombuffer(raw, dtype=np_dtype).copy()
+        t = torch.from_numpy(arr)
+        if dtype == torch.bfloat16:
+            t = t.view(torch.bfloat16)
         t = t.reshape(shape)
-        if data.get("rg"):
+        if data.get("rg") is True and t.is_floating_point():
             t.requires_grad_(True)  # grader side: only to report it; graders compare detached values
         return t
     if tag == "ndarray":
-        if data["dtype"] not in NUMPY_DTYPES:
-            raise ValueError(f"dtype {data['dtype']!r} not allowed")
-        shape = [int(s) for s in data["shape"]]
-        arr = np.frombuffer(base64.b64decode(data["data"]), dtype=np.dtype(data["dtype"])).copy()
-        if arr.size != math.prod(shape):
-            raise ValueError("array data does not match its shape")
-        return arr.reshape(shape)
+        if data.get("dtype") not in NUMPY_DTYPES:
+            raise BadReply(f"dtype {str(data.get('dtype'))[:40]!r} not allowed")
+        shape, raw = _shape(data), _raw(data)
+        dt = np.dtype(data["dtype"])
+        if len(raw) != math.prod(shape) * dt.itemsize:
+            raise BadReply("array data does not match its shape")
+        return np.frombuffer(raw, dtype=dt).copy().reshape(shape)
     if tag == "npscalar":
-        if data["dtype"] not in NUMPY_DTYPES:
-            raise ValueError(f"dtype {data['dtype']!r} not allowed")
-        return np.dtype(data["dtype"]).type(decode(data["v"], depth + 1))
+        if data.get("dtype") not in NUMPY_DTYPES:
+            raise BadReply(f"dtype {str(data.get('dtype'))[:40]!r} not allowed")
+        v = decode(data.get("v"), depth + 1)
+        if type(v) not in (bool, int, float, complex):
+            raise BadReply("a numpy scalar that is not a number")
+        try:
+            return np.dtype(data["dtype"]).type(v)
+        except (OverflowError, TypeError, ValueError) as e:
+            raise BadReply(f"bad numpy scalar ({e})") from None
     if tag == "tuple":
+        if type(data.get("items")) is not list:
+            raise BadReply("a tuple without items")
         return tuple(decode(v, depth + 1) for v in data["items"])
     if tag == "float":
-        v = data["v"]
+        v = data.get("v")
         if v not in ("nan", "inf", "-inf"):
-            raise ValueError(f"bad float {v!r}")
+            raise BadReply(f"bad float {str(v)[:40]!r}")
         return float(v)
     if tag == "rejected":
-        return Rejected(str(data.get("type", "?")), str(data.get("why", "")))
+        return Rejected(str(data.get("type", "?"))[:200], str(data.get("why", ""))[:500])
     if tag in ("fixture", "handle"):
         return data  # only meaningful in the worker; the worker resolves them itself
-    raise ValueError(f"unknown tag {tag!r}")
+    raise BadReply(f"unknown tag {str(tag)[:40]!r}")
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_OPEN, _CLOSE = ord("["), ord("]")
+
+
+def loads_reply(body: bytes, max_depth: int = MAX_REPLY_DEPTH, max_nodes: int = MAX_REPLY_NODES):
+    """``json.loads`` of a worker's reply, within a memory and a depth bound.
+
+    Before parsing, the structure is measured on the bytes themselves (string contents removed):
+    more than ``max_nodes`` containers and items, or nesting deeper than ``max_depth``, is a
+    :class:`BadReply`; so ``[{},{},...]`` (millions of dicts) or ``[[[[...]]]]`` 100,000 deep
+    costs the grader the reply's bytes, never a RecursionError or gigabytes of Python objects."""
+    if len(body) > MAX_REPLY:
+        raise BadReply(f"a reply of {len(body)} bytes (more than {MAX_REPLY})")
+    bare = _STRING.sub(b'""', body)
+    nodes = bare.count(b",") + bare.count(b"[") + bare.count(b"{")
+    if nodes > max_nodes:
+        raise BadReply(f"a reply of more than {max_nodes} items")
+    brackets = np.frombuffer(bare.translate(_BRACKETS, _NOT_BRACKETS), dtype=np.uint8)
+    if brackets.size:
+        depth = np.cumsum(np.where(brackets == _OPEN, 1, -1), dtype=np.int64)
+        if int(depth.max()) > max_depth:
+            raise BadReply(f"a reply nested more than {max_depth} levels deep")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BadReply(f"not JSON ({str(e)[:100]})") from None
+
+
+# "{" and "[" become "[", "}" and "]" become "]"; everything else is deleted
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
 # ----------------------------------------------------------------------------- framing
@@ -216,8 +290,8 @@ def pack(obj) -> bytes:
     return struct.pack(">Q", len(body)) + body
 
 
-def unpack_header(header: bytes) -> int:
+def unpack_header(header: bytes, limit: int = MAX_MESSAGE) -> int:
     (n,) = struct.unpack(">Q", header)
-    if n > MAX_MESSAGE:
-        raise ValueError(f"message of {n} bytes exceeds the limit of {MAX_MESSAGE}")
+    if n > limit:
+        raise BadReply(f"a message of {n} bytes (more than {limit})")
     return n

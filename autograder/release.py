@@ -45,8 +45,9 @@ TOP_FILES = ("requirements.txt", "pyproject.toml", "LICENSE")
 INSTRUCTOR_DOCS = ("docs/instructors.md",)
 #: The autograder a student needs to grade their own files (public checks, hand-in zips).
 AUTOGRADER_FILES = (
-    "__init__.py", "__main__.py", "bwrap.py", "fixtures.py", "given.py", "gradeone.py", "handin.py", "mistakes.py", "procs.py",
-    "protocol.py", "report.py", "runner.py", "sandbox.py", "scan.py", "spec.py", "visibility.py", "worker.py",
+    "__init__.py", "__main__.py", "bwrap.py", "cgroup.py", "fixtures.py", "given.py", "gradeone.py", "handin.py",
+    "mistakes.py", "procs.py", "protocol.py", "report.py", "runner.py", "sandbox.py", "scan.py", "spec.py",
+    "visibility.py", "worker.py",
     "worker_isolation.py", "worker_zygote.py", "zygote.py", "README.md",
     "nbgrader_support/__init__.py",  # test cells of nbgrader notebooks: `check(...)` runs the public checks here
     "checks/__init__.py", "checks/_inputs.py", "checks/_support.py", "checks/conftest.py", "checks/pytest.ini",

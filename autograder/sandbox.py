@@ -42,7 +42,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from . import bwrap
+from . import bwrap, cgroup
 from .procs import WORKER_PY, clean_env, exit_reason, host_pid, kill_group, rss_bytes
 from .spec import Exercise
 from .zygote import (ZYGOTE_FD_ENV, ForkedProcess, Zygote, ZygoteError, _note_zygote_failure,  # noqa: F401
@@ -73,6 +73,8 @@ class Limits:
     mem_bytes: int = 3 * 1024 ** 3  # address space (Linux) / resident set (polled, all platforms)
     output_bytes: int = 1024 * 1024  # what the student's code may print per worker
     rss_bytes: int = 2 * 1024 ** 3
+    group_pids: int = cgroup.PIDS_MAX       # processes + threads of one student's workers, together
+    group_mem_bytes: int = cgroup.MEM_BYTES  # memory of one student's workers, together (cgroup only)
     worker: str = "auto"           # "fork" (from a zygote), "spawn" (a new interpreter), "auto"
     sandbox: str = "auto"          # "bwrap", "off" (in-process isolation only), "auto" (bwrap if it works)
 
@@ -83,6 +85,10 @@ class Limits:
             lim.call_timeout = float(os.environ["AUTOGRADER_CALL_TIMEOUT"])
         if os.environ.get("AUTOGRADER_WORKER"):
             lim.worker = os.environ["AUTOGRADER_WORKER"].strip().lower()
+        if os.environ.get("AUTOGRADER_STUDENT_PIDS"):
+            lim.group_pids = int(os.environ["AUTOGRADER_STUDENT_PIDS"])
+        if os.environ.get("AUTOGRADER_STUDENT_MEM"):
+            lim.group_mem_bytes = int(float(os.environ["AUTOGRADER_STUDENT_MEM"]) * 1024 ** 3)
         if os.environ.get("AUTOGRADER_SANDBOX"):
             lim.sandbox = bwrap.requested(os.environ["AUTOGRADER_SANDBOX"])
         if timeout:
@@ -120,14 +126,144 @@ class Reply:
     raw: dict
     stdout: str = ""
     events: list = field(default_factory=list)
+    grads: list | None = None         # d out / d each requires_grad tensor of the call's args, in order
+    param_grads: dict | None = None   # parameter name -> its gradient (a method call with params)
 
-    @property
-    def grads(self):
-        return P.decode(self.raw["grads"]) if "grads" in self.raw else None
 
-    @property
-    def param_grads(self):
-        return P.decode(self.raw["param_grads"]) if "param_grads" in self.raw else None
+# ----------------------------------------------------------------------------- what a reply may hold
+#: A reply is whatever the worker's process wrote on its reply descriptor, and student code runs in
+#: that process: it can rebind the worker's helpers or write a reply of its own.  So nothing in a
+#: reply is trusted: it is read within size and depth bounds (``protocol.loads_reply``), every field
+#: of the envelope is checked and cleaned here, gradients are checked against the request (one per
+#: leaf, of the leaf's shape), values by the checks' comparisons; anything else is the student's
+#: failure on that check ("the worker's reply was malformed"), never a grader error.
+STATUSES = frozenset({"ready", "ok", "output_cap", "memory", "exit", "forbidden", "notimpl", "raised"})
+
+
+class BadReply(Exception):
+    """A reply that is not what an honest worker sends."""
+
+
+def _text(v, limit: int) -> str:
+    return v[:limit] if isinstance(v, str) else ""
+
+
+def _texts(v, n: int, limit: int) -> list[str]:
+    return [x[:limit] for x in v[:n] if isinstance(x, str)] if isinstance(v, list) else []
+
+
+def clean_reply(reply) -> dict:
+    """The envelope of a reply, every field of the type the grader reads, strings truncated.
+
+    ``value``, ``grads`` and ``param_grads`` stay raw (decoded by the caller, which knows what the
+    call must return); a missing or unknown ``status`` raises :class:`BadReply`."""
+    if not isinstance(reply, dict):
+        raise BadReply(f"a reply that is a JSON {type(reply).__name__}, not an object")
+    status = reply.get("status")
+    if status not in STATUSES:
+        raise BadReply(f"unknown status {str(status)[:40]!r}")
+    out = {"status": status, "nonce": _text(reply.get("nonce"), 64), "stdout": _text(reply.get("stdout"), 8000),
+           "events": _texts(reply.get("events"), 50, 500), "forbidden": _texts(reply.get("forbidden"), 50, 200),
+           "msg": _text(reply.get("msg"), 2000)}
+    if isinstance(reply.get("pid"), int) and not isinstance(reply.get("pid"), bool):
+        out["pid"] = reply["pid"]
+    el = reply.get("elapsed")
+    if isinstance(el, (int, float)) and not isinstance(el, bool):
+        out["elapsed"] = float(el)
+    if "rng_touched" in reply:
+        out["rng_touched"] = _texts(reply.get("rng_touched"), 4, 20)
+    if reply.get("grad_error") is not None:
+        out["grad_error"] = _text(reply.get("grad_error"), 1000) or "the gradient could not be computed"
+    exc = reply.get("exc")
+    if isinstance(exc, dict):
+        frames = []
+        for fr in exc.get("frames")[:5] if isinstance(exc.get("frames"), list) else []:
+            if isinstance(fr, dict):
+                line = fr.get("line")
+                frames.append({"file": _text(fr.get("file"), 200), "func": _text(fr.get("func"), 200),
+                               "code": _text(fr.get("code"), 200),
+                               "line": line if isinstance(line, int) and not isinstance(line, bool) else 0})
+        out["exc"] = {"type": _text(exc.get("type"), 100) or "an exception", "bases": _texts(exc.get("bases"), 20, 100),
+                      "msg": _text(exc.get("msg"), 2000), "frames": frames}
+    elif status in ("raised", "notimpl", "memory"):
+        out["exc"] = {"type": "an exception", "bases": [], "msg": "", "frames": []}
+    for k in ("value", "grads", "param_grads"):
+        if k in reply:
+            out[k] = reply[k]
+    return out
+
+
+def _grad_leaves(wired, out: list) -> list:
+    """The shapes of the tensors a request sends with ``requires_grad``, in the worker's order
+    (``worker._leaves``: lists, tuples and dict values, depth first)."""
+    if isinstance(wired, list):
+        for v in wired:
+            _grad_leaves(v, out)
+    elif isinstance(wired, dict):
+        tag = wired.get("__t")
+        if tag == "tensor":
+            if wired.get("rg"):
+                out.append(tuple(wired["shape"]))
+        elif tag == "tuple":
+            _grad_leaves(wired["items"], out)
+        elif tag is None:
+            for v in wired.values():
+                _grad_leaves(v, out)
+    return out
+
+
+def check_grads(req: dict, raw: dict) -> tuple[list | None, dict | None]:
+    """The reply's gradients, checked against the request: one per leaf tensor of the arguments
+    (``None`` or a floating tensor of that leaf's shape), one per requested parameter."""
+    if req.get("grad") is None or raw.get("grad_error"):
+        return None, None  # no gradients asked for, or the student's output had none (the check says so)
+    if "grads" not in raw:
+        raise BadReply("no gradients, and no reason why")
+    shapes = _grad_leaves(req.get("args", []), [])
+    try:
+        grads = P.decode(raw.get("grads"))
+        pgrads = P.decode(raw.get("param_grads", {}))
+    except ValueError as e:
+        raise BadReply(f"its gradients could not be decoded ({e})") from None
+    if type(grads) is not list or len(grads) != len(shapes):
+        raise BadReply(f"{_count(grads)} gradients for the {len(shapes)} input tensors that require grad")
+    for i, (g, shape) in enumerate(zip(grads, shapes)):
+        if g is None:
+            continue
+        if type(g) is not torch_tensor_type() or not g.is_floating_point() or tuple(g.shape) != shape:
+            raise BadReply(f"gradient {i} is {_what_is(g)}, not None or a floating tensor of shape {shape}")
+    names = list((req.get("grad") or {}).get("params") or []) if req.get("op") == "method" else []
+    if type(pgrads) is not dict or sorted(pgrads) != sorted(names):
+        raise BadReply(f"parameter gradients for {sorted(pgrads) if type(pgrads) is dict else _what_is(pgrads)}, "
+                       f"asked for {sorted(names)}")
+    for n, g in pgrads.items():
+        if g is not None and (type(g) is not torch_tensor_type() or not g.is_floating_point()):
+            raise BadReply(f"the gradient of {n} is {_what_is(g)}")
+    return grads, pgrads
+
+
+def torch_tensor_type():
+    import torch
+
+    return torch.Tensor
+
+
+def _count(v) -> str:
+    return str(len(v)) if isinstance(v, (list, dict)) else f"not a list of ({type(v).__name__})"
+
+
+def _what_is(v) -> str:
+    if type(v) is torch_tensor_type():
+        return f"a {str(v.dtype).replace('torch.', '')} tensor of shape {tuple(v.shape)}"
+    return f"a {type(v).__name__}"
+
+
+def check_value_shape(req: dict, value) -> None:
+    """What the request fixes about the value: ``attrs`` and ``get`` replies are dicts of those names."""
+    names = req.get("attrs") or (req.get("names") if req.get("op") == "get" else None)
+    if names:
+        if type(value) is not dict or any(n not in value for n in names):
+            raise BadReply(f"a value that is {_what_is(value)}, not the fields {list(names)} the grader asked for")
 
 
 # ----------------------------------------------------------------------------- one student's files
@@ -174,11 +310,38 @@ def prestart(limits: Limits | None = None, source_files: dict[str, str] | None =
         zygote(limits.start_timeout)
 
 
+# ----------------------------------------------------------------------------- one student's resources
+_GROUP: dict = {}  # "group": cgroup.Group | None, "nproc": the RLIMIT_NPROC fallback, for this grading
+_GROUP_LOCK = threading.Lock()
+
+
+def student_group(limits: Limits) -> tuple["cgroup.Group | None", int | None]:
+    """This grading's cgroup (every worker joins it before running student code), or else the
+    RLIMIT_NPROC its workers set themselves (None as root without cgroups: nothing to set)."""
+    with _GROUP_LOCK:
+        if not _GROUP:
+            g = cgroup.create(limits.group_pids, limits.group_mem_bytes) if sys.platform.startswith("linux") else None
+            _GROUP.update(group=g, nproc=None if g is not None else cgroup.nproc_limit())
+        return _GROUP["group"], _GROUP["nproc"]
+
+
+def group_kind() -> str:
+    """What limits the student's processes as a whole: ``cgroup v1``, ``cgroup v2``, ``RLIMIT_NPROC`` or ``none``."""
+    g, nproc = _GROUP.get("group"), _GROUP.get("nproc")
+    return g.kind if g is not None else "RLIMIT_NPROC" if nproc else "none"
+
+
 def end_grading() -> None:
-    """After one submission: stop a sandboxed zygote (nothing it started survives) and drop the copies."""
+    """After one submission: stop a sandboxed zygote (nothing it started survives), kill what is left
+    in the student's cgroup (detached children too, with or without bwrap) and drop the copies."""
     z = zygote(start=False)
     if z is not None and z.submission is not None:
         stop_zygote()
+    with _GROUP_LOCK:
+        g = _GROUP.get("group")
+        _GROUP.clear()
+    if g is not None:
+        g.close()
     with _COPIES_LOCK:
         for d in _COPIES.values():
             shutil.rmtree(d, ignore_errors=True)
@@ -222,6 +385,9 @@ class Worker:
             "mem_bytes": self.limits.mem_bytes,
             "fsize_bytes": self.limits.output_bytes,
         }
+        group, nproc = student_group(self.limits)
+        if nproc:
+            config["nproc"] = nproc
         submission = None
         if self.sandbox == "bwrap":  # the worker copies /submission into its own folder in its private /tmp
             submission = submission_copy(self.source_files)
@@ -255,6 +421,9 @@ class Worker:
             self.rss_pid = host_pid(ready["pid"], self.proc.pid) or self.proc.pid  # the worker, not bwrap
         if ready.get("status") != "ready":
             raise WorkerFailure("crash", "the worker did not start")
+        if group is not None and not group.attach(self.rss_pid):  # before the student's import
+            self._kill()
+            raise WorkerFailure("crash", "the worker could not join the student's process group")
         self.load_error = None
         try:
             reply = self._request({"op": "load"}, self.limits.call_timeout)  # the student's import: a call
@@ -315,15 +484,19 @@ class Worker:
         if reply.get("nonce") != nonce:
             self._kill()
             raise WorkerFailure("protocol", "the worker's reply was garbled (did the code write to a file descriptor?)")
-        stdout = str(reply.get("stdout") or "")
-        status = reply.get("status")
-        events = list(reply.get("events") or [])
+        stdout = reply["stdout"]
+        status = reply["status"]
+        events = reply["events"]
         if status == "ok":
             try:
                 value = P.decode(reply.get("value"))
-            except (ValueError, KeyError, TypeError) as e:
-                raise WorkerFailure("protocol", f"the reply could not be decoded: {e}") from None
-            return Reply(value, reply, stdout, events)
+                check_value_shape(req, value)
+                grads, pgrads = check_grads(req, reply)
+            except (ValueError, BadReply) as e:
+                self._kill()  # whatever wrote it may write again: a fresh worker for the next call
+                raise WorkerFailure("protocol", f"the worker's reply was malformed: {e} (did your code change "
+                                                "the worker, or write to its reply channel?)", reply) from None
+            return Reply(value, reply, stdout, events, grads, pgrads)
         if status == "output_cap":
             self._kill()
             raise WorkerFailure("output", f"your code printed more than {self.limits.output_bytes // 1024} KiB "
@@ -340,6 +513,7 @@ class Worker:
             raise WorkerFailure("notimpl", reply.get("msg") or "not implemented yet", reply)
         if status == "raised":
             raise WorkerFailure("raised", "raised", reply)
+        self._kill()
         raise WorkerFailure("protocol", f"unexpected reply status {status!r}", reply)
 
     def _fail_dead(self, what: str):
@@ -348,15 +522,23 @@ class Worker:
         raise WorkerFailure("crash", f"{what}: {exit_reason(code)}")
 
     def _receive(self, timeout: float, what: str) -> dict:
+        """One reply, read within ``protocol.MAX_REPLY`` bytes and its depth and size bounds, its
+        envelope checked (:func:`clean_reply`); anything else kills the worker: a ``protocol`` failure."""
         deadline = time.monotonic() + timeout
         header = self._read(8, deadline, what, timeout)
-        n = P.unpack_header(header)
+        try:
+            n = P.unpack_header(header, P.MAX_REPLY)
+        except ValueError as e:
+            self._kill()
+            raise WorkerFailure("protocol", f"the worker's reply was refused: {e} (did your code write to "
+                                            "its reply channel?)") from None
         body = self._read(n, deadline + 5.0, what, timeout)
         try:
-            return json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            return clean_reply(P.loads_reply(body))
+        except (ValueError, BadReply) as e:
             self._kill()
-            raise WorkerFailure("protocol", "the worker's reply was garbled") from None
+            raise WorkerFailure("protocol", f"the worker's reply was malformed: {e} (did your code change the "
+                                            "worker, or write to its reply channel?)") from None
 
     def _read(self, n: int, deadline: float, what: str, timeout: float) -> bytes:
         fd = self.proc.stdout.fileno()

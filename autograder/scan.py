@@ -17,8 +17,16 @@ The scan reads the source with :mod:`ast` (never imports it).  It finds
 What no static scan sees is a name computed at run time (``getattr(obj, "ctc" + "_loss")`` on one of
 those objects); ``autograder/README.md`` says so.
 
-Code under ``if __name__ == "__main__":`` is a student's own experiment and is not scanned.
-The worker blocks the same things at run time; the scan names the line.
+* a forbidden kernel's name as a string (``getattr(sys.modules["torch._VF"].vf, "gru_cell")``), and
+  torch's private bindings named in a string (``"torch._VF"``);
+* the worker's own internals (its reply descriptor, its nonce, ``_agw_`` modules) and, where kernels
+  are forbidden, the profiler's switches (``_disable_profiler``): tampering with the grader.
+
+Code under ``if __name__ == "__main__":`` is a student's own experiment and is not scanned; the
+worker compiles the submission's modules without those blocks (``worker_isolation.install_main_stripper``),
+so they never run while grading, whatever ``__name__`` is set to.
+The worker blocks the same things at run time (stubs, and a record of the kernels each call ran);
+the scan names the line.
 """
 from __future__ import annotations
 
@@ -60,11 +68,13 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
     findings: list[Finding] = []
     aliases: dict[str, str] = {}  # local name -> dotted module/object
 
+    parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     main_blocks = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and _is_main_guard(node.test):
-            for sub in ast.walk(node):
-                main_blocks.add(id(sub))
+        if isinstance(node, ast.If) and _is_main_guard(node.test):  # its body only: the else branch runs
+            for stmt in node.body:
+                for sub in ast.walk(stmt):
+                    main_blocks.add(id(sub))
 
     nodes = [n for n in ast.walk(tree) if id(n) not in main_blocks]
     for node in nodes:  # first pass: aliases
@@ -96,6 +106,10 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
         return None
 
     for node in nodes:
+        tampered = _tampering(node, bool(forbidden))
+        if tampered:
+            findings.append(Finding(node.lineno, f"reaches into the grader's worker ({tampered}): grading does not "
+                                                 "allow it"))
         if isinstance(node, ast.Import):
             for a in node.names:
                 b = _blocked_module(a.name, blocked)
@@ -135,9 +149,14 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
                     dotted and dotted.split(".")[0] in aliases and not dotted.startswith("torch.Tensor")):
                 findings.append(Finding(node.lineno, f"calls .{node.attr}(), which {exercise.id} forbids"))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and forbidden and \
-                node.value in _PRIVATE_NAMES:
+                (node.value in _PRIVATE_NAMES or (_DOTTED(node.value) and _private_binding(node.value))):
             findings.append(Finding(node.lineno, f"names torch's private bindings ({node.value!r}), which reach the "
                                                  f"library's own kernels past {exercise.id}'s rules"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in kernel_names and \
+                _looked_up(node, parents):
+            findings.append(Finding(node.lineno, f"names the kernel {node.value!r} ({kernel_names[node.value]}) in a "
+                                                 f"string, which {exercise.id} forbids"))
+
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "aten::" in node.value:
             op = node.value.split("aten::", 1)[1].split(".")[0].split("(")[0].strip()
             if op in aten_ops:
@@ -176,6 +195,56 @@ def scan_source(source: str, exercise: Exercise) -> list[Finding]:
 _PRIVATE_NAMES = {"_C", "_VF", "_VariableFunctions", "_VariableFunctionsClass"}
 
 
+_LOOKUPS = {"getattr", "hasattr", "attrgetter", "methodcaller", "__getattribute__", "__getattr__", "get",
+            "_jit_get_operation", "_get_operation_overload", "_get_schema"}
+
+
+def _looked_up(node, parents) -> bool:
+    """A string used to look a name up: ``getattr(x, "gru_cell")``, ``vars(x)["gru_cell"]``,
+    ``x.__dict__.get("gru_cell")``, ``operator.attrgetter("gru_cell")`` (not ``__all__ = [...]``)."""
+    parent = parents.get(id(node))
+    if isinstance(parent, ast.Subscript) and parent.slice is node:
+        return True
+    if isinstance(parent, ast.Call) and node in parent.args:
+        f = parent.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+        return name in _LOOKUPS
+    return False
+
+
+def _DOTTED(s: str) -> bool:
+    return len(s) < 200 and all(p.isidentifier() for p in s.split("."))
+
+
+#: The worker's own internals: its reply and request descriptors, the reply's nonce, its private modules.
+_WORKER_NAMES = {"resp_fd", "req_fd", "req_nonce"}
+#: The switches of torch's profiler, which records the kernels each call runs (where kernels are forbidden).
+_PROFILER_NAMES = {"_disable_profiler", "_enable_profiler", "_prepare_profiler", "_disable_profiler_legacy",
+                   "_enable_profiler_legacy", "_profiler_enabled", "_record_function_enter_new",
+                   "_record_function_exit", "_kineto_step"}
+
+
+def _tampering(node, kernels_forbidden: bool) -> str | None:
+    name = None
+    if isinstance(node, ast.Attribute):
+        name = node.attr
+    elif isinstance(node, ast.Name):
+        name = node.id
+    elif isinstance(node, ast.alias):
+        name = node.name.rsplit(".", 1)[-1]
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED(node.value):
+        name = node.value.rsplit(".", 1)[-1]
+        if node.value.startswith("_agw_"):
+            return node.value
+    if name is None:
+        return None
+    if name in _WORKER_NAMES or name.startswith("_agw_"):
+        return name
+    if kernels_forbidden and name in _PROFILER_NAMES:
+        return f"{name}, the profiler that records the kernels your code runs"
+    return None
+
+
 def _private_binding(dotted: str) -> str | None:
     parts = dotted.split(".")
     if parts[0] == "torch" and len(parts) > 1 and parts[1] in ("_C", "_VF"):
@@ -187,9 +256,47 @@ def _private_binding(dotted: str) -> str | None:
 
 
 def _is_main_guard(test) -> bool:
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
-            and test.comparators[0].value == "__main__")
+    """``__name__ == "__main__"`` (either side): the worker compiles such blocks out
+    (``worker_isolation.is_main_guard``, the same predicate), so they are not scanned."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and len(test.comparators) == 1):
+        return False
+    a, b = test.left, test.comparators[0]
+    return any(isinstance(x, ast.Name) and x.id == "__name__" and isinstance(y, ast.Constant) and y.value == "__main__"
+               for x, y in ((a, b), (b, a)))
+
+
+def imported_modules(source: str) -> set[str]:
+    """The top-level names of the modules a file imports with a literal ``import`` statement."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def scan_with_imports(path: str, exercise: Exercise, siblings: dict[str, str]) -> list[Finding]:
+    """:func:`scan_file`, plus the submission's other exercise files this one imports (``siblings``:
+    module name -> path), held to THIS exercise's rules: their code runs in this exercise's worker."""
+    found = scan_file(path, exercise)
+    if not exercise.forbidden_calls and not exercise.forbidden_modules:
+        return found
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        names = imported_modules(f.read())
+    for mod in sorted(names):
+        other = siblings.get(mod)
+        if other is None or mod == exercise.module:
+            continue
+        for g in scan_file(other, exercise):
+            if "syntax error" not in g.what:
+                found.append(Finding(g.line, f"in {mod}.py, which this file imports: {g.what}"))
+    return found
 
 
 def scan_file(path: str, exercise: Exercise) -> list[Finding]:

@@ -341,21 +341,42 @@ def _handle(req) -> dict:
 req_nonce = [""]
 
 
-def main():
+#: Requests whose student code runs under the kernel watch (``worker_isolation.kernel_watch``).
+WATCHED_OPS = frozenset({"load", "call", "new", "method"})
+
+
+def main(watch=None):
+    """The request loop.  Its helpers are bound here, before the submission is imported (by the first
+    request): rebinding this module's names later does not change the loop or the kernel watch."""
+    handle, new_output, pack, write, resp_fd = _handle, PROC.new_output, P.pack, os.write, PROC.resp_fd
+    watched, hits = WATCHED_OPS, FORBIDDEN_HITS
+    exercise = CONFIG.get("exercise", "")
     _send({"status": "ready", "pid": os.getpid(), "sandbox": SANDBOX})
     while True:
         req = _recv()
         req_nonce[0] = req.get("nonce", "")
         try:
-            reply = _handle(req)
-            reply["stdout"] = PROC.new_output()
-            data = P.pack(reply)
+            on = watch is not None and req.get("op") in watched
+            if on:
+                watch.start(str(req.get("nonce", "")))
+            try:
+                reply = handle(req)
+            finally:
+                ran = watch.stop() if on else []
+            if ran:
+                hits.extend(ran)
+                reply = {"status": "forbidden", "nonce": req_nonce[0], "events": reply.get("events", []),
+                         "forbidden": sorted(set(hits)),
+                         "msg": f"your code ran {', '.join(ran)}, which {exercise} forbids: write it yourself "
+                                "(see the exercise's docstring)"}
+            reply["stdout"] = new_output()
+            data = pack(reply)
         except BaseException as e:  # noqa: BLE001 - e.g. a reply that cannot be serialised
-            data = P.pack({"status": "raised", "nonce": req_nonce[0], "events": [], "forbidden": [],
-                           "exc": {"type": type(e).__name__, "bases": [], "msg": str(e)[:300], "frames": []}})
+            data = pack({"status": "raised", "nonce": req_nonce[0], "events": [], "forbidden": [],
+                         "exc": {"type": type(e).__name__, "bases": [], "msg": str(e)[:300], "frames": []}})
         view = memoryview(data)
         while view:
-            k = os.write(PROC.resp_fd, view)
+            k = write(resp_fd, view)
             view = view[k:]
         sys.stdout.flush()
 
@@ -369,8 +390,10 @@ def become_worker(config: dict, req_fd: int | None, resp_fd: int | None, parent:
     import_libraries()  # already done in a zygote (then only the names are bound)
     ISO.prepare_torch(torch, int(config.get("mem_bytes", 4 * 1024 ** 3)))
     ISO.install_stubs(torch, config["exercise"], config.get("forbidden_calls", []))
+    watch = ISO.kernel_watch(torch, config["exercise"], config.get("forbidden_calls", []))
     ISO.install_guards(config["exercise"], SANDBOX, config.get("blocked_modules", []))
-    main()
+    ISO.install_main_stripper(SANDBOX)
+    main(watch)
 
 
 def spawn_main(argv: list[str]) -> None:

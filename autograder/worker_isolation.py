@@ -150,6 +150,8 @@ def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-long write fails with EFBIG instead of killing us
         set_limit(resource.RLIMIT_CORE, 0)
         set_limit(resource.RLIMIT_FSIZE, int(config.get("fsize_bytes", 2 * 1024 * 1024)))
+        if config.get("nproc"):  # no cgroup: processes and threads of the grading user (not root)
+            set_limit(resource.RLIMIT_NPROC, int(config["nproc"]))
     die_with_parent(parent)
 
     def _watch_parent():
@@ -278,6 +280,7 @@ PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod
                      "os.removexattr", "os.setxattr"}
 PATH_READ_EVENTS = {"os.listdir", "os.scandir", "glob.glob", "glob.glob/2", "os.listxattr", "os.getxattr",
                     "tempfile.mkstemp", "tempfile.mkdtemp"}
+MAX_FILES = 256  # files a worker may create in its folder (each at most RLIMIT_FSIZE)
 READ_FILES = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/etc/localtime"})
 READ_PREFIXES_OS = ("/proc/self/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/", "/proc/cpuinfo", "/proc/meminfo")
 
@@ -352,6 +355,7 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
     refused_events, write_events, read_events = dict(REFUSED_EVENTS), frozenset(PATH_WRITE_EVENTS), \
         frozenset(PATH_READ_EVENTS)
     in_hook = threading.local()
+    created: set = set()
 
     def under(path: str, roots) -> bool:
         return any(path == r or path.startswith(r + os.sep) for r in roots)
@@ -384,6 +388,10 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                 if writing:
                     if not (path == "/dev/null" or under(path, write_roots)):
                         refuse(f"writing {path}")
+                    if path not in created and path != "/dev/null" and not os.path.lexists(path):
+                        if len(created) >= MAX_FILES:  # each is capped by RLIMIT_FSIZE: the folder's disk is bounded
+                            refuse(f"creating more than {MAX_FILES} files (creating {path})")
+                        created.add(path)
                 elif not may_read(path):
                     refuse(f"reading {path}")
             elif event == "import":
@@ -438,3 +446,115 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
         setattr(os, name, guarded)
         setattr(posix, name, guarded)
     sys.addaudithook(audit)
+
+
+# ----------------------------------------------------------------------------- main blocks and kernels
+def is_main_guard(test) -> bool:
+    """``__name__ == "__main__"`` (either side): the test of a student's own experiment block.
+    The same predicate as ``autograder/scan.py``'s, which does not scan such blocks."""
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and len(test.comparators) == 1):
+        return False
+    a, b = test.left, test.comparators[0]
+    return any(isinstance(x, ast.Name) and x.id == "__name__" and isinstance(y, ast.Constant) and y.value == "__main__"
+               for x, y in ((a, b), (b, a)))
+
+
+def install_main_stripper(sandbox: str) -> None:
+    """The submission's modules are compiled without their ``if __name__ == "__main__":`` blocks.
+
+    The static scan does not look inside those blocks (they are a student's own experiments), so
+    they must never run while grading, whatever ``__name__`` says: a module that sets
+    ``__name__ = "__main__"`` would otherwise run its block at import."""
+    import ast
+    import importlib.machinery
+
+    class Strip(ast.NodeTransformer):
+        def visit_If(self, node):
+            self.generic_visit(node)
+            if is_main_guard(node.test):
+                return node.orelse or ast.Pass()
+            return node
+
+    class Loader(importlib.machinery.SourceFileLoader):
+        def source_to_code(self, data, path, *, _optimize=-1):
+            tree = ast.fix_missing_locations(Strip().visit(ast.parse(data, path)))
+            return compile(tree, path, "exec", dont_inherit=True, optimize=_optimize)
+
+    root = os.path.realpath(sandbox)
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path=None, target=None):
+            spec = importlib.machinery.PathFinder.find_spec(fullname, [root] if path is None else path)
+            if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+                return None
+            if os.path.dirname(os.path.realpath(spec.origin)) != root:
+                return None
+            spec.loader = Loader(fullname, spec.origin)
+            return spec
+
+    sys.meta_path.insert(1 if sys.meta_path and type(sys.meta_path[0]).__name__ == "Blocker" else 0, Finder())
+
+
+def kernel_watch(torch, exercise: str, forbidden_calls):
+    """A run-time record of the library kernels a call executed (torch's profiler, which sees every
+    operator at the dispatcher, a composite one such as ``aten::gru_cell`` included), or None when
+    the exercise forbids no kernel.  ``start()`` before the call, ``stop()`` after it returns the
+    forbidden operators that ran.  Everything it needs is bound here, before the submission is
+    imported: rebinding ``torch.autograd``'s names later changes nothing; code that stops the
+    profiler during the call is reported as doing so."""
+    ops = {"aten::" + f.rsplit(".", 1)[1]: f for f in forbidden_calls if f.startswith("torch.ops.aten.")}
+    if not ops:
+        return None
+    try:
+        from torch._C._profiler import _ExperimentalConfig
+        from torch.autograd import (ProfilerActivity, ProfilerConfig, ProfilerState, _disable_profiler,
+                                    _enable_profiler, _prepare_profiler)
+        config = ProfilerConfig(ProfilerState.KINETO, False, False, False, False, False, _ExperimentalConfig())
+        activities = {ProfilerActivity.CPU}
+    except Exception:  # noqa: BLE001 - a torch without this profiler: the static scan only
+        return None
+    enter = torch.ops.profiler._record_function_enter_new
+    leave = torch.ops.profiler._record_function_exit
+    dup, dup2, close, devnull, O_WRONLY = os.dup, os.dup2, os.close, os.devnull, os.O_WRONLY
+    open_ = os.open
+    state = {"on": False, "mark": ""}
+
+    def quiet(fn, *args):
+        """kineto writes a line on stderr at start and stop: not into the student's output."""
+        saved = dup(2)
+        null = open_(devnull, O_WRONLY)
+        try:
+            dup2(null, 2)
+            return fn(*args)
+        finally:
+            dup2(saved, 2)
+            close(saved)
+            close(null)
+
+    class Watch:
+        def start(self, mark: str) -> None:
+            quiet(_prepare_profiler, config, activities)
+            quiet(_enable_profiler, config, activities)
+            state["on"], state["mark"] = True, "ag-watch-" + mark
+            leave(enter(state["mark"], None))
+
+        def stop(self) -> list[str]:
+            if not state["on"]:
+                return []
+            state["on"] = False
+            try:
+                events = quiet(_disable_profiler).events()
+            except Exception:  # noqa: BLE001 - the student's code stopped it
+                return ["(torch's profiler, which your code stopped or restarted)"]
+            names = {e.name() for e in events}
+            if state["mark"] not in names:
+                return ["(torch's profiler, which your code stopped or restarted)"]
+            return sorted(f"{op} ({ops[op]})" for op in names if op in ops)
+
+    watch = Watch()
+    watch.start("warm-up")  # kineto's first start initialises it: before the audit hook, not in a call
+    watch.stop()
+    return watch

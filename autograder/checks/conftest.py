@@ -1,4 +1,9 @@
-"""Fixtures of the grading checks: ``sub``, the submission's exercise reached through a worker."""
+"""Fixtures of the grading checks: ``sub``, the submission's exercise reached through a worker.
+
+Public and hidden checks never share a worker: a hidden check's inputs live only in a worker of
+the hidden checks, which starts after every public check of the submission has run (the runner
+orders them so), so no later public check can print what a hidden check sent.
+"""
 from __future__ import annotations
 
 import pytest
@@ -15,8 +20,7 @@ def _exercise_of(node) -> str:
     return mark.args[0]
 
 
-@pytest.fixture(scope="module")
-def sub(request):
+def _submission(request):
     ctx = S.CONTEXT
     if ctx is None:
         pytest.fail("the checks run only through `python -m autograder` (no grading context)", pytrace=False)
@@ -37,3 +41,20 @@ def sub(request):
         yield S.Submission(ex, worker)
     finally:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def public_sub(request):
+    yield from _submission(request)
+
+
+@pytest.fixture(scope="module")
+def hidden_sub(request):
+    yield from _submission(request)
+
+
+@pytest.fixture
+def sub(request):
+    """The exercise's public worker, or for a ``@pytest.mark.hidden`` check its hidden one."""
+    hidden = request.node.get_closest_marker("hidden") is not None
+    return request.getfixturevalue("hidden_sub" if hidden else "public_sub")

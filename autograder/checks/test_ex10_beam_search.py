@@ -149,7 +149,13 @@ def test_beam_search_with_lm(sub):
 @pytest.mark.hidden
 @pytest.mark.points(1)
 def test_beam_search_beam_width(sub):
-    """at most beam_width results, best first, no score above the text's exact Q"""
+    """at most beam_width results, best first, no score above the text's exact Q; a wide beam finds the best"""
+    # The edge case pays only with evidence that the search works: first a beam wide enough for every
+    # candidate must give the exact best texts (a fixed candidate or an empty search earns nothing).
+    wide = _posteriogram(11, 6, [0, 2, 3, 27])
+    what = "log_probs (6, 29) (seed 11, symbols [0, 2, 3, 27]), beam_width=512, lm=None, beta=1.0"
+    got, hints = _search(sub, wide, what, 512)
+    _check_result(got, exact(wide, None, 0.5, 1.0, 512), what, k=2, hints=hints)
     lp = _posteriogram(9, 7, [0, 1, 2, 3, 4, 27])
     for bw in (1, 3):
         what = f"log_probs (7, 29), beam_width={bw}"
@@ -157,7 +163,9 @@ def test_beam_search_beam_width(sub):
         if not isinstance(got, list) or not 1 <= len(got) <= bw:
             fail(f"prefix_beam_search({what}): expected a list of 1 to {bw} (text, score) pairs, got {describe(got)}")
         scores = [s for _, s in got] if all(isinstance(x, (tuple, list)) and len(x) == 2 for x in got) else None
-        if scores is None or any(not isinstance(s, (int, float)) for s in scores):
+        if scores is None or any(not isinstance(s, (int, float)) or isinstance(s, bool) for s in scores):
+            fail(f"prefix_beam_search({what}): expected (text, float score) pairs, got {describe(got)}")
+        if any(not isinstance(t, str) for t, _ in got):
             fail(f"prefix_beam_search({what}): expected (text, float score) pairs, got {describe(got)}")
         if scores != sorted(scores, reverse=True):
             fail(f"prefix_beam_search({what}): results must be sorted best first, got scores {scores}")
