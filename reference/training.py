@@ -142,11 +142,18 @@ def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: 
     return value
 
 
+def model_device(model) -> torch.device:
+    """The device of ``model``'s first parameter or buffer; the CPU for a model with neither."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
 def transcribe_batches(model, batches, encoder) -> tuple[list[str], list[str]]:
     """Greedy transcripts of ``batches`` in eval mode, on the model's device: ``(references, hypotheses)``."""
     was_training = model.training
-    device = next(model.parameters()).device
+    device = model_device(model)
     model.eval()
     refs, hyps = [], []
     try:
@@ -270,7 +277,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
                          "the mixed precision and weighs each rank's share of the minibatch")
     plan = plan or sortagrad_batches
     torch.manual_seed(seed)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
     net = distributed.wrap(model, device)          # DistributedDataParallel on several ranks, else model itself
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)

@@ -67,6 +67,7 @@ def run_lesson(path, exercises, capsys, label):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("path,mode", RUNS, ids=[f"{p.stem}-{m}" for p, m in RUNS])
 def test_lesson_executes(path, mode, capsys):
     check_lesson_run(path, mode, capsys)

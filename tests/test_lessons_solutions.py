@@ -11,6 +11,7 @@ RUNS = [p for p in PATHS if p.name[:2] != "00"]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)       # lesson 11 trains the student's model for 800 steps: minutes on one core
 @pytest.mark.parametrize("path", RUNS, ids=[f"{p.stem}-solutions" for p in RUNS])
 def test_lesson_executes_with_the_solutions(path, capsys):
     check_lesson_run(path, "solutions", capsys)
