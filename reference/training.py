@@ -149,6 +149,12 @@ def model_device(model) -> torch.device:
     return torch.device("cpu")
 
 
+def on_device(batch, device):
+    """``batch`` with its tensors on ``device``: itself when they are there already (a collate function of
+    the ``collate_batch`` contract, the student's, may return its own batch type, without ``.to``)."""
+    return batch if batch.features.device == torch.device(device) else batch.to(device)
+
+
 @torch.no_grad()
 def transcribe_batches(model, batches, encoder) -> tuple[list[str], list[str]]:
     """Greedy transcripts of ``batches`` in eval mode, on the model's device: ``(references, hypotheses)``."""
@@ -337,7 +343,7 @@ def fit(model, train_set: Sequence, encoder, *, valid_set: Sequence | None = Non
             set_lr(step, train_time)
             if augment is not None:
                 batch = augment(batch, aug_gen.manual_seed(seed * 1_000_003 + step * world + rank))
-            loss = step_on(batch.to(device), len(global_batches[i]))
+            loss = step_on(on_device(batch, device), len(global_batches[i]))
             now = time.perf_counter()
             dt = distributed.slowest(now - clock)           # waiting for data included; one clock for all ranks
             clock = now

@@ -207,3 +207,31 @@ def test_fit_uses_the_planner_and_refuses_a_step_with_a_loss(data):
         fit(model, train, ENC, epochs=1, progress=False, step_fn=R.train_step, ctc_loss=R.ctc_loss)
     with pytest.raises(ValueError, match="plan must be a function"):
         fit(model, train, ENC, epochs=1, progress=False, plan=[[0, 1]])
+
+
+def test_fit_takes_a_collate_whose_batches_have_no_to_method():
+    """A student's collate_batch may return its own batch class (fields of the contract, no ``.to``): fit
+    trains on it as it is on the CPU, as lessons 09 and 11 do."""
+    from dataclasses import dataclass
+
+    from reference.data import collate_batch as reference_collate
+
+    @dataclass
+    class PlainBatch:                       # the contract's fields only
+        features: torch.Tensor
+        feature_lengths: torch.Tensor
+        targets: torch.Tensor
+        target_lengths: torch.Tensor
+        transcripts: list
+
+    def plain_collate(samples, encoder, n_fft=None):
+        b = reference_collate(samples, encoder, n_fft=n_fft)
+        return PlainBatch(b.features, b.feature_lengths, b.targets, b.target_lengths, b.transcripts)
+
+    enc = R.CharEncoder()
+    data = R.generate_synthetic_dataset(16, seed=3, min_words=1, max_words=1)
+    torch.manual_seed(0)
+    net = R.DeepSpeech2(n_conv=1, conv_channels=(4,), n_rnn=1, rnn_hidden=16)
+    hist = R.fit(net, data, enc, valid_set=data[:4], epochs=1, batch_size=8, max_steps=2, collate=plain_collate,
+               progress=False)
+    assert hist.step == [1, 2] and len(hist.eval_wer) == 1
