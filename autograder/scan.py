@@ -256,14 +256,11 @@ def _private_binding(dotted: str) -> str | None:
 
 
 def _is_main_guard(test) -> bool:
-    """``__name__ == "__main__"`` (either side): the worker compiles such blocks out
-    (``worker_isolation.is_main_guard``, the same predicate), so they are not scanned."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
-            and len(test.comparators) == 1):
-        return False
-    a, b = test.left, test.comparators[0]
-    return any(isinstance(x, ast.Name) and x.id == "__name__" and isinstance(y, ast.Constant) and y.value == "__main__"
-               for x, y in ((a, b), (b, a)))
+    """``__name__ == "__main__"`` (either side): the worker compiles such blocks out with this very
+    predicate (``worker_isolation.is_main_guard``), so they are not scanned."""
+    from .worker_isolation import is_main_guard
+
+    return is_main_guard(test)
 
 
 def imported_modules(source: str) -> set[str]:

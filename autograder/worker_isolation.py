@@ -451,7 +451,7 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
 # ----------------------------------------------------------------------------- main blocks and kernels
 def is_main_guard(test) -> bool:
     """``__name__ == "__main__"`` (either side): the test of a student's own experiment block.
-    The same predicate as ``autograder/scan.py``'s, which does not scan such blocks."""
+    ``autograder/scan.py`` uses it too, to skip the blocks the worker never runs."""
     import ast
 
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
