@@ -82,11 +82,12 @@ def speed_perturb(samples, factors=(0.9, 1.1)) -> list:
     factors = [float(f) for f in factors]
     if any(not 0.5 <= f <= 2.0 for f in factors):
         raise ValueError(f"speed factors must lie in [0.5, 2], got {factors}")
+    rates = {s.sample_rate for s in samples} - {16000}
+    if rates:
+        raise ValueError(f"speed_perturb expects 16 kHz clips, got {sorted(rates)} Hz")
     out = list(samples)
     for f in factors:
         for s in samples:
-            if s.sample_rate != 16000:
-                raise ValueError(f"speed_perturb expects 16 kHz clips, got {s.sample_rate} Hz")
             out.append(Sample(_resample_to(s.audio, int(round(16000 / f))), s.transcript, 16000, s.speaker))
     return out
 

@@ -24,6 +24,7 @@ minibatch with DistributedDataParallel and synchronised BatchNorm (:mod:`referen
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -144,9 +145,8 @@ def train_step(model, batch, optimizer, max_grad_norm: float = 400.0, ctc_loss: 
 
 def model_device(model) -> torch.device:
     """The device of ``model``'s first parameter or buffer; the CPU for a model with neither."""
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def on_device(batch, device):
