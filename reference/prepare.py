@@ -99,19 +99,19 @@ def _run(cmd: list[str], cwd=None) -> None:
         raise RuntimeError(f"`{' '.join(cmd)}` failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-500:]}")
 
 
-def download(dest: Path) -> list[Path]:
-    """``apt-get download`` the two packages into ``dest``; the ``.deb`` paths."""
+def download(dest: Path, packages=PACKAGES) -> list[Path]:
+    """``apt-get download`` the ``packages`` into ``dest``; the ``.deb`` paths."""
     if shutil.which("apt-get") is None:
         raise RuntimeError("apt-get is not available here (this step needs Debian/Ubuntu's apt). Download the .deb "
-                           f"files of {' and '.join(PACKAGES)} elsewhere and pass --debs DIR; or skip this data: "
+                           f"files of {' and '.join(packages)} elsewhere and pass --debs DIR; or skip this data: "
                            + _OTHER_DATA)
-    _run(["apt-get", "download", *PACKAGES], cwd=dest)
-    return find_debs(dest)
+    _run(["apt-get", "download", *packages], cwd=dest)
+    return find_debs(dest, packages)
 
 
-def find_debs(folder: Path) -> list[Path]:
+def find_debs(folder: Path, packages=PACKAGES) -> list[Path]:
     debs = []
-    for pkg in PACKAGES:
+    for pkg in packages:
         found = sorted(Path(folder).glob(f"{pkg}_*.deb"))
         if not found:
             raise FileNotFoundError(f"no {pkg}_*.deb in {str(folder)!r}")
@@ -128,10 +128,10 @@ def extract(debs: list[Path], root: Path) -> Path:
     return root
 
 
-def package_versions(root: Path) -> dict[str, str]:
+def package_versions(root: Path, packages=PACKAGES) -> dict[str, str]:
     """``{package: version}`` from each package's ``changelog.Debian.gz`` (first line ``source (version) ...``)."""
     versions = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         log = root / "usr/share/doc" / pkg / "changelog.Debian.gz"
         try:
             with gzip.open(log, "rt", encoding="utf-8") as f:
@@ -274,9 +274,24 @@ def main(argv=None) -> int:
     src.add_argument("--debs", help=f"a folder holding the .deb files of {' and '.join(PACKAGES)} (no download)")
     src.add_argument("--root", help="a folder the two packages are already extracted into (no download)")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .voices import PACKAGES as VOICE_PACKAGES
+    v = sub.add_parser("voices", help="WordNet's usage examples said by eSpeak NG and Flite voices (reference/voices.py)")
+    v.add_argument("out", nargs="?", default="data/voices", help="output folder")
+    vsrc = v.add_mutually_exclusive_group()
+    vsrc.add_argument("--debs", help=f"a folder holding the .deb files of {', '.join(VOICE_PACKAGES)} (no download)")
+    vsrc.add_argument("--root", help="a folder the three packages are already extracted into (no download)")
+    v.add_argument("--sentences", type=int, default=None, help="use only this many WordNet examples (default: all)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--workers", type=int, default=2, help="synthesizer processes at once")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        prepare_asterisk(args.out, root=args.root, debs=args.debs, progress=not args.quiet)
+        if args.corpus == "voices":
+            from .voices import prepare_voices
+            prepare_voices(args.out, root=args.root, debs=args.debs, n_sentences=args.sentences, seed=args.seed,
+                           workers=args.workers, progress=not args.quiet)
+        else:
+            prepare_asterisk(args.out, root=args.root, debs=args.debs, progress=not args.quiet)
     except (RuntimeError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

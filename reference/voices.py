@@ -1,0 +1,243 @@
+"""Many voices saying real English: a synthesized corpus closer to people than :mod:`reference.corpus`.
+
+The eSpeak corpus of :mod:`reference.corpus` says random strings of 348 words in formant-synthesized
+voices: a model trained on it knows 348 spellings and a sound that no person makes, and on a human
+voice it gets almost nothing right (``benchmarks/bench_real_speech.py``).  DS2 itself trained on
+11,940 hours of people reading and talking (section 5); a laptop cannot download that, but three
+Debian packages bring it closer:
+
+- **Texts** (``wordnet-base``): WordNet's usage examples, about 30,000 short phrases and sentences
+  written by lexicographers ("seat the camera on the tripod", "he waited for the bus"), over
+  tens of thousands of different words.  Normalised with :func:`reference.datasets.normalize_text`;
+  examples with characters outside the alphabet, or under :data:`MIN_WORDS` words, are dropped
+  and counted.
+- **Voices**: half the clips by eSpeak NG (:data:`reference.corpus.TRAIN_VOICES`, 270 voices, rate
+  130-260 words per minute, pitch 20-80) and half by Flite (``flite``, ``libflite1``), whose
+  voices are built from recordings of people: ``slt``, ``rms`` and ``awb`` are statistical
+  parametric voices trained on the CMU ARCTIC recordings of three speakers, ``kal16`` and ``kal``
+  (8 kHz: telephone-band) concatenate diphones cut from one speaker's recordings.  Each Flite clip
+  gets a random speaking rate (duration stretch 0.8-1.25) and mean pitch (:data:`FLITE_PITCH`).
+- **Noise**: white, pink or brown noise at 10-30 dB SNR on 40 % of the clips, as DS2 section 5.2
+  adds noise to 40 % of its training utterances.  Speed perturbation and SpecAugment are left to
+  training (``--speed-perturb``, ``--spec-augment``).
+- **Splits**: a sentence is ``dev`` when the first two hex digits of the SHA-1 of its text are
+  below ``05`` (about 2 %), otherwise ``train``: the two never share a sentence.
+
+:func:`prepare_voices` writes 16 kHz FLAC clips and NeMo manifests (``train.jsonl``, ``dev.jsonl``),
+which ``python -m reference.train --data OUT/train.jsonl`` reads like any recordings.  Everything is
+drawn from one seeded generator, and both synthesizers are deterministic, so the same arguments
+write the same corpus.
+
+    python -m reference.prepare voices data/voices          # make voices
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["PACKAGES", "FLITE_VOICES", "FLITE_PITCH", "MIN_WORDS", "wordnet_examples", "split_of_text",
+           "flite_synthesize", "prepare_voices"]
+
+PACKAGES = ("wordnet-base", "flite", "libflite1")
+WORDNET = "usr/share/wordnet"
+FLITE = "usr/bin/flite"
+FLITE_LIBS = "usr/lib/x86_64-linux-gnu"
+FLITE_VOICES = ("slt", "rms", "awb", "kal16", "kal")
+FLITE_PITCH = {"slt": (150, 230), "rms": (80, 140), "awb": (85, 145), "kal16": (80, 140), "kal": (80, 140)}  # Hz
+FLITE_STRETCH = (0.8, 1.25)
+MIN_WORDS = 2
+MAX_WORDS = 16
+SAMPLE_RATE = 16000
+_EXAMPLE = re.compile(r'"([^"]+)"')
+
+
+def wordnet_examples(wordnet_dir) -> list[str]:
+    """WordNet's usage examples (the quoted parts of the glosses in ``data.*``), in file order, deduplicated."""
+    folder = Path(wordnet_dir)
+    files = [folder / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"WordNet data files missing: {missing}; is wordnet-base extracted there?")
+    seen: dict[str, None] = {}
+    for f in files:
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("  ") or "|" not in line:      # the licence header
+                continue
+            for example in _EXAMPLE.findall(line.split("|", 1)[1]):
+                seen.setdefault(example.strip(), None)
+    return list(seen)
+
+
+def split_of_text(text: str) -> str:
+    """``'dev'`` for about 2 % of sentences (SHA-1 of the text below ``05...``), else ``'train'``."""
+    return "dev" if hashlib.sha1(text.encode("utf-8")).hexdigest()[:2] < "05" else "train"
+
+
+def flite_synthesize(flite: str, text: str, voice: str, stretch: float, pitch: float, env: dict | None = None) -> tuple[np.ndarray, int]:
+    """Say ``text`` with Flite's ``voice``: ``(float32 samples, sample rate)``."""
+    import soundfile as sf
+
+    if voice not in FLITE_VOICES:      # flite itself falls back to its default voice without a word
+        raise ValueError(f"unknown Flite voice {voice!r}; expected one of {FLITE_VOICES}")
+    with tempfile.TemporaryDirectory(prefix="flite-") as tmp:
+        wav = os.path.join(tmp, "out.wav")
+        cmd = [flite, "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}",
+               "--setf", f"int_f0_target_mean={pitch:.1f}", "-t", text, "-o", wav]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if r.returncode != 0 or not os.path.isfile(wav):
+            raise RuntimeError(f"flite failed on {text!r} with voice {voice!r} ({r.returncode}): {r.stderr.strip()[-300:]}")
+        audio, rate = sf.read(wav, dtype="float32")
+    return audio, rate
+
+
+def _flite_clip(flite: str, env: dict, text: str, voice: str, stretch: float, pitch: float) -> np.ndarray:
+    import torch
+
+    from .audio import resample, trim_silence
+
+    audio, rate = flite_synthesize(flite, text, voice, stretch, pitch, env)
+    x = trim_silence(torch.from_numpy(audio), rate, threshold_db=-40.0, margin_ms=50.0)
+    if rate != SAMPLE_RATE:
+        x = resample(x, rate, SAMPLE_RATE)
+    return x.numpy().astype(np.float32)
+
+
+def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, seed: int = 0, workers: int = 2,
+                   progress: bool = True) -> dict:
+    """Build the corpus in ``out`` (see the module docstring); returns the counts it prints.
+
+    ``root``: a folder the three packages are extracted into; ``debs``: a folder holding their ``.deb``
+    files; neither: download them with ``apt-get download``.  ``n_sentences``: use only the first
+    that many examples (after shuffling), for a smaller corpus.
+    """
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    from .corpus import TRAIN_VOICES, UtteranceSpec, add_noise, render_utterances
+    from .datasets import normalize_text, outside_alphabet, write_nemo_manifest
+    from .prepare import download, extract, find_debs, package_versions
+
+    out = Path(out)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    with tempfile.TemporaryDirectory(prefix="voices-") as tmp:
+        if root is None:
+            deb_files = find_debs(Path(debs), PACKAGES) if debs is not None else download(Path(tmp), PACKAGES)
+            root = extract(deb_files, Path(tmp) / "root")
+        root = Path(root)
+        flite = root / FLITE
+        if not flite.is_file():
+            raise FileNotFoundError(f"{str(flite)!r} is missing: is the flite package extracted in {str(root)!r}?")
+        env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(
+            p for p in (str(root / FLITE_LIBS), os.environ.get("LD_LIBRARY_PATH", "")) if p))
+        versions = package_versions(root, PACKAGES)
+
+        texts, outside, short = [], [], []
+        for example in wordnet_examples(root / WORDNET):
+            text = normalize_text(example)
+            if outside_alphabet(text):
+                outside.append(example)
+            elif not MIN_WORDS <= len(text.split()) <= MAX_WORDS:
+                short.append(example)
+            else:
+                texts.append(text)
+        texts = list(dict.fromkeys(texts))
+        texts = [texts[i] for i in rng.permutation(len(texts))]
+        if n_sentences is not None:
+            texts = texts[:n_sentences]
+
+        n = len(texts)
+        use_flite = np.zeros(n, dtype=bool)
+        use_flite[rng.permutation(n)[: n // 2]] = True
+        noisy = np.zeros(n, dtype=bool)
+        noisy[rng.permutation(n)[: int(round(0.4 * n))]] = True
+        kinds = rng.integers(0, 3, size=n)
+        snrs = rng.uniform(10.0, 30.0, size=n)
+        noise_seeds = rng.integers(0, 2**62, size=n)
+        espeak_voice = rng.integers(0, len(TRAIN_VOICES), size=n)
+        rates = rng.integers(130, 261, size=n)
+        pitches = rng.integers(20, 81, size=n)
+        flite_voice = rng.integers(0, len(FLITE_VOICES), size=n)
+        stretches = rng.uniform(*FLITE_STRETCH, size=n)
+        flite_pitch_u = rng.uniform(0.0, 1.0, size=n)
+
+        clips: list[np.ndarray | None] = [None] * n
+        speakers: list[str] = [""] * n
+        # eSpeak: through the corpus module's renderer (forked, reseeded children); noise added below.
+        e_idx = np.flatnonzero(~use_flite)
+        specs = [UtteranceSpec(text=texts[i], voice=TRAIN_VOICES[espeak_voice[i]], rate=int(rates[i]),
+                               pitch=int(pitches[i]), speed=1.0, noise="", snr_db=None, noise_seed=0) for i in e_idx]
+        for i, clip in zip(e_idx, render_utterances(specs, workers=workers, progress=progress, desc="eSpeak")):
+            clips[i] = clip.astype(np.float32) / np.float32(32768.0)
+            speakers[i] = f"espeak:{TRAIN_VOICES[espeak_voice[i]]}"
+        f_idx = np.flatnonzero(use_flite)
+
+        def flite_one(i):
+            voice = FLITE_VOICES[flite_voice[i]]
+            lo, hi = FLITE_PITCH[voice]
+            return _flite_clip(str(flite), env, texts[i], voice, float(stretches[i]), lo + (hi - lo) * float(flite_pitch_u[i]))
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for i, clip in zip(f_idx, tqdm(pool.map(flite_one, f_idx), total=len(f_idx), desc="Flite", unit="clip",
+                                           disable=not progress, leave=False)):
+                clips[i] = clip
+                speakers[i] = f"flite:{FLITE_VOICES[flite_voice[i]]}"
+
+    kind_names = ("white", "pink", "brown")
+    rows = {"train": [], "dev": []}
+    for i in tqdm(range(n), desc="writing FLAC", unit="clip", disable=not progress, leave=False):
+        y, clips[i] = clips[i].astype(np.float64), None
+        if noisy[i]:
+            y = add_noise(y, float(snrs[i]), kind_names[kinds[i]], np.random.Generator(np.random.PCG64(int(noise_seeds[i]))))
+        peak = float(np.abs(y).max()) if y.size else 0.0
+        if peak > 1.0:
+            y = y / peak
+        name = f"{i:05d}"
+        flac = out / "audio" / name[:2] / f"{name}.flac"
+        flac.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(flac, y.astype(np.float32), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        rows[split_of_text(texts[i])].append({"audio_filepath": flac.relative_to(out).as_posix(),
+                                              "duration": round(y.size / SAMPLE_RATE, 3), "text": texts[i],
+                                              "speaker": speakers[i], "noise": kind_names[kinds[i]] if noisy[i] else ""})
+    for split, split_rows in rows.items():
+        write_nemo_manifest(out / f"{split}.jsonl", split_rows)
+    hours = {k: sum(r["duration"] for r in v) / 3600 for k, v in rows.items()}
+    words = {w for t in texts for w in t.split()}
+    (out / "README.txt").write_text(_readme(versions, rows, hours, len(words)))
+    counts = {"clips": n, "train": len(rows["train"]), "dev": len(rows["dev"]), "train_hours": hours["train"],
+              "dev_hours": hours["dev"], "words": len(words), "flite_clips": int(use_flite.sum()),
+              "outside_alphabet": len(outside), "too_short_or_long": len(short), "versions": versions}
+    print(f"voices: {n} clips ({sum(hours.values()):.1f} h, {len(words)} different words; "
+          f"{counts['flite_clips']} by Flite, {n - counts['flite_clips']} by eSpeak): train {len(rows['train'])} "
+          f"({hours['train']:.1f} h), dev {len(rows['dev'])} ({hours['dev'] * 60:.0f} min)")
+    skipped = [f"{len(outside)} with characters outside the alphabet (e.g. {outside[0]!r})" if outside else "",
+               f"{len(short)} under {MIN_WORDS} or over {MAX_WORDS} words (e.g. {short[0]!r})" if short else ""]
+    if any(skipped):
+        print("voices: skipped WordNet examples: " + ", ".join(s for s in skipped if s))
+    print(f"voices: wrote {out / 'train.jsonl'}, {out / 'dev.jsonl'}, {out / 'README.txt'}")
+    return counts
+
+
+def _readme(versions: dict, rows: dict, hours: dict, n_words: int) -> str:
+    pkgs = "\n".join(f"  {k} {v}" for k, v in sorted(versions.items()))
+    return f"""Many synthesized voices saying WordNet's usage examples (python -m reference.prepare voices).
+
+Made from these Debian packages (never committed: the command makes it again, the same, sample for sample):
+{pkgs}
+
+Texts: WordNet's usage examples. "WordNet 3.0 Copyright 2006 by Princeton University.  All rights reserved."
+Used under the WordNet 3.0 licence, whose notice and disclaimer are in usr/share/doc/wordnet-base/copyright
+of the package.  Voices: Flite (Carnegie Mellon University; licence in usr/share/doc/libflite1/copyright)
+and eSpeak NG (GPL-3.0-or-later).
+
+train.jsonl: {len(rows['train'])} clips, {hours['train']:.2f} hours
+dev.jsonl:   {len(rows['dev'])} clips, {hours['dev']:.2f} hours (sentences never in train)
+{n_words} different words.  Each row: audio_filepath, duration, text, speaker (engine:voice), noise.
+"""
