@@ -4,10 +4,12 @@ The test split of ``python -m reference.prepare asterisk OUT`` (``make asterisk`
 prompts of one human voice whose text has no digits, fixed by the SHA-1 of their names (see
 ``reference/prepare.py``).  In one run, on those clips:
 
-* ``models/espeak-ds2.pt``, trained on synthesized speech only (zero-shot on a person): greedy, and
-  beam search + the trigram of the Asterisk TRAIN texts (``OUT/lm.json``);
-* ``models/asterisk-ds2.pt``, the same model fine-tuned on the TRAIN prompts (its recipe is in the
-  checkpoint; ``make asterisk-model`` makes it again): greedy, and beam search + the same LM;
+* ``models/espeak-ds2.pt``, trained on eSpeak's voices saying 348 words (zero-shot on a person): greedy,
+  and beam search + the trigram of the Asterisk TRAIN texts (``OUT/lm.json``);
+* ``models/voices-ds2.pt``, trained on ``make voices`` (WordNet's examples said by eSpeak NG and Flite
+  voices; zero-shot on a person too): the same two decodings;
+* ``models/asterisk-ds2.pt``, that model fine-tuned on the TRAIN prompts (its recipe is in the
+  checkpoint; ``make asterisk-model`` makes it again): the same two decodings;
 * pocketsphinx 5 with its bundled US-English model (a classic HMM recognizer; an optional extra:
   ``pip install pocketsphinx``; without it the row says how to get it).
 
@@ -30,33 +32,15 @@ from _common import ROOT, header
 GRID = [(a, b) for a in (0.5, 1.0, 1.5, 2.0) for b in (0.0, 2.0, 4.0, 7.0)]
 
 
-def log_probs(model, samples, encoder):
-    """Per clip ``(T', V)`` log-probabilities, batched by length (eval mode, no gradients)."""
-    import torch
-    from reference.data import pad_features
-    from reference.features import compute_spectrogram
-
-    model.eval()
-    order = sorted(range(len(samples)), key=lambda i: len(samples[i]))
-    out = [None] * len(samples)
-    with torch.no_grad():
-        for k in range(0, len(order), 16):
-            idx = order[k: k + 16]
-            feats, lengths = pad_features([compute_spectrogram(samples[i].audio) for i in idx])
-            lp, n = model(feats, lengths)
-            for j, i in enumerate(idx):
-                out[i] = lp[: int(n[j]), j]
-    return out
+def log_probs(model, samples):
+    """Per clip ``(T', V)`` log-probabilities (reference.transcribe.posteriors: batched by length, eval mode)."""
+    from reference.transcribe import posteriors
+    return posteriors(model, [s.audio for s in samples], batch_size=16)
 
 
 def decode(lps, encoder, beam: int, lm=None, alpha: float = 0.0, beta: float = 0.0) -> list[str]:
-    from reference.ctc import greedy_decode
-    from reference.decoding import prefix_beam_search
-
-    if beam <= 0:
-        return [greedy_decode(lp.unsqueeze(1), encoder)[0] for lp in lps]
-    return [" ".join(prefix_beam_search(lp, encoder, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0].split())
-            for lp in lps]
+    from reference.transcribe import decode_posteriors
+    return decode_posteriors(lps, encoder, beam, lm, alpha, beta)
 
 
 def pocketsphinx_rows(test):
@@ -81,7 +65,7 @@ def pocketsphinx_rows(test):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(ROOT / "data" / "asterisk"), help="the folder `prepare asterisk` wrote")
-    p.add_argument("--models", nargs="+", default=["models/espeak-ds2.pt", "models/asterisk-ds2.pt"])
+    p.add_argument("--models", nargs="+", default=["models/espeak-ds2.pt", "models/voices-ds2.pt", "models/asterisk-ds2.pt"])
     p.add_argument("--beam", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the table to this file (lesson 11 reads lessons/data/11_real_speech.json)")
@@ -122,9 +106,9 @@ def main(argv=None) -> int:
         model, encoder, state = load_model(path)
         model.float()
         t0 = time.perf_counter()
-        lps = log_probs(model, test, encoder)
+        lps = log_probs(model, test)
         add(path.name, "greedy", decode(lps, encoder, 0), time.perf_counter() - t0)
-        dev_lps, dev_refs = log_probs(model, dev, encoder), [s.transcript for s in dev]
+        dev_lps, dev_refs = log_probs(model, dev), [s.transcript for s in dev]
         scores = {(a, b): word_error_rate(dev_refs, decode(dev_lps, encoder, 16, lm, a, b)) for a, b in GRID}
         alpha, beta = min(scores, key=scores.get)
         t0 = time.perf_counter()

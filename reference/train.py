@@ -207,9 +207,29 @@ def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
     return state, config
 
 
+def limit_heap_fragmentation() -> bool:
+    """Ask glibc to give every allocation of 64 KiB or more its own mapping, returned to the system on free.
+
+    Minibatches of varying length (SortaGrad grows them through epoch 0) leave glibc's heap full of
+    freed blocks of the wrong sizes when its mmap threshold adapts upwards: on ``data/voices`` the
+    training process grew from 6.9 to 16.6 GB in 1,500 steps and was killed for memory; with the
+    threshold fixed at 64 KiB and two malloc arenas (and no loader worker) it stayed at 6.3 GB.  A
+    no-op (False) where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 64 * 1024)) and bool(libc.mallopt(-8, 2))   # M_MMAP_THRESHOLD, M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     command = "python -m reference.train " + " ".join(sys.argv[1:] if argv is None else argv)
+    limit_heap_fragmentation()
     try:
         device = distributed.init_from_env(args.device)
     except ValueError as err:

@@ -27,22 +27,51 @@ from .checkpoint import load_model
 from .data import pad_features
 from .features import compute_spectrogram, window_and_hop
 
-__all__ = ["transcribe_audio", "main"]
+__all__ = ["posteriors", "decode_posteriors", "transcribe_audio", "main"]
 
 
 @torch.no_grad()
-def transcribe_audio(model, encoder, audios, beam: int = 0, lm=None, alpha: float = 0.5, beta: float = 1.0) -> list[str]:
-    """Transcripts of 16 kHz ``audios`` (1-D tensors), greedy (``beam=0``) or by beam search."""
+def posteriors(model, audios, batch_size: int = 16, progress: bool = False) -> list[torch.Tensor]:
+    """Per recording, the ``(T', V)`` log-probabilities of 16 kHz ``audios`` (1-D tensors), in input order.
+
+    Recordings of similar length share a forward pass (``batch_size`` at a time, so little padding),
+    in eval mode, on the model's device; the results come back on the CPU.
+    """
+    from .training import model_device
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    model.eval()
+    device = model_device(model)
+    order = sorted(range(len(audios)), key=lambda i: audios[i].numel())
+    chunks = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    out: list = [None] * len(audios)
+    if progress:
+        from tqdm.auto import tqdm
+        chunks = tqdm(chunks, desc="transcribing", unit="batch", leave=False, disable=len(chunks) < 2)
+    for chunk in chunks:
+        feats, lengths = pad_features([compute_spectrogram(audios[i]) for i in chunk])   # (B, 1, F, T), (B,)
+        log_probs, out_lengths = model(feats.to(device), lengths.to(device))           # (T', B, V)
+        for j, i in enumerate(chunk):
+            out[i] = log_probs[: int(out_lengths[j]), j].float().cpu()
+    return out
+
+
+def decode_posteriors(log_probs, encoder, beam: int = 0, lm=None, alpha: float = 0.5, beta: float = 1.0) -> list[str]:
+    """Transcripts of per-recording ``(T', V)`` log-probabilities: greedy (``beam=0``) or prefix beam search + LM."""
     from .ctc import greedy_decode
     from .decoding import prefix_beam_search
 
-    model.eval()
-    feats, lengths = pad_features([compute_spectrogram(a) for a in audios])   # (B, 1, F, T), (B,)
-    log_probs, out_lengths = model(feats, lengths)                      # (T', B, V)
     if beam <= 0:
-        return greedy_decode(log_probs, encoder, out_lengths)
-    return [prefix_beam_search(log_probs[: int(out_lengths[b]), b], encoder, beam_width=beam, lm=lm,
-                               alpha=alpha, beta=beta)[0][0] for b in range(len(audios))]
+        return [greedy_decode(lp.unsqueeze(1), encoder)[0] for lp in log_probs]
+    return [" ".join(prefix_beam_search(lp, encoder, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0].split())
+            for lp in log_probs]
+
+
+def transcribe_audio(model, encoder, audios, beam: int = 0, lm=None, alpha: float = 0.5, beta: float = 1.0,
+                     batch_size: int = 16) -> list[str]:
+    """Transcripts of 16 kHz ``audios`` (1-D tensors), greedy (``beam=0``) or by beam search."""
+    return decode_posteriors(posteriors(model, audios, batch_size), encoder, beam, lm, alpha, beta)
 
 
 _MANIFEST_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
@@ -101,15 +130,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from tqdm.auto import tqdm
-
-    # Batches of similar length (little padding); printed in input order.
-    order = sorted(range(len(audios)), key=lambda i: audios[i].numel())
-    chunks = [order[i: i + args.batch_size] for i in range(0, len(order), args.batch_size)]
-    hyps: list = [None] * len(audios)
-    for chunk in tqdm(chunks, desc="transcribing", unit="batch", leave=False, disable=args.quiet or len(chunks) < 2):
-        for i, text in zip(chunk, transcribe_audio(model, encoder, [audios[i] for i in chunk], args.beam, lm, alpha, beta)):
-            hyps[i] = text
+    lps = posteriors(model, audios, args.batch_size, progress=not args.quiet)
+    hyps = decode_posteriors(lps, encoder, args.beam, lm, alpha, beta)
     for name, text in zip(names, hyps):
         print(f"{name}\t{text}")
     scored = [(r, h) for r, h in zip(refs, hyps) if r is not None]
