@@ -267,7 +267,9 @@ def _greedy_decode_mistakes(log_probs, encoder, lengths=None):
 
     return [
         (lambda: dec(_drop_then_merge), "you dropped the blanks before merging repeats (collapse: merge first, "
-                                        "then drop blanks)"),
+                                        "then drop blanks), or collapsed twice (encoder.ctc_decode collapses "
+                                        "again: 'l _ l' of 'hello' becomes one 'l'; decode a collapsed path with "
+                                        "encoder.decode)"),
         (lambda: dec(lambda p, bl: p), "you did not collapse the path (merge repeats) before decoding"),
         (lambda: [encoder.decode(_merge_then_drop(best[:, b].tolist(), blank)) for b in range(B)],
          "you decoded the padded frames too: keep only the first lengths[b] frames of item b"),
@@ -385,6 +387,8 @@ def alpha_variant(log_probs, target, blank=0, *, skip="rule", combine="logsumexp
                   prob_space=False):
     """Log forward variables with one thing changed (a mistake model; the defaults are right).
 
+    ``skip="neq"`` is the rule written as ``ext[s] != ext[s-2]`` alone (the same rule while the target
+    holds no blank; a target with blanks in it, like a padded row used whole, tells them apart).
     ``combine="naive"`` is the textbook ``log(sum(exp(terms)))`` computed in the input's dtype:
     once every incoming alpha is below the smallest ``exp`` the dtype can hold (about -103 in
     float32, -745 in float64), ``exp`` gives 0 and ``log(0)`` gives ``-inf``.
@@ -405,7 +409,8 @@ def alpha_variant(log_probs, target, blank=0, *, skip="rule", combine="logsumexp
             terms = [a[t - 1, s]]
             if s >= 1:
                 terms.append(a[t - 1, s - 1])
-            if s >= 2 and ext[s] != blank and (skip == "always" or (skip == "rule" and ext[s] != ext[s - 2])):
+            if s >= 2 and (ext[s] != blank or skip == "neq") and (
+                    skip == "always" or (skip in ("rule", "neq") and ext[s] != ext[s - 2])):
                 terms.append(a[t - 1, s - 2])
             st = torch.stack(terms)
             if combine == "max":
@@ -449,23 +454,28 @@ def _ctc_log_alpha_mistakes(log_probs, target, blank=0):
     ]
 
 
-def _targets_of(targets, target_lengths):
+def _targets_of(targets, target_lengths, whole_rows=False):
     tl = [int(n) for n in torch.as_tensor(target_lengths).tolist()]
     targets = torch.as_tensor(targets)
     if targets.dim() == 2:
-        return [targets[b, :n].tolist() for b, n in enumerate(tl)]
+        return [targets[b, : (targets.shape[1] if whole_rows else n)].tolist() for b, n in enumerate(tl)]
+    if whole_rows:
+        raise ValueError("1-D targets have no padding")
     starts = [sum(tl[:b]) for b in range(len(tl))]
     return [targets[s: s + n].tolist() for s, n in zip(starts, tl)]
 
 
 def ctc_loss_variant(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", *,
-                     combine="logsumexp", full_length=False, final="both", sign=1.0, mean="pytorch"):
-    """Per-item CTC losses with one thing changed, reduced (a mistake model; the defaults are right)."""
+                     combine="logsumexp", full_length=False, final="both", sign=1.0, mean="pytorch",
+                     whole_rows=False, skip="rule"):
+    """Per-item CTC losses with one thing changed, reduced (a mistake model; the defaults are right).
+
+    ``whole_rows``: every row of ``(B, S)`` targets used whole, its zero padding read as labels."""
     T, B, _ = log_probs.shape
     il = [T] * B if full_length else [int(n) for n in torch.as_tensor(input_lengths).tolist()]
     losses = []
-    for b, y in enumerate(_targets_of(targets, target_lengths)):
-        a = alpha_variant(log_probs[: il[b], b].double(), y, blank, combine=combine)
+    for b, y in enumerate(_targets_of(targets, target_lengths, whole_rows)):
+        a = alpha_variant(log_probs[: il[b], b].double(), y, blank, combine=combine, skip=skip)
         if a.shape[0] == 0:
             losses.append(float("inf"))
             continue
@@ -508,7 +518,9 @@ def _ctc_loss_mistakes(log_probs, targets, input_lengths, target_lengths, blank=
         (lambda: ctc_loss_variant(*a, final="blank"), "a complete alignment ends in the final blank OR the final "
                                                       "symbol: logsumexp(alpha[-1, -1], alpha[-1, -2])"),
         (lambda: ctc_loss_variant(*a, sign=-1.0), "the loss is the NEGATIVE log-likelihood"),
-    ]
+    ] + [(lambda rule=rule: ctc_loss_variant(*a, whole_rows=True, skip=rule),
+          "you used each row of the (B, S) targets whole: its zero padding became labels. Item b's target is "
+          "targets[b, :target_lengths[b]]") for rule in ("rule", "neq")]
 
 
 # ============================================================================ ex05
@@ -600,18 +612,21 @@ def gru_layer_variant(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=No
                       mask=True, from_padded_end=False, carry_out=False):
     """A GRU layer with one thing changed (a mistake model; the defaults are right).
 
-    ``carry_out``: a padded step outputs the state carried from the last valid step instead of 0."""
+    ``carry_out``: a padded step outputs the state carried from the last valid step instead of 0;
+    ``from_padded_end="zeroed"``: the reverse pass starts at t = T-1 over inputs zeroed at the padding."""
     T, B, _ = x.shape
     H = weight_hh.shape[1]
     lengths = torch.as_tensor(lengths)
     if not mask:
         lengths = torch.full_like(lengths, T)
+    if from_padded_end == "zeroed":
+        x = x * _valid_tb(lengths, T).to(x.dtype)
     h = x.new_zeros(B, H)
     out = [None] * T
     steps = range(T - 1, -1, -1) if reverse else range(T)
     for t in steps:
         new = gru_cell_variant(x[t], h, weight_ih, weight_hh, bias_ih, bias_hh, mistake=cell)
-        valid = (t < lengths)[:, None] | torch.full((B, 1), from_padded_end)
+        valid = (t < lengths)[:, None] | torch.full((B, 1), bool(from_padded_end))
         h = torch.where(valid, new, h)
         out[t] = torch.where((t < lengths)[:, None], new, h if carry_out else torch.zeros_like(new))
     return torch.stack(out) if T else x.new_zeros(0, B, H)
@@ -625,6 +640,10 @@ def _gru_layer_mistakes(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=
         out += [(lambda: gru_layer_variant(*a, reverse=True, from_padded_end=True),
                  "your reverse pass starts at the padded end (t = T-1): each sequence must start at its own last "
                  "valid step lengths[b]-1 with a zero state"),
+                (lambda: gru_layer_variant(*a, reverse=True, from_padded_end="zeroed"),
+                 "your reverse pass starts at the padded end (t = T-1): zeroing the padded inputs does not help, "
+                 "the GRU's biases still move the state there. Each sequence must start at its own last valid "
+                 "step lengths[b]-1 with a zero state (reverse each sequence within its length)"),
                 (lambda: gru_layer_variant(*a).flip(0), "reverse the INPUT, run the GRU, then reverse the output "
                                                         "back (within each length)"),
                 (lambda: gru_layer_variant(*a), "reverse=True is ignored")]
@@ -794,6 +813,12 @@ def _collate_batch_mistakes(samples, encoder, n_fft=None):
                                            "default normalize=True)"),
         (lambda: {"feature_lengths": torch.tensor([s.audio.numel() for s in samples])},
          "feature_lengths counts spectrogram FRAMES, not audio samples"),
+        (lambda: {"feature_lengths": torch.tensor([s.audio.numel() // _win_hop(s.sample_rate, 20.0, 10.0, n_fft)[1]
+                                                   for s in samples])},
+         "feature_lengths is each spectrogram's number of frames, 1 + (N - window) // hop (its shape[1]), not "
+         "N // hop"),
+        (lambda: {"feature_lengths": torch.full((len(samples),), T)},
+         "feature_lengths holds each utterance's OWN number of frames (before padding), not the padded length T"),
         (lambda: {"features": torch.stack([torch.nn.functional.pad(x, (0, T - x.shape[1])) for x in specs])},
          "features are (B, 1, n_freq, T): add the channel dimension"),
     ]
