@@ -721,6 +721,7 @@ def _sortagrad_sampler_mistakes(dataset, epoch, seed=0):
         (lambda: _sorted_order(L, key=lambda i: (-L[i], i)), "sort by INCREASING length (shortest first)"),
         (lambda: _sorted_order(L, reverse=True), "sort by INCREASING length (shortest first), not reverse=True"),
         (lambda: _sorted_order(L, key=lambda i: (L[i], -i)), "break ties by index (the smaller index first)"),
+        (lambda: _by_transcript(dataset), _BY_TRANSCRIPT),
     ]
     if epoch > 0:
         out = [(lambda: _sorted_order(L), "you sorted by length in a later epoch: SortaGrad sorts only in epoch 0, "
@@ -737,6 +738,15 @@ def _sortagrad_sampler_mistakes(dataset, epoch, seed=0):
     else:
         out.append((lambda: _epoch_perm(n, seed, 0), "epoch 0 is sorted by length, not shuffled"))
     return out
+
+
+_BY_TRANSCRIPT = ("sort by the AUDIO's length (len(sample.audio), the utterance's duration), not the transcript's: "
+                  "the CTC cost and the padding grow with the frames")
+
+
+def _by_transcript(dataset):
+    T = [len(s.transcript) for s in dataset]
+    return sorted(range(len(T)), key=lambda i: (T[i], i))
 
 
 def _chunks(order, bs):
@@ -756,6 +766,7 @@ def _sortagrad_batches_mistakes(dataset, batch_size, epoch, seed=0):
         (lambda: _chunks(_sorted_order(L, key=lambda i: (-L[i], i)), bs) if epoch == 0 else None,
          "sort by INCREASING length: epoch 0 starts with the shortest utterances"),
         (lambda: [c for c in chunks if len(c) == bs] if epoch == 0 else None, "keep the last, shorter minibatch"),
+        (lambda: _chunks(_by_transcript(dataset), bs) if epoch == 0 else None, _BY_TRANSCRIPT),
     ]
     if epoch > 0:
         out = [(lambda: chunks, "you kept the epoch-0 order in a later epoch: after epoch 0, visit the minibatches "
@@ -1063,4 +1074,6 @@ def _row_conv_mistakes(x, weight, lengths):
         (lambda: behind(x * v) * v, "row convolution looks AHEAD: out[t] uses x[t + j], not x[t - j]"),
         (lambda: ahead(x * v), "zero the outputs at padded frames t >= lengths[b]"),
         (lambda: ahead(x * v, weight.flip(0)) * v, "weight[j] weighs the frame j steps AHEAD: you reversed the taps"),
+        (lambda: ahead(x), "you ignored lengths (only the end of the padded tensor counts as 0): frames t + j >= "
+                           "lengths[b] must count as 0, and the outputs at padded frames t >= lengths[b] must be 0"),
     ]

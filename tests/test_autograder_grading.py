@@ -609,6 +609,19 @@ def greedy_decode(log_probs, encoder, lengths=None):
     lens = [T] * B if lengths is None else [int(n) for n in torch.as_tensor(lengths)]
     return [encoder.ctc_decode(ctc_collapse(best[: lens[b], b].tolist(), encoder.blank_idx)) for b in range(B)]
 """, "collapsed twice"),
+    ("ex08_sortagrad", "sorted_by_transcript_length", """
+def sortagrad_sampler(dataset, epoch, seed=0):
+    if epoch == 0:
+        return sorted(range(len(dataset)), key=lambda i: len(dataset[i].transcript))
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(len(dataset), generator=g).tolist()
+""", "not the transcript's"),
+    ("ex11_row_conv", "row_conv_ignores_lengths", """
+def row_conv(x, weight, lengths):
+    T = x.shape[0]
+    padded = torch.cat([x, x.new_zeros(weight.shape[0] - 1, *x.shape[1:])])
+    return sum(weight[j] * padded[j: j + T] for j in range(weight.shape[0]))
+""", "you ignored lengths"),
 ]
 
 #: Plausible bugs that once lost points without a hint (or kept full marks); each must stay in the table.
@@ -635,6 +648,8 @@ REQUIRED_MUTANTS = {
     "feature_lengths_all_padded",        # ex08
     "gradients_cleared_before_the_step", # ex09: zero_grad() between backward() and step()
     "greedy_collapses_twice",            # ex02: ctc_collapse, then encoder.ctc_decode
+    "sorted_by_transcript_length",       # ex08: SortaGrad by len(transcript)
+    "row_conv_ignores_lengths",          # ex11: row_conv with no masking at all
 }
 
 # A compact prefix beam search (no LM) with a switchable mistake (used by four ex10 mutants).
