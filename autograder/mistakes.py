@@ -451,6 +451,9 @@ def _ctc_log_alpha_mistakes(log_probs, target, blank=0):
          "your alphas underflow to -inf: stay in log space (torch.logsumexp / torch.logaddexp), never exp() "
          "then log()"),
         (lambda: alpha_variant(log_probs, target, blank, combine="naive"), NAIVE_LOGSUMEXP),
+        (lambda: right().masked_fill(torch.isinf(right()), -1e30),
+         "your unreachable states hold the finite LOG_ZERO (about -1e30): they must be exactly -inf. Turn them "
+         "back at the end (alpha.masked_fill(alpha <= LOG_ZERO / 2, float('-inf')))"),
     ]
 
 

@@ -622,6 +622,23 @@ def row_conv(x, weight, lengths):
     padded = torch.cat([x, x.new_zeros(weight.shape[0] - 1, *x.shape[1:])])
     return sum(weight[j] * padded[j: j + T] for j in range(weight.shape[0]))
 """, "you ignored lengths"),
+    ("ex04_ctc_loss", "log_zero_left_in_alphas", """
+_orig_alpha = ctc_log_alpha
+def ctc_log_alpha(log_probs, target, blank=0):
+    alpha = _orig_alpha(log_probs, target, blank)
+    return alpha.masked_fill(torch.isinf(alpha), LOG_ZERO)
+""", "the finite LOG_ZERO"),
+    ("ex04_ctc_loss", "impossible_target_is_zero", """
+_orig_ctc_loss = ctc_loss
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean"):
+    loss = _orig_ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, "none")
+    loss = torch.where(torch.isinf(loss), torch.zeros_like(loss), loss)
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return (loss / torch.as_tensor(target_lengths).clamp_min(1).to(loss.dtype)).mean()
+    return loss
+""", "zero_infinity"),
 ]
 
 #: Plausible bugs that once lost points without a hint (or kept full marks); each must stay in the table.
@@ -650,6 +667,8 @@ REQUIRED_MUTANTS = {
     "greedy_collapses_twice",            # ex02: ctc_collapse, then encoder.ctc_decode
     "sorted_by_transcript_length",       # ex08: SortaGrad by len(transcript)
     "row_conv_ignores_lengths",          # ex11: row_conv with no masking at all
+    "log_zero_left_in_alphas",           # ex04: LOG_ZERO never turned back into -inf
+    "impossible_target_is_zero",         # ex04: loss 0 (zero_infinity) for a target that cannot fit
 }
 
 # A compact prefix beam search (no LM) with a switchable mistake (used by four ex10 mutants).
