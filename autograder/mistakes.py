@@ -138,6 +138,9 @@ def _frame_signal_mistakes(audio, frame_length, hop_length):
          "you rounded the frame count up and padded the last frame: no padding, the last partial frame is "
          "dropped"),
         (lambda: _frames(audio, L, hop, right).T, "you returned (frame_length, n_frames): transpose"),
+        (lambda: _frames(audio, hop, L, 1 + (N - hop) // L) if hop != L else None,
+         "you swapped frame_length and hop_length: frames are frame_length samples long and start every "
+         "hop_length samples"),
     ]
 
 

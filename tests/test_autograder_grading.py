@@ -639,6 +639,12 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
         return (loss / torch.as_tensor(target_lengths).clamp_min(1).to(loss.dtype)).mean()
     return loss
 """, "zero_infinity"),
+    ("ex01_spectrogram", "frame_and_hop_swapped", """
+def frame_signal(audio, hop_length, frame_length):
+    audio = _check_audio(audio, hop_length)
+    n = 1 + (audio.numel() - frame_length) // hop_length
+    return torch.stack([audio[i * hop_length: i * hop_length + frame_length] for i in range(n)])
+""", "you swapped frame_length and hop_length"),
 ]
 
 #: Plausible bugs that once lost points without a hint (or kept full marks); each must stay in the table.
@@ -669,6 +675,7 @@ REQUIRED_MUTANTS = {
     "row_conv_ignores_lengths",          # ex11: row_conv with no masking at all
     "log_zero_left_in_alphas",           # ex04: LOG_ZERO never turned back into -inf
     "impossible_target_is_zero",         # ex04: loss 0 (zero_infinity) for a target that cannot fit
+    "frame_and_hop_swapped",             # ex01: frame_signal(audio, hop_length, frame_length)
 }
 
 # A compact prefix beam search (no LM) with a switchable mistake (used by four ex10 mutants).
