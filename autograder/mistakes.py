@@ -979,6 +979,9 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
         (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, overwrite=True),
          "a prefix can be reached from several beams in one frame: ACCUMULATE its probabilities (log-add), do "
          "not overwrite them"),
+        (lambda: [(t.strip(), q) for t, q in ranked_texts(*a)],
+         "return each text as emitted: ' cat' and 'cat' are different texts with different scores (you "
+         "stripped the spaces at the ends)"),
     ]
     if lm is not None and alpha != 0:
         out += [

@@ -645,6 +645,11 @@ def frame_signal(audio, hop_length, frame_length):
     n = 1 + (audio.numel() - frame_length) // hop_length
     return torch.stack([audio[i * hop_length: i * hop_length + frame_length] for i in range(n)])
 """, "you swapped frame_length and hop_length"),
+    ("ex10_beam_search", "texts_stripped", """
+_orig_beam = prefix_beam_search
+def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0):
+    return [(text.strip(), score) for text, score in _orig_beam(log_probs, encoder, beam_width, lm, alpha, beta)]
+""", "you stripped the spaces at the ends"),
 ]
 
 #: Plausible bugs that once lost points without a hint (or kept full marks); each must stay in the table.
@@ -676,6 +681,7 @@ REQUIRED_MUTANTS = {
     "log_zero_left_in_alphas",           # ex04: LOG_ZERO never turned back into -inf
     "impossible_target_is_zero",         # ex04: loss 0 (zero_infinity) for a target that cannot fit
     "frame_and_hop_swapped",             # ex01: frame_signal(audio, hop_length, frame_length)
+    "texts_stripped",                    # ex10: ' cat' returned as 'cat'
 }
 
 # A compact prefix beam search (no LM) with a switchable mistake (used by four ex10 mutants).
