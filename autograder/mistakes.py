@@ -138,6 +138,9 @@ def _frame_signal_mistakes(audio, frame_length, hop_length):
          "you rounded the frame count up and padded the last frame: no padding, the last partial frame is "
          "dropped"),
         (lambda: _frames(audio, L, hop, right).T, "you returned (frame_length, n_frames): transpose"),
+        (lambda: _frames(audio, hop, L, 1 + (N - hop) // L) if hop != L else None,
+         "you swapped frame_length and hop_length: frames are frame_length samples long and start every "
+         "hop_length samples"),
     ]
 
 
@@ -267,7 +270,9 @@ def _greedy_decode_mistakes(log_probs, encoder, lengths=None):
 
     return [
         (lambda: dec(_drop_then_merge), "you dropped the blanks before merging repeats (collapse: merge first, "
-                                        "then drop blanks)"),
+                                        "then drop blanks), or collapsed twice (encoder.ctc_decode collapses "
+                                        "again: 'l _ l' of 'hello' becomes one 'l'; decode a collapsed path with "
+                                        "encoder.decode)"),
         (lambda: dec(lambda p, bl: p), "you did not collapse the path (merge repeats) before decoding"),
         (lambda: [encoder.decode(_merge_then_drop(best[:, b].tolist(), blank)) for b in range(B)],
          "you decoded the padded frames too: keep only the first lengths[b] frames of item b"),
@@ -385,6 +390,8 @@ def alpha_variant(log_probs, target, blank=0, *, skip="rule", combine="logsumexp
                   prob_space=False):
     """Log forward variables with one thing changed (a mistake model; the defaults are right).
 
+    ``skip="neq"`` is the rule written as ``ext[s] != ext[s-2]`` alone (the same rule while the target
+    holds no blank; a target with blanks in it, like a padded row used whole, tells them apart).
     ``combine="naive"`` is the textbook ``log(sum(exp(terms)))`` computed in the input's dtype:
     once every incoming alpha is below the smallest ``exp`` the dtype can hold (about -103 in
     float32, -745 in float64), ``exp`` gives 0 and ``log(0)`` gives ``-inf``.
@@ -405,7 +412,8 @@ def alpha_variant(log_probs, target, blank=0, *, skip="rule", combine="logsumexp
             terms = [a[t - 1, s]]
             if s >= 1:
                 terms.append(a[t - 1, s - 1])
-            if s >= 2 and ext[s] != blank and (skip == "always" or (skip == "rule" and ext[s] != ext[s - 2])):
+            if s >= 2 and (ext[s] != blank or skip == "neq") and (
+                    skip == "always" or (skip in ("rule", "neq") and ext[s] != ext[s - 2])):
                 terms.append(a[t - 1, s - 2])
             st = torch.stack(terms)
             if combine == "max":
@@ -446,26 +454,34 @@ def _ctc_log_alpha_mistakes(log_probs, target, blank=0):
          "your alphas underflow to -inf: stay in log space (torch.logsumexp / torch.logaddexp), never exp() "
          "then log()"),
         (lambda: alpha_variant(log_probs, target, blank, combine="naive"), NAIVE_LOGSUMEXP),
+        (lambda: right().masked_fill(torch.isinf(right()), -1e30),
+         "your unreachable states hold the finite LOG_ZERO (about -1e30): they must be exactly -inf. Turn them "
+         "back at the end (alpha.masked_fill(alpha <= LOG_ZERO / 2, float('-inf')))"),
     ]
 
 
-def _targets_of(targets, target_lengths):
+def _targets_of(targets, target_lengths, whole_rows=False):
     tl = [int(n) for n in torch.as_tensor(target_lengths).tolist()]
     targets = torch.as_tensor(targets)
     if targets.dim() == 2:
-        return [targets[b, :n].tolist() for b, n in enumerate(tl)]
+        return [targets[b, : (targets.shape[1] if whole_rows else n)].tolist() for b, n in enumerate(tl)]
+    if whole_rows:
+        raise ValueError("1-D targets have no padding")
     starts = [sum(tl[:b]) for b in range(len(tl))]
     return [targets[s: s + n].tolist() for s, n in zip(starts, tl)]
 
 
 def ctc_loss_variant(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", *,
-                     combine="logsumexp", full_length=False, final="both", sign=1.0, mean="pytorch"):
-    """Per-item CTC losses with one thing changed, reduced (a mistake model; the defaults are right)."""
+                     combine="logsumexp", full_length=False, final="both", sign=1.0, mean="pytorch",
+                     whole_rows=False, skip="rule"):
+    """Per-item CTC losses with one thing changed, reduced (a mistake model; the defaults are right).
+
+    ``whole_rows``: every row of ``(B, S)`` targets used whole, its zero padding read as labels."""
     T, B, _ = log_probs.shape
     il = [T] * B if full_length else [int(n) for n in torch.as_tensor(input_lengths).tolist()]
     losses = []
-    for b, y in enumerate(_targets_of(targets, target_lengths)):
-        a = alpha_variant(log_probs[: il[b], b].double(), y, blank, combine=combine)
+    for b, y in enumerate(_targets_of(targets, target_lengths, whole_rows)):
+        a = alpha_variant(log_probs[: il[b], b].double(), y, blank, combine=combine, skip=skip)
         if a.shape[0] == 0:
             losses.append(float("inf"))
             continue
@@ -508,7 +524,9 @@ def _ctc_loss_mistakes(log_probs, targets, input_lengths, target_lengths, blank=
         (lambda: ctc_loss_variant(*a, final="blank"), "a complete alignment ends in the final blank OR the final "
                                                       "symbol: logsumexp(alpha[-1, -1], alpha[-1, -2])"),
         (lambda: ctc_loss_variant(*a, sign=-1.0), "the loss is the NEGATIVE log-likelihood"),
-    ]
+    ] + [(lambda rule=rule: ctc_loss_variant(*a, whole_rows=True, skip=rule),
+          "you used each row of the (B, S) targets whole: its zero padding became labels. Item b's target is "
+          "targets[b, :target_lengths[b]]") for rule in ("rule", "neq")]
 
 
 # ============================================================================ ex05
@@ -600,18 +618,21 @@ def gru_layer_variant(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=No
                       mask=True, from_padded_end=False, carry_out=False):
     """A GRU layer with one thing changed (a mistake model; the defaults are right).
 
-    ``carry_out``: a padded step outputs the state carried from the last valid step instead of 0."""
+    ``carry_out``: a padded step outputs the state carried from the last valid step instead of 0;
+    ``from_padded_end="zeroed"``: the reverse pass starts at t = T-1 over inputs zeroed at the padding."""
     T, B, _ = x.shape
     H = weight_hh.shape[1]
     lengths = torch.as_tensor(lengths)
     if not mask:
         lengths = torch.full_like(lengths, T)
+    if from_padded_end == "zeroed":
+        x = x * _valid_tb(lengths, T).to(x.dtype)
     h = x.new_zeros(B, H)
     out = [None] * T
     steps = range(T - 1, -1, -1) if reverse else range(T)
     for t in steps:
         new = gru_cell_variant(x[t], h, weight_ih, weight_hh, bias_ih, bias_hh, mistake=cell)
-        valid = (t < lengths)[:, None] | torch.full((B, 1), from_padded_end)
+        valid = (t < lengths)[:, None] | torch.full((B, 1), bool(from_padded_end))
         h = torch.where(valid, new, h)
         out[t] = torch.where((t < lengths)[:, None], new, h if carry_out else torch.zeros_like(new))
     return torch.stack(out) if T else x.new_zeros(0, B, H)
@@ -625,6 +646,10 @@ def _gru_layer_mistakes(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=
         out += [(lambda: gru_layer_variant(*a, reverse=True, from_padded_end=True),
                  "your reverse pass starts at the padded end (t = T-1): each sequence must start at its own last "
                  "valid step lengths[b]-1 with a zero state"),
+                (lambda: gru_layer_variant(*a, reverse=True, from_padded_end="zeroed"),
+                 "your reverse pass starts at the padded end (t = T-1): zeroing the padded inputs does not help, "
+                 "the GRU's biases still move the state there. Each sequence must start at its own last valid "
+                 "step lengths[b]-1 with a zero state (reverse each sequence within its length)"),
                 (lambda: gru_layer_variant(*a).flip(0), "reverse the INPUT, run the GRU, then reverse the output "
                                                         "back (within each length)"),
                 (lambda: gru_layer_variant(*a), "reverse=True is ignored")]
@@ -702,6 +727,7 @@ def _sortagrad_sampler_mistakes(dataset, epoch, seed=0):
         (lambda: _sorted_order(L, key=lambda i: (-L[i], i)), "sort by INCREASING length (shortest first)"),
         (lambda: _sorted_order(L, reverse=True), "sort by INCREASING length (shortest first), not reverse=True"),
         (lambda: _sorted_order(L, key=lambda i: (L[i], -i)), "break ties by index (the smaller index first)"),
+        (lambda: _by_transcript(dataset), _BY_TRANSCRIPT),
     ]
     if epoch > 0:
         out = [(lambda: _sorted_order(L), "you sorted by length in a later epoch: SortaGrad sorts only in epoch 0, "
@@ -718,6 +744,15 @@ def _sortagrad_sampler_mistakes(dataset, epoch, seed=0):
     else:
         out.append((lambda: _epoch_perm(n, seed, 0), "epoch 0 is sorted by length, not shuffled"))
     return out
+
+
+_BY_TRANSCRIPT = ("sort by the AUDIO's length (len(sample.audio), the utterance's duration), not the transcript's: "
+                  "the CTC cost and the padding grow with the frames")
+
+
+def _by_transcript(dataset):
+    T = [len(s.transcript) for s in dataset]
+    return sorted(range(len(T)), key=lambda i: (T[i], i))
 
 
 def _chunks(order, bs):
@@ -737,6 +772,7 @@ def _sortagrad_batches_mistakes(dataset, batch_size, epoch, seed=0):
         (lambda: _chunks(_sorted_order(L, key=lambda i: (-L[i], i)), bs) if epoch == 0 else None,
          "sort by INCREASING length: epoch 0 starts with the shortest utterances"),
         (lambda: [c for c in chunks if len(c) == bs] if epoch == 0 else None, "keep the last, shorter minibatch"),
+        (lambda: _chunks(_by_transcript(dataset), bs) if epoch == 0 else None, _BY_TRANSCRIPT),
     ]
     if epoch > 0:
         out = [(lambda: chunks, "you kept the epoch-0 order in a later epoch: after epoch 0, visit the minibatches "
@@ -794,6 +830,12 @@ def _collate_batch_mistakes(samples, encoder, n_fft=None):
                                            "default normalize=True)"),
         (lambda: {"feature_lengths": torch.tensor([s.audio.numel() for s in samples])},
          "feature_lengths counts spectrogram FRAMES, not audio samples"),
+        (lambda: {"feature_lengths": torch.tensor([s.audio.numel() // _win_hop(s.sample_rate, 20.0, 10.0, n_fft)[1]
+                                                   for s in samples])},
+         "feature_lengths is each spectrogram's number of frames, 1 + (N - window) // hop (its shape[1]), not "
+         "N // hop"),
+        (lambda: {"feature_lengths": torch.full((len(samples),), T)},
+         "feature_lengths holds each utterance's OWN number of frames (before padding), not the padded length T"),
         (lambda: {"features": torch.stack([torch.nn.functional.pad(x, (0, T - x.shape[1])) for x in specs])},
          "features are (B, 1, n_freq, T): add the channel dimension"),
     ]
@@ -937,6 +979,9 @@ def _prefix_beam_search_mistakes(log_probs, encoder, beam_width=16, lm=None, alp
         (lambda: beam_variant(log_probs, encoder, beam_width, lm, alpha, beta, overwrite=True),
          "a prefix can be reached from several beams in one frame: ACCUMULATE its probabilities (log-add), do "
          "not overwrite them"),
+        (lambda: [(t.strip(), q) for t, q in ranked_texts(*a)],
+         "return each text as emitted: ' cat' and 'cat' are different texts with different scores (you "
+         "stripped the spaces at the ends)"),
     ]
     if lm is not None and alpha != 0:
         out += [
@@ -1038,4 +1083,6 @@ def _row_conv_mistakes(x, weight, lengths):
         (lambda: behind(x * v) * v, "row convolution looks AHEAD: out[t] uses x[t + j], not x[t - j]"),
         (lambda: ahead(x * v), "zero the outputs at padded frames t >= lengths[b]"),
         (lambda: ahead(x * v, weight.flip(0)) * v, "weight[j] weighs the frame j steps AHEAD: you reversed the taps"),
+        (lambda: ahead(x), "you ignored lengths (only the end of the padded tensor counts as 0): frames t + j >= "
+                           "lengths[b] must count as 0, and the outputs at padded frames t >= lengths[b] must be 0"),
     ]

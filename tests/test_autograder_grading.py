@@ -543,6 +543,113 @@ def collate_batch(samples, encoder, n_fft=None):
     batch.features = (feats - feats.mean()) / feats.std()
     return batch
 """, "normalised the padded batch"),
+    # issue 18, the classic mistakes that still lost their points without a hint (docs/checks.md's table)
+    ("ex04_ctc_loss", "padded_target_rows_used_whole", """
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean"):
+    targets, il, tl = torch.as_tensor(targets), torch.as_tensor(input_lengths), torch.as_tensor(target_lengths)
+    starts = torch.cumsum(tl, 0) - tl
+    losses = []
+    for b in range(log_probs.shape[1]):
+        y = targets[b] if targets.dim() == 2 else targets[int(starts[b]): int(starts[b] + tl[b])]
+        alpha = ctc_log_alpha(log_probs[: int(il[b]), b], y, blank)
+        losses.append(-torch.logsumexp(alpha[-1, -2:], 0))
+    loss = torch.stack(losses)
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return (loss / tl.clamp_min(1).to(loss.dtype)).mean()
+    return loss
+""", "zero padding became labels"),
+    ("ex06_bigru", "reverse_from_padded_end_over_zeros", """
+_orig_gru_layer = gru_layer
+def gru_layer(x, lengths, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):
+    if not reverse:
+        return _orig_gru_layer(x, lengths, weight_ih, weight_hh, bias_ih, bias_hh)
+    T = x.shape[0]
+    lengths = torch.as_tensor(lengths)
+    mask = (torch.arange(T)[:, None] < lengths[None, :]).unsqueeze(2).to(x.dtype)
+    out = _orig_gru_layer((x * mask).flip(0), torch.full_like(lengths, T), weight_ih, weight_hh, bias_ih,
+                          bias_hh).flip(0)
+    return out * mask
+""", "zeroing the padded inputs does not help"),
+    ("ex08_sortagrad", "feature_lengths_n_over_hop", """
+_orig_collate = collate_batch
+def collate_batch(samples, encoder, n_fft=None):
+    batch = _orig_collate(samples, encoder, n_fft)
+    batch.feature_lengths = torch.tensor([s.audio.numel() // round(s.sample_rate * 0.01) for s in samples])
+    return batch
+""", "not N // hop"),
+    ("ex08_sortagrad", "feature_lengths_all_padded", """
+_orig_collate = collate_batch
+def collate_batch(samples, encoder, n_fft=None):
+    batch = _orig_collate(samples, encoder, n_fft)
+    batch.feature_lengths = torch.full((len(samples),), batch.features.shape[-1], dtype=torch.long)
+    return batch
+""", "not the padded length T"),
+    ("ex09_training", "gradients_cleared_before_the_step", """
+def train_step(model, batch, optimizer, max_grad_norm=400.0):
+    model.train()
+    optimizer.zero_grad()
+    log_probs, out_lengths = model(batch.features, batch.feature_lengths)
+    loss = F.ctc_loss(log_probs, batch.targets, out_lengths, batch.target_lengths, reduction="mean",
+                      zero_infinity=True)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return value
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.zero_grad()
+    optimizer.step()
+    return value
+""", "call optimizer.step() after clipping"),
+    ("ex02_ctc_decoding", "greedy_collapses_twice", """
+def greedy_decode(log_probs, encoder, lengths=None):
+    T, B, _ = log_probs.shape
+    best = log_probs.argmax(-1)
+    lens = [T] * B if lengths is None else [int(n) for n in torch.as_tensor(lengths)]
+    return [encoder.ctc_decode(ctc_collapse(best[: lens[b], b].tolist(), encoder.blank_idx)) for b in range(B)]
+""", "collapsed twice"),
+    ("ex08_sortagrad", "sorted_by_transcript_length", """
+def sortagrad_sampler(dataset, epoch, seed=0):
+    if epoch == 0:
+        return sorted(range(len(dataset)), key=lambda i: len(dataset[i].transcript))
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(len(dataset), generator=g).tolist()
+""", "not the transcript's"),
+    ("ex11_row_conv", "row_conv_ignores_lengths", """
+def row_conv(x, weight, lengths):
+    T = x.shape[0]
+    padded = torch.cat([x, x.new_zeros(weight.shape[0] - 1, *x.shape[1:])])
+    return sum(weight[j] * padded[j: j + T] for j in range(weight.shape[0]))
+""", "you ignored lengths"),
+    ("ex04_ctc_loss", "log_zero_left_in_alphas", """
+_orig_alpha = ctc_log_alpha
+def ctc_log_alpha(log_probs, target, blank=0):
+    alpha = _orig_alpha(log_probs, target, blank)
+    return alpha.masked_fill(torch.isinf(alpha), LOG_ZERO)
+""", "the finite LOG_ZERO"),
+    ("ex04_ctc_loss", "impossible_target_is_zero", """
+_orig_ctc_loss = ctc_loss
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean"):
+    loss = _orig_ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, "none")
+    loss = torch.where(torch.isinf(loss), torch.zeros_like(loss), loss)
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return (loss / torch.as_tensor(target_lengths).clamp_min(1).to(loss.dtype)).mean()
+    return loss
+""", "zero_infinity"),
+    ("ex01_spectrogram", "frame_and_hop_swapped", """
+def frame_signal(audio, hop_length, frame_length):
+    audio = _check_audio(audio, hop_length)
+    n = 1 + (audio.numel() - frame_length) // hop_length
+    return torch.stack([audio[i * hop_length: i * hop_length + frame_length] for i in range(n)])
+""", "you swapped frame_length and hop_length"),
+    ("ex10_beam_search", "texts_stripped", """
+_orig_beam = prefix_beam_search
+def prefix_beam_search(log_probs, encoder, beam_width=16, lm=None, alpha=0.5, beta=1.0):
+    return [(text.strip(), score) for text, score in _orig_beam(log_probs, encoder, beam_width, lm, alpha, beta)]
+""", "you stripped the spaces at the ends"),
 ]
 
 #: Plausible bugs that once lost points without a hint (or kept full marks); each must stay in the table.
@@ -563,6 +670,18 @@ REQUIRED_MUTANTS = {
     "relu6",                             # ex05 (issue 18)
     "padded_steps_output_the_state",     # ex06 (issue 18)
     "features_normalised_after_padding", # ex08 (issue 18)
+    "padded_target_rows_used_whole",     # ex04: targets[b] with its zero padding (issue 18, H18b)
+    "reverse_from_padded_end_over_zeros",  # ex06: padded inputs zeroed, still started at T-1
+    "feature_lengths_n_over_hop",        # ex08
+    "feature_lengths_all_padded",        # ex08
+    "gradients_cleared_before_the_step", # ex09: zero_grad() between backward() and step()
+    "greedy_collapses_twice",            # ex02: ctc_collapse, then encoder.ctc_decode
+    "sorted_by_transcript_length",       # ex08: SortaGrad by len(transcript)
+    "row_conv_ignores_lengths",          # ex11: row_conv with no masking at all
+    "log_zero_left_in_alphas",           # ex04: LOG_ZERO never turned back into -inf
+    "impossible_target_is_zero",         # ex04: loss 0 (zero_infinity) for a target that cannot fit
+    "frame_and_hop_swapped",             # ex01: frame_signal(audio, hop_length, frame_length)
+    "texts_stripped",                    # ex10: ' cat' returned as 'cat'
 }
 
 # A compact prefix beam search (no LM) with a switchable mistake (used by four ex10 mutants).

@@ -67,7 +67,8 @@ def _train_step_variant(model, batch, optimizer, max_grad_norm, mistake=""):
         torch.nn.utils.clip_grad_norm_(params, 400.0)
     elif mistake not in ("no_clip", "clip_after_step"):
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
+    if mistake != "no_step":
+        optimizer.step()
     if mistake == "clip_after_step":
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     return value
@@ -88,6 +89,8 @@ _STEP_MISTAKES = {
     "clip_400": "use the max_grad_norm argument, not a fixed 400",
     "clip_value": "clip the global gradient NORM (clip_grad_norm_), not each gradient value (clip_grad_value_)",
     "clip_per_param": "clip the GLOBAL norm over all parameters together, not each parameter's norm separately",
+    "no_step": "the parameters did not change: call optimizer.step() after clipping (and optimizer.zero_grad() "
+               "BEFORE backward(), not between backward() and step(), which throws the gradients away)",
 }
 
 
@@ -155,7 +158,7 @@ def test_train_step_loss_and_update(sub):
     what = "a tiny CTC model (handed over in eval mode, stride 2 over time), a batch of 3, SGD lr=0.5"
     loss, state = _call_train_step(sub, fields, kw, 0.5, 400.0, what)
     exp_loss, exp_state = _expected(fields, kw)
-    names = ("no_train", "sum", "plain_mean", "backward_sum")
+    names = ("no_train", "sum", "plain_mean", "backward_sum", "no_step")
     variants = _variants(fields, kw, names)
     check_float(loss, exp_loss, fn="train_step", what=what, rtol=1e-4, atol=1e-5,
                 hints=[(variants[mk][0], _STEP_MISTAKES[mk]) for mk in names])
