@@ -499,62 +499,86 @@ def install_main_stripper(sandbox: str) -> None:
 
 
 def kernel_watch(torch, exercise: str, forbidden_calls):
-    """A run-time record of the library kernels a call executed (torch's profiler, which sees every
-    operator at the dispatcher, a composite one such as ``aten::gru_cell`` included), or None when
-    the exercise forbids no kernel.  ``start()`` before the call, ``stop()`` after it returns the
-    forbidden operators that ran.  Everything it needs is bound here, before the submission is
-    imported: rebinding ``torch.autograd``'s names later changes nothing; code that stops the
-    profiler during the call is reported as doing so."""
-    ops = {"aten::" + f.rsplit(".", 1)[1]: f for f in forbidden_calls if f.startswith("torch.ops.aten.")}
+    """The forbidden kernels refused at torch's dispatcher, or None when the exercise forbids none.
+
+    Every ``torch.ops.aten.<op>`` of ``forbidden_calls`` gets, for each overload and each dispatch
+    key at which torch registered a kernel (``CompositeImplicitAutograd`` for ``gru_cell``, ``CPU``
+    and ``Autograd`` for ``_ctc_loss`` ...), a kernel of ours that records the attempt and raises
+    :class:`ForbiddenCall`.  Every route to the op ends at the dispatcher (``torch._VF``,
+    ``torch.ops.aten``, ``OpOverload.decompose``/``redispatch``/``_op_dk``, TorchScript, another
+    thread, a finaliser), so the library kernel never runs in this worker: there is no value
+    computed by it for a forged reply to carry.  A student's own registration for the op replaces
+    ours with the student's code, never with torch's kernel.  The registrations are held only by
+    this closure (not ``torch.library``'s registries), so Python code cannot undo them.
+
+    ``reset()`` before a request, ``take()`` after it: the forbidden ops attempted in between (the
+    attempt is reported even when the code caught the exception).  Everything is bound here, before
+    the submission is imported."""
+    ops = {f.rsplit(".", 1)[1]: f for f in forbidden_calls if f.startswith("torch.ops.aten.")}
     if not ops:
         return None
-    try:
-        from torch._C._profiler import _ExperimentalConfig
-        from torch.autograd import (ProfilerActivity, ProfilerConfig, ProfilerState, _disable_profiler,
-                                    _enable_profiler, _prepare_profiler)
-        config = ProfilerConfig(ProfilerState.KINETO, False, False, False, False, False, _ExperimentalConfig())
-        activities = {ProfilerActivity.CPU}
-    except Exception:  # noqa: BLE001 - a torch without this profiler: the static scan only
-        return None
-    enter = torch.ops.profiler._record_function_enter_new
-    leave = torch.ops.profiler._record_function_exit
-    dup, dup2, close, devnull, O_WRONLY = os.dup, os.dup2, os.close, os.devnull, os.O_WRONLY
-    open_ = os.open
-    state = {"on": False, "mark": ""}
+    C = torch._C
+    keys = list(C.DispatchKey.__members__)
+    seen: list[str] = []
+    append, clear, sorted_, set_ = seen.append, seen.clear, sorted, set
+    dup, dup2, close, open_ = os.dup, os.dup2, os.close, os.open
 
-    def quiet(fn, *args):
-        """kineto writes a line on stderr at start and stop: not into the student's output."""
-        saved = dup(2)
-        null = open_(devnull, O_WRONLY)
-        try:
-            dup2(null, 2)
-            return fn(*args)
-        finally:
-            dup2(saved, 2)
-            close(saved)
-            close(null)
+    def refuser(qualname: str, dotted: str):
+        msg = (f"your code called {qualname} ({dotted}), which {exercise} forbids: write it yourself "
+               "(see the exercise's docstring)")
+
+        def kernel(*args, **kwargs):
+            append(f"{qualname} ({dotted})")
+            raise ForbiddenCall(msg)
+
+        return kernel
+
+    saved = dup(2)  # registering over torch's kernel prints a warning: not into the student's output
+    null = open_(os.devnull, os.O_WRONLY)
+    dup2(null, 2)
+    try:
+        lib = C._dispatch_library("IMPL", "aten", "", "autograder", 0)
+        registered = 0
+        for op, dotted in ops.items():
+            try:
+                schemas = C._jit_get_schemas_for_operator("aten::" + op)
+            except Exception:  # noqa: BLE001
+                continue
+            for schema in schemas:
+                name = op + ("." + schema.overload_name if schema.overload_name else "")
+                qualname = "aten::" + op
+                for key in keys:
+                    try:
+                        if not C._dispatch_has_kernel_for_dispatch_key("aten::" + name, key):
+                            continue
+                        lib.impl(name, key, refuser(qualname, dotted), False)
+                        registered += 1
+                    except Exception:  # noqa: BLE001 - a key that takes no Python kernel
+                        continue
+    finally:
+        dup2(saved, 2)
+        close(saved)
+        close(null)
+    if not registered:
+        return None
+    # The registrations last as long as ``lib``.  A closure cell can be emptied from Python
+    # (``cell_contents``), so ``lib`` gets one reference that nothing can drop: it lives until exit.
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(lib))
+    except Exception:  # noqa: BLE001 - no ctypes: the closure below holds it
+        pass
 
     class Watch:
-        def start(self, mark: str) -> None:
-            quiet(_prepare_profiler, config, activities)
-            quiet(_enable_profiler, config, activities)
-            state["on"], state["mark"] = True, "ag-watch-" + mark
-            leave(enter(state["mark"], None))
+        __slots__ = ()
 
-        def stop(self) -> list[str]:
-            if not state["on"]:
-                return []
-            state["on"] = False
-            try:
-                events = quiet(_disable_profiler).events()
-            except Exception:  # noqa: BLE001 - the student's code stopped it
-                return ["(torch's profiler, which your code stopped or restarted)"]
-            names = {e.name() for e in events}
-            if state["mark"] not in names:
-                return ["(torch's profiler, which your code stopped or restarted)"]
-            return sorted(f"{op} ({ops[op]})" for op in names if op in ops)
+        def reset(self) -> None:
+            clear()
 
-    watch = Watch()
-    watch.start("warm-up")  # kineto's first start initialises it: before the audit hook, not in a call
-    watch.stop()
-    return watch
+        def take(self, _held=(lib,)) -> list[str]:
+            out = sorted_(set_(seen))
+            clear()
+            return out
+
+    return Watch()
