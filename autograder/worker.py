@@ -252,6 +252,14 @@ def _getpath(obj, dotted: str):
     return obj
 
 
+def _output_full() -> bool:
+    """Whether the output log reached RLIMIT_FSIZE (then an EFBIG is the output cap, not a file's)."""
+    try:
+        return os.fstat(PROC.log_fd).st_size >= int(CONFIG.get("fsize_bytes", 2 * 1024 * 1024))
+    except (OSError, ValueError, TypeError):
+        return True
+
+
 def _handle(req) -> dict:
     del EVENTS[:]
     del FORBIDDEN_HITS[:]
@@ -314,8 +322,13 @@ def _handle(req) -> dict:
     except RecursionError as e:
         reply = {"status": "raised", "exc": _describe_exception(e)}
     except OSError as e:
-        if getattr(e, "errno", None) == 27:  # EFBIG: the output cap
+        errno = getattr(e, "errno", None)
+        if errno == 27 and _output_full():  # EFBIG on the output log: the output cap
             reply = {"status": "output_cap"}
+        elif errno == 27:  # EFBIG on a file: RLIMIT_FSIZE, each file's cap
+            reply = {"status": "disk", "msg": "file", "exc": _describe_exception(e)}
+        elif errno in (28, 122):  # ENOSPC, EDQUOT: the worker's folder is full (its tmpfs, where there is one)
+            reply = {"status": "disk", "msg": "space", "exc": _describe_exception(e)}
         else:
             reply = {"status": "raised", "exc": _describe_exception(e)}
     except P.NotPlainData as e:
@@ -346,7 +359,7 @@ def main(watch=None):
     recv, hits, flush = _recv, FORBIDDEN_HITS, sys.stdout.flush
     str_, type_, memoryview_, sorted_, set_, isinstance_, dict_ = str, type, memoryview, sorted, set, isinstance, dict
     exercise = CONFIG.get("exercise", "")
-    _send({"status": "ready", "pid": os.getpid(), "sandbox": SANDBOX})
+    _send({"status": "ready", "pid": os.getpid(), "sandbox": SANDBOX, "disk": "tmpfs" if PROC.tmpfs else "polled"})
     while True:
         req = recv()
         nonce = req.get("nonce", "") if isinstance_(req, dict_) else ""

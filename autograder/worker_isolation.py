@@ -83,6 +83,7 @@ class Process:
     def __init__(self, sandbox: str, req_fd: int, resp_fd: int, log_path: str, log_fd: int):
         self.sandbox, self.req_fd, self.resp_fd, self.log_path, self.log_fd = sandbox, req_fd, resp_fd, log_path, log_fd
         self.log_offset = 0
+        self.tmpfs = False  # the folder is a tmpfs of the worker's own (see private_tmpfs)
 
     def new_output(self, limit: int = 4000) -> str:
         """What the student's code printed since the last call (at most ``limit`` characters)."""
@@ -116,6 +117,39 @@ def _make_sandbox(config: dict) -> str:
     return path
 
 
+def private_tmpfs(path: str, size: int) -> bool:
+    """Without bwrap, as root on Linux: a mount namespace of this worker's own and a tmpfs of ``size``
+    bytes over its folder (the files the grader put there copied onto it), so the kernel bounds what
+    any process writes there (ENOSPC past it); the mount goes with the worker's last process, whatever
+    kills it.  False where that cannot be done (not root, ``AUTOGRADER_WORKER_TMPFS=off`` in the
+    grader): the grader then polls the folder's size."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        files = {}
+        for name in os.listdir(path):
+            full = os.path.join(path, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                with open(full, "rb") as f:
+                    files[name] = f.read()
+        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+            return False
+        if libc.mount(b"none", b"/", None, 16384 | (1 << 18), None) != 0:  # MS_REC | MS_PRIVATE: nothing leaks out
+            return False
+        opts = f"size={int(size)},nr_inodes=1024,mode=0700".encode()
+        if libc.mount(b"autograder-worker", os.fsencode(path), b"tmpfs", 2 | 4, opts) != 0:  # MS_NOSUID | MS_NODEV
+            return False
+        for name, data in files.items():
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(data)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) -> Process:
     """Own session (forked), sandbox cwd, private protocol descriptors, capped output, die with parent.
 
@@ -128,6 +162,8 @@ def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) 
     else:
         req_fd, resp_fd = os.dup(0), os.dup(1)
     sandbox = _make_sandbox(config)
+    tmpfs = "source" not in config and bool(config.get("tmpfs")) and \
+        private_tmpfs(sandbox, int(config.get("disk_bytes", 64 * 1024 ** 2)))
     os.chdir(sandbox)
     os.environ["HOME"] = os.environ["TMPDIR"] = sandbox
     _null = os.open(os.devnull, os.O_RDONLY)
@@ -161,7 +197,9 @@ def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) 
                 os._exit(70)
 
     threading.Thread(target=_watch_parent, daemon=True, name="autograder-parent-watch").start()
-    return Process(sandbox, req_fd, resp_fd, log_path, log_fd)
+    proc = Process(sandbox, req_fd, resp_fd, log_path, log_fd)
+    proc.tmpfs = tmpfs
+    return proc
 
 
 def prepare_torch(torch, mem_bytes: int) -> None:
@@ -280,7 +318,7 @@ PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod
                      "os.removexattr", "os.setxattr"}
 PATH_READ_EVENTS = {"os.listdir", "os.scandir", "glob.glob", "glob.glob/2", "os.listxattr", "os.getxattr",
                     "tempfile.mkstemp", "tempfile.mkdtemp"}
-MAX_FILES = 256  # files a worker may create in its folder (each at most RLIMIT_FSIZE)
+MAX_FILES = 256  # files and folders a worker may create in its folder (each file at most RLIMIT_FSIZE)
 READ_FILES = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/etc/localtime"})
 READ_PREFIXES_OS = ("/proc/self/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/", "/proc/cpuinfo", "/proc/meminfo")
 
@@ -368,6 +406,17 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
             events.append(note)
         raise exc(f"autograder sandbox: {note} is not allowed")
 
+    def count_new(path: str, n: int = 1) -> None:
+        """A file or folder about to be created in the worker's folder: at most MAX_FILES of them, each
+        file under RLIMIT_FSIZE (the grader also bounds the folder's bytes in all, see sandbox.py)."""
+        if path in created or os.path.lexists(path):
+            return
+        if len(created) + n > MAX_FILES:
+            refuse(f"creating more than {MAX_FILES} files (creating {path})")
+        created.add(path)
+        for i in range(1, n):  # what sqlite creates next to a database: its journal, WAL and shared memory
+            created.add(f"{path}\0{i}")
+
     def check_create(path, what):
         p = _path_of(path)
         if p is not None and not under(p, write_roots):
@@ -388,10 +437,8 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                 if writing:
                     if not (path == "/dev/null" or under(path, write_roots)):
                         refuse(f"writing {path}")
-                    if path not in created and path != "/dev/null" and not os.path.lexists(path):
-                        if len(created) >= MAX_FILES:  # each is capped by RLIMIT_FSIZE: the folder's disk is bounded
-                            refuse(f"creating more than {MAX_FILES} files (creating {path})")
-                        created.add(path)
+                    if path != "/dev/null":
+                        count_new(path)
                 elif not may_read(path):
                     refuse(f"reading {path}")
             elif event == "import":
@@ -406,6 +453,7 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                         db = db[5:].split("?", 1)[0] or ":memory:"
                     if db != ":memory:":
                         check_create(db, "creating a database at")
+                        count_new(os.path.realpath(db), 4)
             elif event == "sqlite3.connect/handle":
                 try:  # ATTACH DATABASE would create files without an audit event: no attached databases
                     import sqlite3
@@ -420,6 +468,11 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                     p = _path_of(a) if isinstance(a, (str, bytes, os.PathLike)) else None
                     if p is not None and not under(p, write_roots):
                         refuse(f"{event} on {p}")
+                if event in ("os.mkdir", "os.link", "os.symlink") and len(args) > 1:
+                    new = args[0] if event == "os.mkdir" else args[1]
+                    p = _path_of(new) if isinstance(new, (str, bytes, os.PathLike)) else None
+                    if p is not None:
+                        count_new(p)
             elif event in read_events:
                 a = args[0] if args else None
                 p = _path_of(a) if isinstance(a, (str, bytes, os.PathLike)) else None
