@@ -517,3 +517,26 @@ def test_only_a_main_guards_body_goes_unscanned_and_unrun():
     body = "import torch.nn.functional as F\nif {test}:\n    pass\nelse:\n    F.ctc_loss\n"
     assert scan.scan_source(body.format(test='__name__ == "__main__"'), ex)
     assert scan.scan_source('import torch.nn.functional as F\nif __name__ != "__main__":\n    F.ctc_loss\n', ex)
+
+
+def test_the_dispatcher_watch_finds_every_key_torch_has_a_kernel_at():
+    """``registered_keys`` reads the dispatcher's listing; the oracle is the dispatcher asked key by key
+    (nothing is registered here: that would refuse the kernels in this test process too)."""
+    import torch
+
+    from autograder import worker_isolation as W
+
+    C = torch._C
+    keys = list(C.DispatchKey.__members__)
+
+    def has(name, key):
+        try:
+            return C._dispatch_has_kernel_for_dispatch_key(name, key)
+        except RuntimeError:
+            return False
+
+    for name, must in (("aten::_ctc_loss", {"CPU", "Autograd"}), ("aten::gru_cell", {"CompositeImplicitAutograd"}),
+                       ("aten::native_batch_norm", {"CPU", "Autograd"}), ("aten::stft.center", {"CompositeImplicitAutograd"})):
+        listed = set(W.registered_keys(C, name, keys))
+        assert must <= listed, (name, listed)
+        assert {k for k in keys if has(name, k)} <= listed, name
