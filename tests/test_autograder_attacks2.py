@@ -540,3 +540,10 @@ def test_the_dispatcher_watch_finds_every_key_torch_has_a_kernel_at():
         listed = set(W.registered_keys(C, name, keys))
         assert must <= listed, (name, listed)
         assert {k for k in keys if has(name, k)} <= listed, name
+
+
+def test_the_scan_flags_the_dispatchers_switches_where_kernels_are_forbidden():
+    src = "import torch\nlib = torch._C._dispatch_library('IMPL', 'aten', '')\n"
+    found = " ".join(str(f) for f in scan.scan_source(src, EXERCISES["ex06"]))
+    assert "_dispatch_library" in found and "dispatcher" in found, found
+    assert not any("dispatcher" in str(f) for f in scan.scan_source(src, EXERCISES["ex02"]))  # no kernel forbidden
