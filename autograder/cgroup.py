@@ -104,7 +104,16 @@ class Group:
         return out
 
     def close(self) -> None:
-        """Kill whatever is left in the group (detached children included), then remove it."""
+        """Kill whatever is left in the group (detached children included), then remove it.
+
+        On v2, ``cgroup.kill`` (Linux 5.14+) kills every process in the group at once, so a fork loop
+        cannot outrun the kill; then (and on v1, or an older kernel) every pid still listed is killed."""
+        if self.kind == "cgroup v2":
+            for d in self.dirs:
+                try:
+                    _write(os.path.join(d, "cgroup.kill"), "1")
+                except OSError:
+                    pass
         deadline = time.monotonic() + 5.0
         while True:
             left = self.pids()

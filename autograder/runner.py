@@ -32,6 +32,7 @@ KIND_LABELS = {
     "crash": "crashed",
     "memory": "out of memory",
     "output": "printed too much",
+    "disk": "wrote too much to disk",
     "exit": "exited",
     "forbidden": "forbidden call or import",
     "missing": "file missing",

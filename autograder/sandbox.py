@@ -71,7 +71,8 @@ class Limits:
     call_timeout: float = 10.0     # seconds per call
     start_timeout: float = 60.0    # seconds to start python, import torch and the submission
     mem_bytes: int = 3 * 1024 ** 3  # address space (Linux) / resident set (polled, all platforms)
-    output_bytes: int = 1024 * 1024  # what the student's code may print per worker
+    output_bytes: int = 1024 * 1024  # what the student's code may print per worker; also each file's cap
+    disk_bytes: int = 64 * 1024 ** 2  # the files of one worker's folder in all, without bwrap (its tmpfs is 512 MiB)
     rss_bytes: int = 2 * 1024 ** 3
     group_pids: int = cgroup.PIDS_MAX       # processes + threads of one student's workers, together
     group_mem_bytes: int = cgroup.MEM_BYTES  # memory of one student's workers, together (cgroup only)
@@ -89,6 +90,8 @@ class Limits:
             lim.group_pids = int(os.environ["AUTOGRADER_STUDENT_PIDS"])
         if os.environ.get("AUTOGRADER_STUDENT_MEM"):
             lim.group_mem_bytes = int(float(os.environ["AUTOGRADER_STUDENT_MEM"]) * 1024 ** 3)
+        if os.environ.get("AUTOGRADER_WORKER_DISK"):
+            lim.disk_bytes = int(float(os.environ["AUTOGRADER_WORKER_DISK"]) * 1024 ** 2)
         if os.environ.get("AUTOGRADER_SANDBOX"):
             lim.sandbox = bwrap.requested(os.environ["AUTOGRADER_SANDBOX"])
         if timeout:
@@ -137,7 +140,7 @@ class Reply:
 #: of the envelope is checked and cleaned here, gradients are checked against the request (one per
 #: leaf, of the leaf's shape), values by the checks' comparisons; anything else is the student's
 #: failure on that check ("the worker's reply was malformed"), never a grader error.
-STATUSES = frozenset({"ready", "ok", "output_cap", "memory", "exit", "forbidden", "notimpl", "raised"})
+STATUSES = frozenset({"ready", "ok", "output_cap", "disk", "memory", "exit", "forbidden", "notimpl", "raised"})
 
 
 class BadReply(Exception):
@@ -167,6 +170,8 @@ def clean_reply(reply) -> dict:
            "msg": _text(reply.get("msg"), 2000)}
     if isinstance(reply.get("pid"), int) and not isinstance(reply.get("pid"), bool):
         out["pid"] = reply["pid"]
+    if reply.get("disk") == "tmpfs":
+        out["disk"] = "tmpfs"
     el = reply.get("elapsed")
     if isinstance(el, (int, float)) and not isinstance(el, bool):
         out["elapsed"] = float(el)
@@ -354,6 +359,34 @@ def _given_source() -> str:
         return f.read()
 
 
+# ----------------------------------------------------------------------------- one worker's disk (no bwrap)
+#: Without bwrap, each file is capped by RLIMIT_FSIZE and the audit hook allows 256 files; the total is
+#: bounded by the kernel where the worker could mount a tmpfs of ``disk_bytes`` over its folder (as root:
+#: ``worker_isolation.private_tmpfs``, in a mount namespace of its own, gone with it), else by the
+#: grader polling the folder's size (:func:`folder_bytes`) while it waits for a reply.
+def folder_bytes(path: str, limit_entries: int = 4096) -> int:
+    """The bytes the files under ``path`` occupy (allocated blocks; links not followed).  A folder with
+    more than ``limit_entries`` entries counts as unbounded (the audit hook allows 256)."""
+    total, seen, stack = 0, 0, [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    seen += 1
+                    if seen > limit_entries:
+                        return 1 << 62
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += getattr(st, "st_blocks", 0) * 512 or st.st_size
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+        except OSError:
+            continue
+    return total
+
+
 class Worker:
     """One exercise file in its own process; restartable."""
 
@@ -367,6 +400,7 @@ class Worker:
         self.sandbox = ""  # where it runs: "bwrap" or "process"
         self.rss_pid = 0   # whose memory the grader polls (the worker itself, also under bwrap)
         self.dir: str | None = None
+        self.tmpfs = False  # the worker's folder is its own tmpfs of limits.disk_bytes (process mode, as root)
         self.load_error: WorkerFailure | None = None
         self.names: list[str] = []
         self.restarts = 0
@@ -384,6 +418,8 @@ class Worker:
             "blocked_modules": list(self.exercise.forbidden_modules),
             "mem_bytes": self.limits.mem_bytes,
             "fsize_bytes": self.limits.output_bytes,
+            "disk_bytes": self.limits.disk_bytes,
+            "tmpfs": os.environ.get("AUTOGRADER_WORKER_TMPFS", "").strip().lower() not in ("off", "0", "no"),
         }
         group, nproc = student_group(self.limits)
         if nproc:
@@ -421,6 +457,7 @@ class Worker:
             self.rss_pid = host_pid(ready["pid"], self.proc.pid) or self.proc.pid  # the worker, not bwrap
         if ready.get("status") != "ready":
             raise WorkerFailure("crash", "the worker did not start")
+        self.tmpfs = ready.get("disk") == "tmpfs"  # sent before any student code ran: its own tmpfs, or polled
         if group is not None and not group.attach(self.rss_pid):  # before the student's import
             self._kill()
             raise WorkerFailure("crash", "the worker could not join the student's process group")
@@ -444,6 +481,7 @@ class Worker:
                 except OSError:
                     pass
             self.proc = None
+        self.tmpfs = False
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
@@ -501,6 +539,12 @@ class Worker:
             self._kill()
             raise WorkerFailure("output", f"your code printed more than {self.limits.output_bytes // 1024} KiB "
                                           "(output cap); remove the prints inside loops", reply)
+        if status == "disk":
+            if reply.get("msg") == "file":
+                why = f"a file larger than {self.limits.output_bytes / 1024 ** 2:g} MiB (each file's cap)"
+            else:
+                why = f"more than {self.limits.disk_bytes / 1024 ** 2:g} MiB of files in all (the folder's cap)"
+            raise WorkerFailure("disk", f"your code wrote {why}: graded code should not need large files", reply)
         if status == "memory":
             self._kill()
             raise WorkerFailure("memory", "your code ran out of memory (MemoryError under the "
@@ -543,7 +587,7 @@ class Worker:
     def _read(self, n: int, deadline: float, what: str, timeout: float) -> bytes:
         fd = self.proc.stdout.fileno()
         chunks, got = [], 0
-        next_mem_check = 0.0
+        next_mem_check = next_disk_check = 0.0
         while got < n:
             now = time.monotonic()
             if now >= deadline:
@@ -556,6 +600,12 @@ class Worker:
                     self._kill()
                     raise WorkerFailure("memory", f"your code used more than {self.limits.rss_bytes / 1024 ** 3:.1f} "
                                                   f"GiB of memory while {what}")
+            if self.dir and not self.tmpfs and now >= next_disk_check:  # no tmpfs: the folder's total, polled
+                next_disk_check = now + 0.5
+                if folder_bytes(self.dir) > self.limits.disk_bytes:
+                    self._kill()
+                    raise WorkerFailure("disk", f"your code wrote more than {self.limits.disk_bytes / 1024 ** 2:g} MiB "
+                                                f"of files in all (the folder's cap) while {what}")
             r, _, _ = select.select([fd], [], [], min(0.2, max(0.0, deadline - now)))
             if not r:
                 continue

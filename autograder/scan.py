@@ -20,7 +20,7 @@ those objects); ``autograder/README.md`` says so.
 * a forbidden kernel's name as a string (``getattr(sys.modules["torch._VF"].vf, "gru_cell")``), and
   torch's private bindings named in a string (``"torch._VF"``);
 * the worker's own internals (its reply descriptor, its nonce, ``_agw_`` modules) and, where kernels
-  are forbidden, the profiler's switches (``_disable_profiler``): tampering with the grader.
+  are forbidden, the dispatcher's switches (``_dispatch_library``, ``_op_dk``): tampering with the grader.
 
 Code under ``if __name__ == "__main__":`` is a student's own experiment and is not scanned; the
 worker compiles the submission's modules without those blocks (``worker_isolation.install_main_stripper``),
@@ -218,10 +218,11 @@ def _DOTTED(s: str) -> bool:
 
 #: The worker's own internals: its reply and request descriptors, the reply's nonce, its private modules.
 _WORKER_NAMES = {"resp_fd", "req_fd", "req_nonce"}
-#: The switches of torch's profiler, which records the kernels each call runs (where kernels are forbidden).
-_PROFILER_NAMES = {"_disable_profiler", "_enable_profiler", "_prepare_profiler", "_disable_profiler_legacy",
-                   "_enable_profiler_legacy", "_profiler_enabled", "_record_function_enter_new",
-                   "_record_function_exit", "_kineto_step"}
+#: The dispatcher's own switches, where the forbidden kernels are refused (where kernels are forbidden):
+#: registering kernels, calling one by dispatch key, changing the thread's dispatch keys.
+_DISPATCH_NAMES = {"_dispatch_library", "_dispatch_call_boxed", "_dispatch_find_schema_or_throw", "_op_dk",
+                   "_dispatch_get_computed_kernel_for_dispatch_key", "_dispatch_tls_set_dispatch_key_excluded",
+                   "_dispatch_tls_set_dispatch_key_included", "_DisableTorchDispatch", "_ExcludeDispatchKeyGuard"}
 
 
 def _tampering(node, kernels_forbidden: bool) -> str | None:
@@ -240,8 +241,8 @@ def _tampering(node, kernels_forbidden: bool) -> str | None:
         return None
     if name in _WORKER_NAMES or name.startswith("_agw_"):
         return name
-    if kernels_forbidden and name in _PROFILER_NAMES:
-        return f"{name}, the profiler that records the kernels your code runs"
+    if kernels_forbidden and name in _DISPATCH_NAMES:
+        return f"{name}, torch's dispatcher, where the kernels your exercise forbids are refused"
     return None
 
 

@@ -83,6 +83,7 @@ class Process:
     def __init__(self, sandbox: str, req_fd: int, resp_fd: int, log_path: str, log_fd: int):
         self.sandbox, self.req_fd, self.resp_fd, self.log_path, self.log_fd = sandbox, req_fd, resp_fd, log_path, log_fd
         self.log_offset = 0
+        self.tmpfs = False  # the folder is a tmpfs of the worker's own (see private_tmpfs)
 
     def new_output(self, limit: int = 4000) -> str:
         """What the student's code printed since the last call (at most ``limit`` characters)."""
@@ -116,6 +117,39 @@ def _make_sandbox(config: dict) -> str:
     return path
 
 
+def private_tmpfs(path: str, size: int) -> bool:
+    """Without bwrap, as root on Linux: a mount namespace of this worker's own and a tmpfs of ``size``
+    bytes over its folder (the files the grader put there copied onto it), so the kernel bounds what
+    any process writes there (ENOSPC past it); the mount goes with the worker's last process, whatever
+    kills it.  False where that cannot be done (not root, ``AUTOGRADER_WORKER_TMPFS=off`` in the
+    grader): the grader then polls the folder's size."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        files = {}
+        for name in os.listdir(path):
+            full = os.path.join(path, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                with open(full, "rb") as f:
+                    files[name] = f.read()
+        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+            return False
+        if libc.mount(b"none", b"/", None, 16384 | (1 << 18), None) != 0:  # MS_REC | MS_PRIVATE: nothing leaks out
+            return False
+        opts = f"size={int(size)},nr_inodes=1024,mode=0700".encode()
+        if libc.mount(b"autograder-worker", os.fsencode(path), b"tmpfs", 2 | 4, opts) != 0:  # MS_NOSUID | MS_NODEV
+            return False
+        for name, data in files.items():
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(data)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) -> Process:
     """Own session (forked), sandbox cwd, private protocol descriptors, capped output, die with parent.
 
@@ -128,6 +162,8 @@ def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) 
     else:
         req_fd, resp_fd = os.dup(0), os.dup(1)
     sandbox = _make_sandbox(config)
+    tmpfs = "source" not in config and bool(config.get("tmpfs")) and \
+        private_tmpfs(sandbox, int(config.get("disk_bytes", 64 * 1024 ** 2)))
     os.chdir(sandbox)
     os.environ["HOME"] = os.environ["TMPDIR"] = sandbox
     _null = os.open(os.devnull, os.O_RDONLY)
@@ -161,7 +197,9 @@ def isolate(config: dict, req_fd: int | None, resp_fd: int | None, parent: int) 
                 os._exit(70)
 
     threading.Thread(target=_watch_parent, daemon=True, name="autograder-parent-watch").start()
-    return Process(sandbox, req_fd, resp_fd, log_path, log_fd)
+    proc = Process(sandbox, req_fd, resp_fd, log_path, log_fd)
+    proc.tmpfs = tmpfs
+    return proc
 
 
 def prepare_torch(torch, mem_bytes: int) -> None:
@@ -280,7 +318,7 @@ PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod
                      "os.removexattr", "os.setxattr"}
 PATH_READ_EVENTS = {"os.listdir", "os.scandir", "glob.glob", "glob.glob/2", "os.listxattr", "os.getxattr",
                     "tempfile.mkstemp", "tempfile.mkdtemp"}
-MAX_FILES = 256  # files a worker may create in its folder (each at most RLIMIT_FSIZE)
+MAX_FILES = 256  # files and folders a worker may create in its folder (each file at most RLIMIT_FSIZE)
 READ_FILES = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/etc/localtime"})
 READ_PREFIXES_OS = ("/proc/self/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/", "/proc/cpuinfo", "/proc/meminfo")
 
@@ -368,6 +406,17 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
             events.append(note)
         raise exc(f"autograder sandbox: {note} is not allowed")
 
+    def count_new(path: str, n: int = 1) -> None:
+        """A file or folder about to be created in the worker's folder: at most MAX_FILES of them, each
+        file under RLIMIT_FSIZE (the grader also bounds the folder's bytes in all, see sandbox.py)."""
+        if path in created or os.path.lexists(path):
+            return
+        if len(created) + n > MAX_FILES:
+            refuse(f"creating more than {MAX_FILES} files (creating {path})")
+        created.add(path)
+        for i in range(1, n):  # what sqlite creates next to a database: its journal, WAL and shared memory
+            created.add(f"{path}\0{i}")
+
     def check_create(path, what):
         p = _path_of(path)
         if p is not None and not under(p, write_roots):
@@ -388,10 +437,8 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                 if writing:
                     if not (path == "/dev/null" or under(path, write_roots)):
                         refuse(f"writing {path}")
-                    if path not in created and path != "/dev/null" and not os.path.lexists(path):
-                        if len(created) >= MAX_FILES:  # each is capped by RLIMIT_FSIZE: the folder's disk is bounded
-                            refuse(f"creating more than {MAX_FILES} files (creating {path})")
-                        created.add(path)
+                    if path != "/dev/null":
+                        count_new(path)
                 elif not may_read(path):
                     refuse(f"reading {path}")
             elif event == "import":
@@ -406,6 +453,7 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                         db = db[5:].split("?", 1)[0] or ":memory:"
                     if db != ":memory:":
                         check_create(db, "creating a database at")
+                        count_new(os.path.realpath(db), 4)
             elif event == "sqlite3.connect/handle":
                 try:  # ATTACH DATABASE would create files without an audit event: no attached databases
                     import sqlite3
@@ -420,6 +468,11 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
                     p = _path_of(a) if isinstance(a, (str, bytes, os.PathLike)) else None
                     if p is not None and not under(p, write_roots):
                         refuse(f"{event} on {p}")
+                if event in ("os.mkdir", "os.link", "os.symlink") and len(args) > 1:
+                    new = args[0] if event == "os.mkdir" else args[1]
+                    p = _path_of(new) if isinstance(new, (str, bytes, os.PathLike)) else None
+                    if p is not None:
+                        count_new(p)
             elif event in read_events:
                 a = args[0] if args else None
                 p = _path_of(a) if isinstance(a, (str, bytes, os.PathLike)) else None
@@ -498,63 +551,108 @@ def install_main_stripper(sandbox: str) -> None:
     sys.meta_path.insert(1 if sys.meta_path and type(sys.meta_path[0]).__name__ == "Blocker" else 0, Finder())
 
 
+def registered_keys(C, name: str, keys: list) -> list[str]:
+    """The dispatch keys at which ``name`` (``aten::op.overload``) has a kernel: read from the
+    dispatcher's own listing (one call), else asked key by key (~100 times slower)."""
+    try:
+        found = []
+        for line in C._dispatch_dump(name).splitlines():
+            head, sep, _ = line.partition(": registered at ")
+            if sep and head not in ("debug", "schema"):
+                found.append(head.replace("[alias]", "").strip())
+        if found:
+            return found
+    except Exception:  # noqa: BLE001 - a torch without the listing
+        pass
+    out = []
+    for key in keys:
+        try:
+            if C._dispatch_has_kernel_for_dispatch_key(name, key):
+                out.append(key)
+        except Exception:  # noqa: BLE001 - not a key name the dispatcher parses
+            continue
+    return out
+
+
 def kernel_watch(torch, exercise: str, forbidden_calls):
-    """A run-time record of the library kernels a call executed (torch's profiler, which sees every
-    operator at the dispatcher, a composite one such as ``aten::gru_cell`` included), or None when
-    the exercise forbids no kernel.  ``start()`` before the call, ``stop()`` after it returns the
-    forbidden operators that ran.  Everything it needs is bound here, before the submission is
-    imported: rebinding ``torch.autograd``'s names later changes nothing; code that stops the
-    profiler during the call is reported as doing so."""
-    ops = {"aten::" + f.rsplit(".", 1)[1]: f for f in forbidden_calls if f.startswith("torch.ops.aten.")}
+    """The forbidden kernels refused at torch's dispatcher, or None when the exercise forbids none.
+
+    Every ``torch.ops.aten.<op>`` of ``forbidden_calls`` gets, for each overload and each dispatch
+    key at which torch registered a kernel (``CompositeImplicitAutograd`` for ``gru_cell``, ``CPU``
+    and ``Autograd`` for ``_ctc_loss`` ...), a kernel of ours that records the attempt and raises
+    :class:`ForbiddenCall`.  Every route to the op ends at the dispatcher (``torch._VF``,
+    ``torch.ops.aten``, ``OpOverload.decompose``/``redispatch``/``_op_dk``, TorchScript, another
+    thread, a finaliser), so the library kernel never runs in this worker: there is no value
+    computed by it for a forged reply to carry.  A student's own registration for the op replaces
+    ours with the student's code, never with torch's kernel.  The registrations are held only by
+    this closure (not ``torch.library``'s registries), so Python code cannot undo them.
+
+    ``reset()`` before a request, ``take()`` after it: the forbidden ops attempted in between (the
+    attempt is reported even when the code caught the exception).  Everything is bound here, before
+    the submission is imported."""
+    ops = {f.rsplit(".", 1)[1]: f for f in forbidden_calls if f.startswith("torch.ops.aten.")}
     if not ops:
         return None
-    try:
-        from torch._C._profiler import _ExperimentalConfig
-        from torch.autograd import (ProfilerActivity, ProfilerConfig, ProfilerState, _disable_profiler,
-                                    _enable_profiler, _prepare_profiler)
-        config = ProfilerConfig(ProfilerState.KINETO, False, False, False, False, False, _ExperimentalConfig())
-        activities = {ProfilerActivity.CPU}
-    except Exception:  # noqa: BLE001 - a torch without this profiler: the static scan only
-        return None
-    enter = torch.ops.profiler._record_function_enter_new
-    leave = torch.ops.profiler._record_function_exit
-    dup, dup2, close, devnull, O_WRONLY = os.dup, os.dup2, os.close, os.devnull, os.O_WRONLY
-    open_ = os.open
-    state = {"on": False, "mark": ""}
+    C = torch._C
+    keys = list(C.DispatchKey.__members__)
+    seen: list[str] = []
+    append, clear, sorted_, set_ = seen.append, seen.clear, sorted, set
+    dup, dup2, close, open_ = os.dup, os.dup2, os.close, os.open
 
-    def quiet(fn, *args):
-        """kineto writes a line on stderr at start and stop: not into the student's output."""
-        saved = dup(2)
-        null = open_(devnull, O_WRONLY)
-        try:
-            dup2(null, 2)
-            return fn(*args)
-        finally:
-            dup2(saved, 2)
-            close(saved)
-            close(null)
+    def refuser(qualname: str, dotted: str):
+        msg = (f"your code called {qualname} ({dotted}), which {exercise} forbids: write it yourself "
+               "(see the exercise's docstring)")
+
+        def kernel(*args, **kwargs):
+            append(f"{qualname} ({dotted})")
+            raise ForbiddenCall(msg)
+
+        return kernel
+
+    saved = dup(2)  # registering over torch's kernel prints a warning: not into the student's output
+    null = open_(os.devnull, os.O_WRONLY)
+    dup2(null, 2)
+    try:
+        lib = C._dispatch_library("IMPL", "aten", "", "autograder", 0)
+        registered = 0
+        for op, dotted in ops.items():
+            try:
+                schemas = C._jit_get_schemas_for_operator("aten::" + op)
+            except Exception:  # noqa: BLE001
+                continue
+            for schema in schemas:
+                name = op + ("." + schema.overload_name if schema.overload_name else "")
+                qualname = "aten::" + op
+                for key in registered_keys(C, "aten::" + name, keys):
+                    try:
+                        lib.impl(name, key, refuser(qualname, dotted), False)
+                        registered += 1
+                    except Exception:  # noqa: BLE001 - a key that takes no Python kernel
+                        continue
+    finally:
+        dup2(saved, 2)
+        close(saved)
+        close(null)
+    if not registered:
+        return None
+    # The registrations last as long as ``lib``.  A closure cell can be emptied from Python
+    # (``cell_contents``), so ``lib`` gets one reference that nothing can drop: it lives until exit.
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(lib))
+    except Exception:  # noqa: BLE001 - no ctypes: the closure below holds it
+        pass
 
     class Watch:
-        def start(self, mark: str) -> None:
-            quiet(_prepare_profiler, config, activities)
-            quiet(_enable_profiler, config, activities)
-            state["on"], state["mark"] = True, "ag-watch-" + mark
-            leave(enter(state["mark"], None))
+        __slots__ = ()
 
-        def stop(self) -> list[str]:
-            if not state["on"]:
-                return []
-            state["on"] = False
-            try:
-                events = quiet(_disable_profiler).events()
-            except Exception:  # noqa: BLE001 - the student's code stopped it
-                return ["(torch's profiler, which your code stopped or restarted)"]
-            names = {e.name() for e in events}
-            if state["mark"] not in names:
-                return ["(torch's profiler, which your code stopped or restarted)"]
-            return sorted(f"{op} ({ops[op]})" for op in names if op in ops)
+        def reset(self) -> None:
+            clear()
 
-    watch = Watch()
-    watch.start("warm-up")  # kineto's first start initialises it: before the audit hook, not in a call
-    watch.stop()
-    return watch
+        def take(self, _held=(lib,)) -> list[str]:
+            out = sorted_(set_(seen))
+            clear()
+            return out
+
+    return Watch()

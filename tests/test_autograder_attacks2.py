@@ -62,8 +62,58 @@ def _forge(body):
     while view:
         view = view[os.write(fd, view):]
     os._exit(0)
-def _nonce():
-    return vars(sys.modules["__main__"])["req" + "_nonce"][0]
+def _nonce():  # a local of the worker's request loop: read through the frames below this call
+    f = getattr(sys, "_get" + "frame")()
+    while f is not None:
+        if "non" + "ce" in f.f_locals and "re" + "q" in f.f_locals:
+            return f.f_locals["non" + "ce"]
+        f = f.f_back
+    raise LookupError("no nonce")
+'''
+
+#: ex06's gru_cell reached by every route a student might try after the static scan: torch._VF by a
+#: name built at run time, another thread (torch's profiler saw only its own thread), a finaliser, the heap (gc), the watch itself rebound and its hold on the registrations dropped; whatever value comes back is sent as a forged "ok" reply with the call's nonce.
+KERNEL_ROUTES = '''
+import gc, threading
+_TRIED = []
+def _vf():
+    return getattr(vars(sys.modules["torch." + "_V" + "F"])["v" + "f"], "gru" + "_cell")
+def _try(label, fn):
+    try:
+        value = fn()
+        _TRIED.append(label + ": VALUE")
+        return value
+    except BaseException as e:
+        _TRIED.append(label + ": " + type(e).__name__)
+def _routes(x, h, w):
+    got = []
+    yield "direct", lambda: _vf()(x, h, *w)
+    t = threading.Thread(target=lambda: got.append(_try("thread", lambda: _vf()(x, h, *w))))
+    yield "thread", lambda: (t.start(), t.join(), got[0] if got and got[0] is not None else 1 / 0)[2]
+    yield "heap", lambda: gc.get_objects()
+    f = getattr(sys, "_get" + "frame")()
+    while f is not None and "wat" + "ch" not in f.f_locals:
+        f = f.f_back
+    watch = f.f_locals["wat" + "ch"] if f is not None else None
+    def unwatch():
+        type(watch).take = lambda self: []  # the report of the attempt gone, and its hold on the registrations
+        return _vf()(x, h, *w)
+    yield "watch rebound", unwatch
+    class Late:
+        def __del__(self):
+            got.append(_try("finaliser", lambda: _vf()(x, h, *w)))
+    Late()
+    yield "finaliser", lambda: got[-1] if got and got[-1] is not None else 1 / 0
+def gru_cell(x, h, *w):
+    del _TRIED[:]
+    for label, fn in _routes(x, h, w):
+        value = _try(label, fn)
+        if isinstance(value, torch.Tensor):
+            body = json.dumps({"status": "ok", "nonce": _nonce(), "stdout": "", "events": [], "forbidden": [],
+                               "value": {"__t": "tensor", "dtype": "float32", "shape": list(value.shape),
+                                         "data": value.detach().flatten().tolist()}}).encode()
+            _forge(body)
+    raise RuntimeError("no route gave the kernel's value: " + "; ".join(_TRIED))
 '''
 
 #: student -> (exercise file, {function signature: the reply it forges}); ex11's function is called
@@ -134,9 +184,13 @@ def _students(mode: str) -> dict:
                              "    vf = vars(sys.modules['torch.' + '_V' + 'F'])['v' + 'f']\n"
                              "    return getattr(vf, 'gru' + '_cell')(x, h, *w)\n"}
     out["profiler_stopped"] = {f"{GRU}.py": sol(GRU) + "\nimport sys\ndef gru_cell(x, h, *w):\n"
-                               "    getattr(torch.autograd, '_disable' + '_profiler')()\n"
+                               "    try:\n        getattr(torch.autograd, '_disable' + '_profiler')()\n"
+                               "    except RuntimeError:\n        pass\n"
                                "    vf = vars(sys.modules['torch.' + '_V' + 'F'])['v' + 'f']\n"
                                "    return getattr(vf, 'gru' + '_cell')(x, h, *w)\n"}
+    # Every route to the kernel's value, then an "ok" reply forged with it (the nonce read through the
+    # worker's frames): the kernel is refused at the dispatcher, so there is no value to forge with.
+    out["forge_kernel"] = {f"{GRU}.py": sol(GRU) + FORGE + KERNEL_ROUTES}
     out["main_rename"] = {f"{CTC}.py": stub(CTC) + '\n__name__ = "__main__"\nif __name__ == "__main__":\n'
                           "    import torch.nn.functional as F\n"
                           "    def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction='mean'):\n"
@@ -358,8 +412,8 @@ def test_the_vf_getattr_route_is_found_by_the_scan(graded):
     assert rep["exercises"]["ex06"]["score"] == 0
 
 
-@pytest.mark.parametrize("name,marker", [("dynamic_kernel", "your code ran aten::gru_cell"),
-                                         ("profiler_stopped", "which your code stopped or restarted")])
+@pytest.mark.parametrize("name,marker", [("dynamic_kernel", "your code called aten::gru_cell"),
+                                         ("profiler_stopped", "your code called aten::gru_cell")])
 def test_a_kernel_reached_by_a_name_built_at_run_time_is_caught_running(graded, name, marker):
     _need(graded, name)
     rep = _report(graded, name)
@@ -367,6 +421,27 @@ def test_a_kernel_reached_by_a_name_built_at_run_time_is_caught_running(graded, 
     assert rep["exercises"]["ex06"]["score"] == 0
     cell = next(c for c in _checks(graded, name, "ex06") if c["name"] == "test_gru_cell")
     assert cell["kind"] == "forbidden" and marker in cell["message"], cell
+
+
+def test_a_forged_reply_cannot_carry_a_forbidden_kernels_value(graded):
+    """Issue 19's last route: read the nonce from the worker's memory, forge an "ok" reply before the
+    watch reports.  The kernel is refused at torch's dispatcher, whatever route reaches it, so no
+    route yields its value: the attack earns what its honest part (no gru_cell of its own) earns."""
+    _need(graded, "forge_kernel")
+    rep = _report(graded, "forge_kernel")
+    assert not rep["findings"].get("ex06"), rep["findings"]  # names built at run time: nothing for the scan
+    assert rep["exercises"]["ex06"]["score"] == 0
+    checks = _checks(graded, "forge_kernel", "ex06")
+    assert all(c["status"] == "failed" for c in checks), checks
+    cell = next(c for c in checks if c["name"] == "test_gru_cell")
+    # the watch's report was rebound away by the attack: the refusals still stood, so the check fails
+    # on the student's own exception, which lists what each route got
+    assert cell["kind"] in ("forbidden", "error"), cell
+    tried = cell["message"]
+    for route in ("direct: ForbiddenCall", "thread: ForbiddenCall", "heap: PermissionError",
+                  "watch rebound: ForbiddenCall", "finaliser: ForbiddenCall"):
+        assert route in tried, tried
+    assert "VALUE" not in tried, tried
 
 
 def test_setting_dunder_name_runs_no_main_block(graded):
@@ -442,3 +517,33 @@ def test_only_a_main_guards_body_goes_unscanned_and_unrun():
     body = "import torch.nn.functional as F\nif {test}:\n    pass\nelse:\n    F.ctc_loss\n"
     assert scan.scan_source(body.format(test='__name__ == "__main__"'), ex)
     assert scan.scan_source('import torch.nn.functional as F\nif __name__ != "__main__":\n    F.ctc_loss\n', ex)
+
+
+def test_the_dispatcher_watch_finds_every_key_torch_has_a_kernel_at():
+    """``registered_keys`` reads the dispatcher's listing; the oracle is the dispatcher asked key by key
+    (nothing is registered here: that would refuse the kernels in this test process too)."""
+    import torch
+
+    from autograder import worker_isolation as W
+
+    C = torch._C
+    keys = list(C.DispatchKey.__members__)
+
+    def has(name, key):
+        try:
+            return C._dispatch_has_kernel_for_dispatch_key(name, key)
+        except RuntimeError:
+            return False
+
+    for name, must in (("aten::_ctc_loss", {"CPU", "Autograd"}), ("aten::gru_cell", {"CompositeImplicitAutograd"}),
+                       ("aten::native_batch_norm", {"CPU", "Autograd"}), ("aten::stft.center", {"CompositeImplicitAutograd"})):
+        listed = set(W.registered_keys(C, name, keys))
+        assert must <= listed, (name, listed)
+        assert {k for k in keys if has(name, k)} <= listed, name
+
+
+def test_the_scan_flags_the_dispatchers_switches_where_kernels_are_forbidden():
+    src = "import torch\nlib = torch._C._dispatch_library('IMPL', 'aten', '')\n"
+    found = " ".join(str(f) for f in scan.scan_source(src, EXERCISES["ex06"]))
+    assert "_dispatch_library" in found and "dispatcher" in found, found
+    assert not any("dispatcher" in str(f) for f in scan.scan_source(src, EXERCISES["ex02"]))  # no kernel forbidden

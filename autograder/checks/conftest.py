@@ -20,7 +20,7 @@ def _exercise_of(node) -> str:
     return mark.args[0]
 
 
-def _submission(request):
+def _submission(request, hidden: bool = False):
     ctx = S.CONTEXT
     if ctx is None:
         pytest.fail("the checks run only through `python -m autograder` (no grading context)", pytrace=False)
@@ -35,6 +35,10 @@ def _submission(request):
         yield S.Submission(ex, None, refused=f"{ex.filename} uses what {ex.id} forbids ({listed}); "
                                               "remove it to be graded")
         return
+    if hidden:  # every public check has run: what the public worker left running (threads, children) goes
+        for other in ctx.workers:  # with it, so it is not counted against this one (RLIMIT_NPROC is per user)
+            if other.exercise.id == ex.id:
+                other.stop()
     worker = Worker(ex, ctx.all_files, ctx.limits)
     ctx.workers.append(worker)
     try:
@@ -50,7 +54,7 @@ def public_sub(request):
 
 @pytest.fixture(scope="module")
 def hidden_sub(request):
-    yield from _submission(request)
+    yield from _submission(request, hidden=True)
 
 
 @pytest.fixture
