@@ -47,6 +47,7 @@ INSTRUCTOR_DOCS = ("docs/instructors.md",)
 #: ``classroom/`` (the instructor's tooling) is not in it, nor ``generate.py``.
 AUTOGRADER_FILES = (
     "__init__.py", "__main__.py", "spec.py", "README.md",
+    "grading/README.md", "sandbox/README.md", "checks/README.md",
     "grading/__init__.py", "grading/gradeone.py", "grading/handin.py", "grading/report.py", "grading/runner.py",
     "grading/scan.py", "grading/visibility.py",
     "sandbox/__init__.py", "sandbox/bwrap.py", "sandbox/cgroup.py", "sandbox/fixtures.py", "sandbox/given.py",
