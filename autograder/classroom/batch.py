@@ -331,7 +331,7 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
               formats=(), assignment: str | None = None) -> dict:
     """``sandbox``: ``bwrap`` (each student's workers in a bubblewrap sandbox of their own) or ``off``.
     ``regrade``: student names graded again whatever their report says; ``ids``: a CSV mapping download
-    names to student ids (and LMS times, extensions); ``deadline`` / ``late_rule``: see :mod:`autograder.classroom.late`;
+    names to student ids (and LMS times, extensions); ``deadline`` / ``late_rule``: see :mod:`.late`;
     ``file_times``: penalise lateness measured from file times too (default: marked, never penalised);
     ``feedback_dir``: one Markdown feedback file per student (default ``<csv>-feedback/``); ``formats``: LMS
     exports written next to the CSV (:data:`EXPORTS`), ``assignment`` their assignment column.

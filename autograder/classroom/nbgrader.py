@@ -236,7 +236,8 @@ def config_text(course_id: str = DEFAULT_COURSE_ID, repo: str | Path = REPO_ROOT
     stub = json.dumps(CODE_STUB)
     return f'''# nbgrader configuration of the Deep Speech 2 course, written by `python -m autograder nbgrader`.
 # Run every nbgrader command from this folder (nbgrader reads ./nbgrader_config.py), with the course's
-# Python environment (the kernel must import torch and the `autograder` package).  Guide: autograder/classroom/NBGRADER.md
+# Python environment (the kernel must import torch and the `autograder` package).
+# Guide: autograder/classroom/NBGRADER.md
 import os
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
