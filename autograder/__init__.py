@@ -8,7 +8,7 @@ __all__ = ["EXERCISES", "TOTAL_POINTS", "grade"]
 
 
 def grade(paths, only=None, limits=None):
-    """Grade exercise files or folders; returns a :class:`autograder.runner.Report`."""
-    from .runner import grade as _grade
+    """Grade exercise files or folders; returns a :class:`autograder.grading.runner.Report`."""
+    from .grading.runner import grade as _grade
 
     return _grade(list(paths), only=only, limits=limits)

@@ -5,7 +5,7 @@
     python -m autograder batch SUBMISSIONS --csv grades.csv --jobs 2
     python -m autograder handin [DIR] [-o handin.zip]
     python -m autograder generate [--check]    # exercises/ from solutions/ (autograder.generate)
-    python -m autograder nbgrader DIR          # an nbgrader course directory (autograder/NBGRADER.md)
+    python -m autograder nbgrader DIR          # an nbgrader course directory (autograder/classroom/NBGRADER.md)
     python -m autograder release DIR           # the student release: public checks only, no solutions/
     python -m autograder gradescope OUT.zip    # the Gradescope autograder zip (hidden checks inside)
     python -m autograder similarity SUBMISSIONS --out DIR   # copydetect report over a class
@@ -20,20 +20,21 @@ import sys
 
 SUBCOMMANDS = ("batch", "handin", "generate", "nbgrader", "grade-one", "release", "gradescope", "gradescope-run",
                "similarity")
-#: Instructor tooling that the student release leaves out (autograder/release.py): where its module is
+#: Instructor tooling that the student release leaves out (autograder/classroom/release.py): where its module is
 #: missing, the subcommand says so instead of a traceback.
-INSTRUCTOR_ONLY = {"batch": "batch", "generate": "generate", "nbgrader": "nbgrader", "release": "release",
-                   "gradescope": "gradescope", "gradescope-run": "gradescope", "similarity": "similarity"}
+INSTRUCTOR_ONLY = {"batch": "classroom/batch", "generate": "generate", "nbgrader": "classroom/nbgrader",
+                   "release": "classroom/release", "gradescope": "classroom/gradescope",
+                   "gradescope-run": "classroom/gradescope", "similarity": "classroom/similarity"}
 
 
 def _only(value: str | None) -> list[str] | None:
-    from .gradeone import parse_only
+    from .grading.gradeone import parse_only
 
     return parse_only(value)
 
 
 def _limits(timeout):
-    from .gradeone import limits_for
+    from .grading.gradeone import limits_for
 
     return limits_for(timeout)
 
@@ -50,9 +51,9 @@ def cmd_grade(argv: list[str]) -> int:
     p.add_argument("--timeout", type=float, help="seconds per call into your code (default 10)")
     p.add_argument("-v", "--verbose", action="store_true", help="full messages and your code's output")
     args = p.parse_args(argv)
-    from . import bwrap
-    from .report import gradescope, scoreboard, write_json_atomic
-    from .runner import GradingInterrupted, UsageError, find_exercises_dir, grade
+    from .sandbox import bwrap
+    from .grading.report import gradescope, scoreboard, write_json_atomic
+    from .grading.runner import GradingInterrupted, UsageError, find_exercises_dir, grade
 
     try:
         if not args.paths:
@@ -80,10 +81,10 @@ def cmd_grade(argv: list[str]) -> int:
 
 def _grade_paths(grade, paths, only, limits):
     """``grade(paths)``; a folder holding misnamed exercise files (``Ex01_spectrogram.py``, ``ex5_conv.py``)
-    is graded from a copy under the proper names, with a note naming each file (autograder.gradeone)."""
+    is graded from a copy under the proper names, with a note naming each file (autograder.grading.gradeone)."""
     import shutil
 
-    from .gradeone import stage_misnamed
+    from .grading.gradeone import stage_misnamed
 
     staged, notes, todo = [], [], []
     try:
@@ -101,7 +102,7 @@ def _grade_paths(grade, paths, only, limits):
 
 
 def cmd_grade_one(argv: list[str]) -> int:
-    from .gradeone import cmd_grade_one as run
+    from .grading.gradeone import cmd_grade_one as run
 
     return run(argv)
 
@@ -147,7 +148,7 @@ def cmd_batch(argv: list[str]) -> int:
     if args.late_rule and not args.deadline:
         p.error("--late-rule needs --deadline")
     if args.deadline:
-        from .late import LateRuleError, parse_deadline, parse_rule
+        from .classroom.late import LateRuleError, parse_deadline, parse_rule
 
         try:
             parse_deadline(args.deadline)
@@ -167,8 +168,8 @@ def cmd_batch(argv: list[str]) -> int:
         p.error("--student-timeout must be positive")
     if not os.path.isdir(args.submissions):
         p.error(f"{args.submissions}: not a folder")
-    from . import bwrap
-    from .batch import STUDENT_TIMEOUT, run_batch
+    from .sandbox import bwrap
+    from .classroom.batch import STUDENT_TIMEOUT, run_batch
 
     if args.no_sandbox:
         sandbox = "off"
@@ -217,7 +218,7 @@ def cmd_handin(argv: list[str]) -> int:
     p.add_argument("-o", "--output", default="handin.zip")
     p.add_argument("--student", default="", help="your student id, recorded in MANIFEST.json")
     args = p.parse_args(argv)
-    from .handin import HandinError, build_handin
+    from .grading.handin import HandinError, build_handin
 
     if not os.path.isdir(args.directory):
         p.error(f"{args.directory}: not a folder")
@@ -239,31 +240,31 @@ def cmd_generate(argv: list[str]) -> int:
 
 
 def cmd_nbgrader(argv: list[str]) -> int:
-    from . import nbgrader
+    from .classroom import nbgrader
 
     return int(nbgrader.main(argv) or 0)
 
 
 def cmd_release(argv: list[str]) -> int:
-    from . import release
+    from .classroom import release
 
     return int(release.main(argv) or 0)
 
 
 def cmd_gradescope(argv: list[str]) -> int:
-    from . import gradescope
+    from .classroom import gradescope
 
     return int(gradescope.main(argv) or 0)
 
 
 def cmd_gradescope_run(argv: list[str]) -> int:
-    from . import gradescope
+    from .classroom import gradescope
 
     return int(gradescope.run_main(argv) or 0)
 
 
 def cmd_similarity(argv: list[str]) -> int:
-    from . import similarity
+    from .classroom import similarity
 
     return int(similarity.main(argv) or 0)
 
@@ -275,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         module = INSTRUCTOR_ONLY.get(cmd)
         if module:
             here = os.path.dirname(os.path.abspath(__file__))  # this copy's own files (not an install elsewhere)
-            if not (os.path.isfile(os.path.join(here, module + ".py"))
-                    or os.path.isfile(os.path.join(here, module, "__init__.py"))):
+            path = os.path.join(here, *module.split("/"))
+            if not (os.path.isfile(path + ".py") or os.path.isfile(os.path.join(path, "__init__.py"))):
                 print(f"python -m autograder {cmd} is instructor tooling: it is not part of the student release "
                       "(grade your own files with `make grade` or `python -m autograder`)", file=sys.stderr)
                 return 2

@@ -76,7 +76,7 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
                        "miopen_batch_norm", "batch_norm_update_stats")
              + ("torch.ops.aten._batch_norm_with_update", "torch.ops.aten._native_batch_norm_legit_functional",
                 "torch.ops.aten._batch_norm_no_update")),
-    # "given": earlier exercises' functions the file uses; the grader supplies the course's (autograder/given.py)
+    # "given": earlier exercises' functions the file uses; the grader supplies the course's (sandbox/given.py)
     Exercise("ex08", "ex08_sortagrad", "SortaGrad and collating", ("sortagrad_sampler", "sortagrad_batches",
                                                                      "collate_batch"),
              extra={"given": ("compute_spectrogram",)}),

@@ -76,7 +76,7 @@ def main() -> int:
             for f in (ROOT / "solutions").glob("ex[0-9][0-9]_*.py"):
                 shutil.copy(f, d / f.name)
         t, cpu = time.perf_counter(), _children_cpu()
-        from autograder import bwrap
+        from autograder.sandbox import bwrap
         works, why = bwrap.probe()
         sandbox = [] if works else ["--no-sandbox"]
         print(f"sandbox: {'bwrap' if works else 'off (' + why + ')'}")

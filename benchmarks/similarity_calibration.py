@@ -1,4 +1,4 @@
-"""Calibrate the similarity report (autograder/similarity.py) on code whose origin is known.
+"""Calibrate the similarity report (autograder/classroom/similarity.py) on code whose origin is known.
 
     python -m benchmarks.similarity_calibration [--threshold 0.5] [--noise 35]
 
@@ -27,7 +27,7 @@ def _mutants() -> list[tuple[str, str, str]]:
 
 
 def calibrate(threshold: float, noise: int) -> dict[str, dict]:
-    from autograder.similarity import compare_exercise
+    from autograder.classroom.similarity import compare_exercise
     from autograder.spec import EXERCISES
 
     by_ex: dict[str, list] = {}
@@ -58,7 +58,7 @@ def calibrate(threshold: float, noise: int) -> dict[str, dict]:
 
 
 def main(argv=None) -> int:
-    from autograder.similarity import NOISE, THRESHOLD
+    from autograder.classroom.similarity import NOISE, THRESHOLD
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.similarity_calibration")
     p.add_argument("--threshold", type=float, default=THRESHOLD)

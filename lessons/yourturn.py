@@ -13,7 +13,7 @@ restarting the kernel), runs the named function on the lesson's examples, compar
   with the reference;
 * **wrong**: the first example that differs, yours beside the expected value, the relative error
   (:func:`relative_error`, ``||yours - expected|| / ||expected||``, the one definition of lesson 01),
-  and the hint the autograder would give for that mistake (``autograder/mistakes.py``); the lesson
+  and the hint the autograder would give for that mistake (``autograder/checks/mistakes.py``); the lesson
   goes on with the reference and says so;
 * **right**: one line; the function returned is the student's own, and the rest of the lesson uses it.
 
@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:  # a plain checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
 import reference  # noqa: E402
-from autograder import mistakes  # noqa: E402
+from autograder.checks import mistakes  # noqa: E402
 from autograder.spec import EXERCISES  # noqa: E402
 
 __all__ = ["case", "Case", "check", "load", "owner", "set_owner", "pick", "pieces", "side_by_side", "exercises_dir",
@@ -320,7 +320,7 @@ def check(name: str, cases: Sequence[Case], *, run: Callable | None = None, rtol
     class, or a function with state); by default the implementation is called with the case's
     arguments (deep-copied, so neither side can change the lesson's data).  ``show`` prints the
     first ``show`` results side by side even when they match.  Hints come from
-    ``autograder.mistakes`` for plain calls; with ``run``, pass ``hints(*case.args, **case.kwargs)``
+    ``autograder.checks.mistakes`` for plain calls; with ``run``, pass ``hints(*case.args, **case.kwargs)``
     returning ``[(candidate, message), ...]`` for the compared value.
     """
     ex = exercise_of(name)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import bwrap, protocol, scan
+from autograder.sandbox import bwrap, protocol
+from autograder.grading import scan
 from autograder.spec import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -377,7 +378,7 @@ def test_replies_are_read_within_a_memory_and_a_depth_bound():
 
 def test_every_reply_field_is_checked_before_use():
     import torch
-    from autograder import sandbox as S
+    from autograder.sandbox import host as S
 
     clean = S.clean_reply({"status": "raised", "nonce": "n", "events": 5, "exc": {"type": 7, "frames": [{"x": 1}, 3]},
                            "stdout": ["a"], "forbidden": [1, "x"]})
@@ -464,7 +465,7 @@ def test_a_sibling_file_is_held_to_the_importing_exercises_rules(graded):
 def test_main_blocks_are_stripped_with_the_scans_own_predicate():
     import ast
 
-    from autograder import worker_isolation as W
+    from autograder.sandbox import worker_isolation as W
 
     for src, guard in [('if __name__ == "__main__":\n    x = 1', True), ('if "__main__" == __name__:\n    x = 1', True),
                        ('if __name__ != "__main__":\n    x = 1', False), ('if __name__ == "__main__" or 1:\n    x = 1', False)]:
@@ -524,7 +525,7 @@ def test_the_dispatcher_watch_finds_every_key_torch_has_a_kernel_at():
     (nothing is registered here: that would refuse the kernels in this test process too)."""
     import torch
 
-    from autograder import worker_isolation as W
+    from autograder.sandbox import worker_isolation as W
 
     C = torch._C
     keys = list(C.DispatchKey.__members__)

@@ -1,4 +1,4 @@
-"""One student's processes and memory as a whole (``autograder/cgroup.py``): the paths the course
+"""One student's processes and memory as a whole (``autograder/sandbox/cgroup.py``): the paths the course
 container (cgroup v1, root) does not take on its own.
 
 * the ``RLIMIT_NPROC`` fallback, forced with ``AUTOGRADER_CGROUP=off`` and run as an unprivileged
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import cgroup
+from autograder.sandbox import cgroup
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

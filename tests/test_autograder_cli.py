@@ -83,7 +83,7 @@ def test_batch_accepts_handin_zips_and_reports_manifest_mismatch(tmp_path):
             if n == "ex11_row_conv.py":
                 data += b"\n# edited\n"
             out.writestr(n, data)
-    from autograder import bwrap
+    from autograder.sandbox import bwrap
 
     res = run("batch", str(subs), "--csv", str(tmp_path / "g.csv"), "--only", "ex11", "--no-progress",
               *([] if bwrap.probe()[0] else ["--no-sandbox"]))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sandbox
+from autograder.sandbox import host as sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

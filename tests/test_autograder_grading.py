@@ -763,7 +763,7 @@ def make_submissions(base: Path, only: set | None = None) -> dict[str, Path]:
 
 
 def _batch_cmd(subs: Path, csv_path: Path, jobs: int = 2, extra=()):
-    from autograder import bwrap
+    from autograder.sandbox import bwrap
     sandbox = () if bwrap.probe()[0] else ("--no-sandbox",)   # batch refuses untrusted grading without bwrap
     return [PY, "-m", "autograder", "batch", str(subs), "--csv", str(csv_path), "--jobs", str(jobs),
             "--no-progress", *sandbox, *extra]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import bwrap
+from autograder.sandbox import bwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

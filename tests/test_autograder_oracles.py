@@ -1,6 +1,6 @@
 """The grader's oracles are the true answer (no worker: these run in the grader's process only).
 
-* ex10's exact ranking (``autograder.mistakes.ranked_texts``) equals brute force over every path of
+* ex10's exact ranking (``autograder.checks.mistakes.ranked_texts``) equals brute force over every path of
   the full 29-symbol alphabet, and every ex10 check's beam width keeps all of its candidate texts,
   so any correct prefix beam search must return the exact best texts and scores;
 * the mistake models' "right" settings reproduce torch's own ops (so a hint never names a correct
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import reference as R
-from autograder import fixtures as FX
-from autograder import mistakes as M
+from autograder.sandbox import fixtures as FX
+from autograder.checks import mistakes as M
 
 with warnings.catch_warnings():  # the check module's pytest marks are registered by the grader's own config
     warnings.simplefilter("ignore")

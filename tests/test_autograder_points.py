@@ -53,7 +53,7 @@ def test_file_names_map_to_exercises():
 
 
 def test_static_scan_finds_forbidden_names_by_line():
-    from autograder.scan import scan_source
+    from autograder.grading.scan import scan_source
 
     src = ("import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
            "def f(x, y):\n    return F.ctc_loss(x, y, 1, 1)\n"

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from autograder import batch, bwrap, handin, runner
-from autograder.procs import clean_env
-from autograder.sandbox import Limits
+from autograder.classroom import batch
+from autograder.sandbox import bwrap
+from autograder.grading import handin, runner
+from autograder.sandbox.procs import clean_env
+from autograder.sandbox.host import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -418,7 +420,7 @@ def test_interrupted_grading_leaves_no_report_and_is_graded_again(tmp_path, how)
         elif how == "sigterm":
             p.send_signal(signal.SIGTERM)
         else:  # the grading process dies mid-pytest; the batch goes on with the next student
-            graders = [int(x.split(":")[0]) for x in _ours(tmp) if "autograder.batch import serve" in x]
+            graders = [int(x.split(":")[0]) for x in _ours(tmp) if "autograder.classroom.batch import serve" in x]
             assert graders
             os.kill(graders[0], signal.SIGKILL)
         out, err = p.communicate(timeout=240)

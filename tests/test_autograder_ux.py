@@ -143,7 +143,7 @@ def test_a_file_that_does_not_import_is_imported_once_and_reported_once(tmp_path
 
 def test_a_module_level_infinite_loop_costs_one_import_not_one_per_check(tmp_path):
     from autograder import grade
-    from autograder.sandbox import Limits
+    from autograder.sandbox.host import Limits
 
     src = (ROOT / "exercises" / "ex11_row_conv.py").read_text()
     (tmp_path / "ex11_row_conv.py").write_text(src + "\nwhile True:\n    pass\n")
@@ -176,8 +176,8 @@ def test_the_sandbox_off_notice_is_one_line():
 
 
 def test_a_broken_check_module_is_a_grader_error_not_an_interruption(tmp_path, monkeypatch):
-    from autograder import runner
-    from autograder.report import scoreboard
+    from autograder.grading import runner
+    from autograder.grading.report import scoreboard
 
     checks = tmp_path / "checks"
     shutil.copytree(ROOT / "autograder" / "checks", checks, ignore=shutil.ignore_patterns("__pycache__"))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import bwrap, sandbox
-from autograder import zygote as zygote_mod
-from autograder.sandbox import Limits, Worker, WorkerFailure, Zygote
+from autograder.sandbox import bwrap, host as sandbox
+from autograder.sandbox import zygote as zygote_mod
+from autograder.sandbox.host import Limits, Worker, WorkerFailure, Zygote
 from autograder.spec import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,8 +207,8 @@ def test_killed_grader_takes_its_workers_along(tmp_path, mode, sandboxed):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from autograder import sandbox
-        from autograder.sandbox import Limits, Worker
+        from autograder.sandbox import host as sandbox
+        from autograder.sandbox.host import Limits, Worker
         from autograder.spec import EXERCISES
         ex = EXERCISES["ex11"]
         w = Worker(ex, {{ex.filename: {str(tmp_path / ex.filename)!r}}},

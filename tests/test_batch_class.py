@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import bwrap, visibility
-from autograder.late import LateRule, LateRuleError, parse_rule
+from autograder.sandbox import bwrap
+from autograder.grading import visibility
+from autograder.classroom.late import LateRule, LateRuleError, parse_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -35,7 +36,7 @@ def batch(base: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _set_mtime(path: Path, iso: str) -> None:
-    from autograder.late import parse_time
+    from autograder.classroom.late import parse_time
 
     t = parse_time(iso).timestamp()
     os.utime(path, (t, t))
@@ -268,7 +269,7 @@ def test_hostile_manifest_fields_never_reach_a_cell(canvas):
 
 
 def test_lms_exports_have_the_documented_columns(canvas):
-    from autograder.batch import EXPORT_COLUMNS
+    from autograder.classroom.batch import EXPORT_COLUMNS
 
     base, res = canvas
     canvas_rows = _csv(base / "out" / "grades-canvas.csv")
@@ -330,7 +331,7 @@ def test_misnamed_file_names_are_recognised():
 
 
 def test_deadline_precision_and_extensions():
-    from autograder.late import apply_extension, lateness, parse_deadline
+    from autograder.classroom.late import apply_extension, lateness, parse_deadline
 
     rule = parse_rule("10%/day")
     due = parse_deadline("2026-12-01T23:59+00:00")  # the end of that minute
@@ -347,7 +348,7 @@ def test_deadline_precision_and_extensions():
 
 
 def test_bad_id_map_rows_are_named(tmp_path):
-    from autograder.batch import read_id_map
+    from autograder.classroom.batch import read_id_map
 
     (tmp_path / "m.csv").write_text("alice,s1,,3 fortnights\n")
     with pytest.raises(ValueError, match=r"row 1: extension '3 fortnights'"):
@@ -358,7 +359,7 @@ def test_bad_id_map_rows_are_named(tmp_path):
 
 
 def test_safe_cells():
-    from autograder.batch import safe_cell
+    from autograder.classroom.batch import safe_cell
 
     for bad in ("=1+2", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"):
         assert safe_cell(bad) == "'" + bad
@@ -375,7 +376,7 @@ def _report(tmp: Path, name: str, **kw) -> None:
 def test_a_grader_error_is_never_a_final_grade(tmp_path):
     """Issue 19 item 5: a report with a grader error is not done (the next run grades it again, whatever the
     fingerprint says), and the CSV says so with no score until it succeeds."""
-    from autograder import batch as B
+    from autograder.classroom import batch as B
 
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -399,14 +400,14 @@ def test_a_grader_error_is_never_a_final_grade(tmp_path):
 
 
 def test_csv_columns_match_the_docs():
-    from autograder.batch import CSV_COLUMNS
+    from autograder.classroom.batch import CSV_COLUMNS
 
     docs = (ROOT / "docs" / "instructors.md").read_text()
     assert ", ".join(f"`{c}`" for c in CSV_COLUMNS) in docs.replace("\n", " ")
 
 
 def test_feedback_for_an_empty_submission_is_short():
-    from autograder.feedback import feedback_markdown
+    from autograder.classroom.feedback import feedback_markdown
 
     checks = [{"name": f"test_{i}", "title": f"check {i}", "status": "failed", "kind": "missing", "points": 1,
                "earned": 0, "message": "no ex02 file in the submission (expected ex02_ctc_decoding.py)"}
@@ -421,7 +422,7 @@ def test_feedback_for_an_empty_submission_is_short():
 
 
 def test_flat_lms_files_are_gathered_only_in_a_folder_of_our_own(tmp_path):
-    from autograder.batch import STAGING_MARKER, find_class
+    from autograder.classroom.batch import STAGING_MARKER, find_class
 
     subs = tmp_path / "hw1"
     subs.mkdir()

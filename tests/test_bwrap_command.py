@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder import bwrap
+from autograder.sandbox import bwrap
 
 
 @pytest.mark.skipif(not bwrap.shutil.which("bwrap"), reason="bubblewrap is not installed")

@@ -4,7 +4,7 @@
   student's function once it matches the reference, else the reference's.
 * Standalone, ``_earlier`` loads the student's earlier file beside the exercise.
 * The grader grades ex08 and ex09 on their own: the worker gets the course's earlier pieces
-  (``autograder/given.py``), and only those workers do.
+  (``autograder/sandbox/given.py``), and only those workers do.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 import reference as R  # noqa: E402
-from autograder import given  # noqa: E402
+from autograder.sandbox import given  # noqa: E402
 
 
 def _module(path: Path, name: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import visibility
+from autograder.grading import visibility
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -138,7 +138,8 @@ def test_run_autograder_grades_misnamed_files_with_a_note(package, tmp_path):
 def test_a_results_json_whatever_fails(tmp_path, monkeypatch):
     """Any crash of the grading leaves a results.json (score 0, saying it is a grader error), not Gradescope's
     "autograder failed" with nothing; a missing submission folder too."""
-    from autograder import gradeone, gradescope
+    from autograder.grading import gradeone
+    from autograder.classroom import gradescope
 
     results = tmp_path / "results" / "results.json"
     assert gradescope.run_main(["--root", str(tmp_path)]) == 2  # no submission/ folder

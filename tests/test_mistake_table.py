@@ -1,7 +1,7 @@
 """docs/checks.md's table of mistake models per graded name is the registry's, counted.
 
 The count of a graded name is the number of distinct mistakes it can name: the distinct messages of
-its models in ``autograder/mistakes.py`` (over calls that reach every branch: ``reverse``, epoch 0
+its models in ``autograder/checks/mistakes.py`` (over calls that reach every branch: ``reverse``, epoch 0
 and later, an LM, a blank that is not 0, ...) plus the named hints that live in its checks
 (``CHECK_LOCAL``: causes told apart by how a submission behaves, not by one value to compare).
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from autograder import fixtures as FX
-from autograder import mistakes as M
+from autograder.sandbox import fixtures as FX
+from autograder.checks import mistakes as M
 
 ROOT = Path(__file__).resolve().parents[1]
 ENC = FX.ToyEncoder()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import nbgrader as NB
+from autograder.classroom import nbgrader as NB
 from autograder.nbgrader_support import notebook_to_module
 from autograder.spec import EXERCISES, TOTAL_POINTS
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import release, visibility
+from autograder.classroom import release
+from autograder.grading import visibility
 from autograder.spec import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def _hidden_secrets() -> dict[str, str]:
 def test_the_course_has_public_and_hidden_checks():
     pts = visibility.points()
     assert pts["public"] + pts["hidden"] == 100 and 0 < pts["hidden"] < 30
-    from autograder import nbgrader
+    from autograder.classroom import nbgrader
 
     assert nbgrader.HIDDEN_CHECKS == visibility.hidden_names()  # nbgrader's hidden tests come from the markers
 
@@ -63,8 +64,8 @@ def test_the_course_has_public_and_hidden_checks():
 def test_no_solution_and_no_hidden_check_in_the_release(rel):
     texts = _texts(rel)
     assert not [p for p in texts if p.split("/")[0] in ("solutions", "tests", "benchmarks")]
-    for gone in ("batch.py", "nbgrader.py", "generate.py", "release.py", "similarity.py", "gradescope/__init__.py",
-                 "NBGRADER.md"):
+    for gone in ("classroom/batch.py", "classroom/nbgrader.py", "generate.py", "classroom/release.py",
+                 "classroom/similarity.py", "classroom/gradescope/__init__.py", "classroom/NBGRADER.md"):
         assert f"autograder/{gone}" not in texts
     assert "docs/instructors.md" not in texts
     solutions = {p.read_text() for p in (ROOT / "solutions").glob("*.py")}
@@ -82,7 +83,7 @@ def test_no_solution_and_no_hidden_check_in_the_release(rel):
         names = [c.name for c in visibility.checks_in_source(ex.id, texts[f"autograder/checks/{ex.check_module}"])]
         assert names == [c.name for c in visibility.all_checks() if c.exercise == ex.id and not c.hidden]
     for rel_path in ("Makefile", "README.md", "requirements.txt", "pyproject.toml", "exercises/ex04_ctc_loss.py",
-                     "reference/ctc.py", "lessons/yourturn.py", "autograder/handin.py"):
+                     "reference/ctc.py", "lessons/yourturn.py", "autograder/grading/handin.py"):
         assert rel_path in texts
     assert all(t in texts["Makefile"] for t in ("\nsetup:", "\ngrade:", "\nlab:", "\nhandin:"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.scan import scan_source
+from autograder.grading.scan import scan_source
 from autograder.spec import EXERCISES
 
 ROUTES = {

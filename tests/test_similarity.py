@@ -122,7 +122,7 @@ def test_calibration_on_independent_implementations_and_mutants():
     sys.path.insert(0, str(ROOT))
     from benchmarks.similarity_calibration import calibrate
 
-    from autograder.similarity import CALIBRATED_INDEPENDENT, NOISE, THRESHOLD
+    from autograder.classroom.similarity import CALIBRATED_INDEPENDENT, NOISE, THRESHOLD
 
     res = calibrate(THRESHOLD, NOISE)
     assert len(res) == 11

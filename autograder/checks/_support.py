@@ -15,8 +15,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .. import protocol as P
-from ..sandbox import Limits, Worker, WorkerFailure
+from ..sandbox import protocol as P
+from ..sandbox.host import Limits, Worker, WorkerFailure
 from ..spec import Exercise
 
 
@@ -39,7 +39,7 @@ def fail(message: str, kind: str = "wrong"):
 # ----------------------------------------------------------------------------- grading context
 @dataclass
 class Context:
-    """Set by :mod:`autograder.runner` before pytest runs the checks."""
+    """Set by :mod:`autograder.grading.runner` before pytest runs the checks."""
 
     files: dict[str, str]                    # exercise id -> path of the submitted file
     all_files: dict[str, str]                # file name -> path, copied next to each exercise
@@ -53,7 +53,7 @@ CONTEXT: Context | None = None
 
 @dataclass(frozen=True)
 class Fixture:
-    """A reference to an object the worker builds itself (see :mod:`autograder.fixtures`)."""
+    """A reference to an object the worker builds itself (see :mod:`autograder.sandbox.fixtures`)."""
 
     name: str
     args: tuple = ()
@@ -266,8 +266,8 @@ def type_name(x) -> str:
 
 
 # ----------------------------------------------------------------------------- hints
-# One copy of the hint logic, shared with the lessons: autograder/mistakes.py.
-from ..mistakes import Hint, hint_for, matches as _matches  # noqa: E402,F401
+# One copy of the hint logic, shared with the lessons: autograder/checks/mistakes.py.
+from .mistakes import Hint, hint_for, matches as _matches  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- comparisons

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.sandbox import Worker
+from autograder.sandbox.host import Worker
 from autograder.spec import EXERCISES
 from autograder.checks import _support as S
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder import mistakes as M
-from autograder.fixtures import ToyEncoder
+from autograder.checks import mistakes as M
+from autograder.sandbox.fixtures import ToyEncoder
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
 from autograder.checks._support import check_value, fx

@@ -5,7 +5,7 @@ import pytest
 
 import torch
 
-from autograder import mistakes as M
+from autograder.checks import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
 from autograder.checks._support import check_float, check_raises, check_value

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder import mistakes as M
+from autograder.checks import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
 from autograder.checks._support import CheckFailed, check_tensor, check_value, fail

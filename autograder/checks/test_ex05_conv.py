@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder import mistakes as M
+from autograder.checks import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
 from autograder.checks._support import check_tensor, check_value

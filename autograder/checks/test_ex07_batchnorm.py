@@ -238,5 +238,5 @@ def _detached_stats_grad(p, x, lengths, out_grad):
 
 
 def _wire(t):
-    from autograder import protocol as P
+    from autograder.sandbox import protocol as P
     return P.encode(t)

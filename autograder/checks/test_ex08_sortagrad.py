@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder import fixtures as FX
-from autograder import mistakes as M
+from autograder.sandbox import fixtures as FX
+from autograder.checks import mistakes as M
 from autograder.checks._inputs import R
 from autograder.checks._support import check_tensor, check_value, fail, fx
 

@@ -2,7 +2,7 @@
 
 ``train_step`` changes a model and an optimiser, so its comparisons are not a single call: its
 mistake models (``_train_step_variant``) stay here, each named in its hint.  ``evaluate``'s are in
-``autograder/mistakes.py``.
+``autograder/checks/mistakes.py``.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder import fixtures as FX
-from autograder import mistakes as M
+from autograder.sandbox import fixtures as FX
+from autograder.checks import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._inputs import R
 from autograder.checks._support import CheckFailed, check_float, check_tensor, fail, fx

@@ -2,7 +2,7 @@
 
 Expected values are the TRUE answer, never what a pruned beam happens to keep: every check's
 posteriogram gives each frame a few "significant" symbols and a floor of 1e-30 to the rest, and
-:func:`autograder.mistakes.ranked_texts` enumerates every text the significant symbols can spell,
+:func:`autograder.checks.mistakes.ranked_texts` enumerates every text the significant symbols can spell,
 scoring each exactly (``log p_ctc`` over ALL alignments by ``torch.nn.functional.ctc_loss``, plus
 ``alpha * log p_lm`` and ``beta * words``).  The beam width of each check is at least the number of
 such texts, so any correct prefix beam search keeps every one of them: its best texts and their
@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
-from autograder import fixtures as FX
-from autograder import mistakes as M
+from autograder.sandbox import fixtures as FX
+from autograder.checks import mistakes as M
 from autograder.checks import _inputs as I
 from autograder.checks._support import check_float, check_value, describe, fail, fx
 

@@ -47,7 +47,7 @@ _CACHE: dict[tuple[str, str], dict] = {}
 _FUTURE = re.compile(r"^from\s+__future__\s+import\s+[^\n]*$", re.MULTILINE)
 _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
 
-KIND_LABELS = {  # the same words as autograder.runner.KIND_LABELS (not imported: the kernel stays light)
+KIND_LABELS = {  # the same words as autograder.grading.runner.KIND_LABELS (not imported: the kernel stays light)
     "notimpl": "not implemented yet", "wrong": "wrong result", "error": "raised an exception",
     "timeout": "timed out", "crash": "crashed", "memory": "out of memory", "output": "printed too much",
     "exit": "exited", "forbidden": "forbidden call or import", "missing": "file missing",

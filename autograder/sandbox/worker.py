@@ -1,7 +1,7 @@
 """The worker: imports ONE submitted exercise file and runs the calls the grader asks for.
 
-It is started in one of two ways (see :mod:`autograder.sandbox`), and, where bubblewrap works,
-inside a bwrap sandbox (:mod:`autograder.bwrap`): its own namespaces, no network, the Python
+It is started in one of two ways (see :mod:`autograder.sandbox.host`), and, where bubblewrap works,
+inside a bwrap sandbox (:mod:`autograder.sandbox.bwrap`): its own namespaces, no network, the Python
 installation read-only, this folder's worker-side files at a neutral path, a read-only copy of the
 student's files and a private ``/tmp``; never the course's ``reference/``, ``solutions/`` or
 ``autograder/``.
@@ -234,7 +234,7 @@ def _run(req):
     if op == "drop":
         HANDLES.clear()
         return None
-    if op == "given":   # the earlier exercises' pieces (autograder/given.py), so this one is graded on its own
+    if op == "given":   # the earlier exercises' pieces (autograder/sandbox/given.py), so this one is graded on its own
         table = getattr(STUDENT, "EARLIER", None)
         if not isinstance(table, dict):
             return []

@@ -16,7 +16,7 @@ import os
 import re
 import zipfile
 
-from .spec import EXERCISES, exercise_of_file, recognise_file
+from ..spec import EXERCISES, exercise_of_file, recognise_file
 
 MANIFEST = "MANIFEST.json"
 MAX_MEMBER_BYTES = 2 * 1024 * 1024

@@ -6,7 +6,7 @@ release ships only those: ``python -m autograder release``); an instructor's gra
 (the full repository, ``batch``, the Gradescope package, nbgrader).  A hidden check's failure is
 reported to students by its title and pass/fail only, never with its inputs: Gradescope
 ``"visibility": "after_published"`` and a one-line output, feedback files by title, nbgrader hidden
-tests (``HIDDEN_CHECKS`` in :mod:`autograder.nbgrader` comes from here).
+tests (``HIDDEN_CHECKS`` in :mod:`autograder.classroom.nbgrader` comes from here).
 
 The markers are read from the check modules' source (``ast``), not by importing them, so this
 module is light (the kernel of an nbgrader notebook, the CSV writer and the release builder use it).
@@ -18,9 +18,9 @@ import functools
 import os
 from dataclasses import dataclass
 
-from .spec import EXERCISES
+from ..spec import EXERCISES
 
-CHECKS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checks")
+CHECKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checks")
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .spec import EXERCISES, exercise_of_file
-from .visibility import all_checks, is_hidden_def
+from ..spec import EXERCISES, exercise_of_file
+from ..grading.visibility import all_checks, is_hidden_def
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MARKER = ".ds2-student-release"
 
 #: Folders copied whole (minus caches, checkpoints and scratch files).
@@ -44,13 +44,18 @@ TOP_FILES = ("requirements.txt", "pyproject.toml", "LICENSE")
 #: Pages of docs/ for instructors only.
 INSTRUCTOR_DOCS = ("docs/instructors.md",)
 #: The autograder a student needs to grade their own files (public checks, hand-in zips).
+#: ``classroom/`` (the instructor's tooling) is not in it, nor ``generate.py``.
 AUTOGRADER_FILES = (
-    "__init__.py", "__main__.py", "bwrap.py", "cgroup.py", "fixtures.py", "given.py", "gradeone.py", "handin.py",
-    "mistakes.py", "procs.py", "protocol.py", "report.py", "runner.py", "sandbox.py", "scan.py", "spec.py",
-    "visibility.py", "worker.py",
-    "worker_isolation.py", "worker_zygote.py", "zygote.py", "README.md",
+    "__init__.py", "__main__.py", "spec.py", "README.md",
+    "grading/README.md", "sandbox/README.md", "checks/README.md",
+    "grading/__init__.py", "grading/gradeone.py", "grading/handin.py", "grading/report.py", "grading/runner.py",
+    "grading/scan.py", "grading/visibility.py",
+    "sandbox/__init__.py", "sandbox/bwrap.py", "sandbox/cgroup.py", "sandbox/fixtures.py", "sandbox/given.py",
+    "sandbox/host.py", "sandbox/procs.py", "sandbox/protocol.py", "sandbox/worker.py", "sandbox/worker_isolation.py",
+    "sandbox/worker_zygote.py", "sandbox/zygote.py",
     "nbgrader_support/__init__.py",  # test cells of nbgrader notebooks: `check(...)` runs the public checks here
-    "checks/__init__.py", "checks/_inputs.py", "checks/_support.py", "checks/conftest.py", "checks/pytest.ini",
+    "checks/__init__.py", "checks/_inputs.py", "checks/_support.py", "checks/conftest.py", "checks/mistakes.py",
+    "checks/pytest.ini",
 ) + tuple(f"checks/{ex.check_module}" for ex in EXERCISES.values())
 #: The first line of a generated stub names the instructor's tooling; a student reads this one instead.
 STUDENT_STUB_HEADER = "# Exercise {id} of the Deep Speech 2 course: edit only the regions marked `# YOUR CODE HERE`.\n"
@@ -236,11 +241,11 @@ def solution_only_lines(min_len: int = 30) -> list[str]:
     """Lines inside the ``### BEGIN SOLUTION`` regions of ``solutions/`` that appear nowhere in what the
     release copies from the course (the stubs, the reference, the lessons, the public autograder): the
     answer key's own code."""
-    from .generate import BEGIN_SOLUTION, END_SOLUTION
+    from ..generate import BEGIN_SOLUTION, END_SOLUTION
 
     shipped = []
     rels = [rel for tree in ("exercises", "reference", "lessons", "docs", "tools") for rel in _files_of(tree)]
-    # the mistake models (autograder/mistakes.py, shared with the lessons) are the right algorithm with
+    # the mistake models (autograder/checks/mistakes.py, shared with the lessons) are the right algorithm with
     # one bug each, so a few of their lines equal the solution's: they ship on purpose
     rels += [f"autograder/{rel}" for rel in AUTOGRADER_FILES if not rel.startswith("checks/test_")]
     for rel in rels:

@@ -5,7 +5,7 @@ its own namespaces without the course's sources (see ``bwrap.py``); this layer i
 where bwrap is missing, and a second line where it is not.  It is not a security boundary
 against code that shares the interpreter (see ``autograder/README.md``).
 
-Loaded by file path (``_agw_isolation``), never as ``autograder.worker_isolation``: it imports only
+Loaded by file path (``_agw_isolation``), never as ``autograder.sandbox.worker_isolation``: it imports only
 the standard library (and torch, handed in).  Its rules live in closures built by
 :func:`install_guards`, not in module globals, so rebinding this module's names changes nothing.
 """
@@ -504,7 +504,7 @@ def install_guards(exercise: str, sandbox: str, blocked_modules) -> None:
 # ----------------------------------------------------------------------------- main blocks and kernels
 def is_main_guard(test) -> bool:
     """``__name__ == "__main__"`` (either side): the test of a student's own experiment block.
-    ``autograder/scan.py`` uses it too, to skip the blocks the worker never runs."""
+    ``autograder/grading/scan.py`` uses it too, to skip the blocks the worker never runs."""
     import ast
 
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)

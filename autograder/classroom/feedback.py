@@ -8,9 +8,9 @@ the instructor's (id-map mismatches, the student's claimed id, file-time latenes
 """
 from __future__ import annotations
 
-from .runner import KIND_LABELS
-from .spec import EXERCISES
-from .visibility import is_hidden
+from ..grading.runner import KIND_LABELS
+from ..spec import EXERCISES
+from ..grading.visibility import is_hidden
 
 
 def _pts(x) -> str:

@@ -11,7 +11,7 @@ the student's report says ``time limit``.
 Each student writes ``<reports>/<student>.json`` atomically (temporary file + ``os.replace``),
 and only once grading finished (``"complete": true``).  A student counts as done when that file
 parses, is complete and its ``fingerprint`` (the SHA-256 of the submission's gradable files,
-:func:`autograder.gradeone.fingerprint`) and ``--only`` match the submission as it is now: a
+:func:`autograder.grading.gradeone.fingerprint`) and ``--only`` match the submission as it is now: a
 student who changed files is graded again (``--regrade NAME``, ``--regrade-all`` force it).  So a
 run interrupted mid-way (Ctrl-C, SIGTERM, a killed grader) and started again grades each remaining
 student exactly once and never keeps a partial score.  The CSV (with the submission time, late
@@ -35,8 +35,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from .spec import EXERCISES
-from .zygote import ZYGOTE_FD_ENV, Zygote, ZygoteError
+from ..spec import EXERCISES
+from ..sandbox.zygote import ZYGOTE_FD_ENV, Zygote, ZygoteError
 
 STUDENT_TIMEOUT = 900.0  # seconds of wall clock per student (all exercises, zip extraction included)
 
@@ -192,11 +192,11 @@ def _load_report(path: str):
 
 # ----------------------------------------------------------------------------- grader processes
 STUDENTS_PER_GRADER = 8  # then a fresh grader process (bounds whatever a long run accumulates)
-_SERVE = "import sys; from autograder.batch import serve; sys.exit(serve())"
+_SERVE = "import sys; from autograder.classroom.batch import serve; sys.exit(serve())"
 
 
 class _Grader:
-    """A ``python -c 'autograder.batch.serve()'`` process that grades students one after another.
+    """A ``python -c 'autograder.classroom.batch.serve()'`` process that grades students one after another.
 
     Each student is exactly what ``python -m autograder grade-one`` does (``cmd_grade_one``),
     called in a process that has already imported torch, pytest and the checks' dependencies
@@ -279,7 +279,7 @@ def serve() -> int:
     import io
     import traceback
 
-    from .gradeone import cmd_grade_one
+    from ..grading.gradeone import cmd_grade_one
 
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")  # replies; whatever else prints goes to stderr
     os.dup2(2, 1)
@@ -331,12 +331,12 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
               formats=(), assignment: str | None = None) -> dict:
     """``sandbox``: ``bwrap`` (each student's workers in a bubblewrap sandbox of their own) or ``off``.
     ``regrade``: student names graded again whatever their report says; ``ids``: a CSV mapping download
-    names to student ids (and LMS times, extensions); ``deadline`` / ``late_rule``: see :mod:`autograder.late`;
+    names to student ids (and LMS times, extensions); ``deadline`` / ``late_rule``: see :mod:`.late`;
     ``file_times``: penalise lateness measured from file times too (default: marked, never penalised);
     ``feedback_dir``: one Markdown feedback file per student (default ``<csv>-feedback/``); ``formats``: LMS
     exports written next to the CSV (:data:`EXPORTS`), ``assignment`` their assignment column.
     Raises ValueError when the folder holds no student."""
-    from .gradeone import fingerprint
+    from ..grading.gradeone import fingerprint
     from .late import parse_deadline, parse_rule
 
     if not os.path.isdir(submissions):
@@ -378,8 +378,8 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
 
     from tqdm import tqdm
 
-    from .report import write_json_atomic
-    from .sandbox import Limits
+    from ..grading.report import write_json_atomic
+    from ..sandbox.host import Limits
 
     bar = tqdm(total=len(students), initial=len(students) - len(todo), unit="student", disable=not progress,
                desc="grading", dynamic_ncols=True)
@@ -391,7 +391,7 @@ def run_batch(submissions: str, csv_path: str, jobs: int = 1, reports_dir: str |
     limits = Limits.from_env()
     zyg = Zygote(limits.start_timeout) if todo and sandbox == "off" and limits.worker_mode() == "fork" else None
     local = threading.local()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     mode_name = "bwrap" if sandbox == "bwrap" else "process"
 
     def start_grader() -> _Grader:

@@ -7,7 +7,7 @@ writes::
 
     DIR/nbgrader_config.py          course id, timeouts, code stub, IgnorePattern, feedback without hidden tests
     DIR/source/exNN/exNN.ipynb      one assignment per exercise (ex01 .. ex11)
-    DIR/README.md                   what this folder is; the guide is autograder/NBGRADER.md
+    DIR/README.md                   what this folder is; the guide is autograder/classroom/NBGRADER.md
 
 Each notebook is its solution file cut at top-level statements: a read-only intro (the module
 docstring and the points of every check), locked read-only cells for the given code (imports,
@@ -35,20 +35,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .generate import BEGIN_SOLUTION, END_SOLUTION, SOLUTIONS_DIR, exercise_id
-from .spec import EXERCISES
-from .visibility import hidden_names
+from ..generate import BEGIN_SOLUTION, END_SOLUTION, SOLUTIONS_DIR, exercise_id
+from ..spec import EXERCISES
+from ..grading.visibility import hidden_names
 
 __all__ = ["CheckInfo", "checks_of", "build_notebook", "build_course", "config_text", "notebooks_to_py",
            "HIDDEN_CHECKS", "grade_id_of_check", "DEFAULT_COURSE_ID", "CODE_STUB", "main"]
 
-CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+CHECKS_DIR = Path(__file__).resolve().parents[1] / "checks"
 DEFAULT_COURSE_ID = "deepspeech2"
 CODE_STUB = '# YOUR CODE HERE\nraise NotImplementedError("replace this line with your code")'
 NBGRADER_SCHEMA = 3
 
 #: Checks released as nbgrader hidden tests (``### BEGIN HIDDEN TESTS``): the checks marked
-#: ``@pytest.mark.hidden`` in ``autograder/checks`` (:mod:`autograder.visibility`, the one place that
+#: ``@pytest.mark.hidden`` in ``autograder/checks`` (:mod:`autograder.grading.visibility`, the one place that
 #: says which checks are hidden).  Students see a test cell worth the same points that runs only when
 #: the notebook is graded.
 HIDDEN_CHECKS = hidden_names()
@@ -229,14 +229,15 @@ def _test_source(exercise: str, c: CheckInfo) -> str:
 
 
 # ----------------------------------------------------------------------------- the course
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def config_text(course_id: str = DEFAULT_COURSE_ID, repo: str | Path = REPO_ROOT) -> str:
     stub = json.dumps(CODE_STUB)
     return f'''# nbgrader configuration of the Deep Speech 2 course, written by `python -m autograder nbgrader`.
 # Run every nbgrader command from this folder (nbgrader reads ./nbgrader_config.py), with the course's
-# Python environment (the kernel must import torch and the `autograder` package).  Guide: autograder/NBGRADER.md
+# Python environment (the kernel must import torch and the `autograder` package).
+# Guide: autograder/classroom/NBGRADER.md
 import os
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
@@ -292,7 +293,7 @@ cells grade with the course autograder, so a notebook's nbgrader score is the CL
 same code. Run nbgrader from this folder, in the course's Python environment.
 
 The step-by-step guide (release, collect, autograde, feedback, grades.csv) is
-`autograder/NBGRADER.md` in the course repository.
+`autograder/classroom/NBGRADER.md` in the course repository.
 """
 
 
@@ -352,7 +353,7 @@ def notebooks_to_py(out_dir: str | Path, inputs: list[str]) -> list[tuple[str, P
     """Rebuild ``exNN_<topic>.py`` from notebooks named ``exNN.ipynb``.  A folder is searched
     recursively; with nbgrader's layout ``<root>/<student>/<exNN>/exNN.ipynb`` (``submitted/`` or
     ``autograded/``) each student gets ``out_dir/<student>/``, ready for ``python -m autograder batch``."""
-    from .nbgrader_support import module_of_notebook_file
+    from ..nbgrader_support import module_of_notebook_file
 
     found: list[tuple[Path, Path]] = []
     for item in inputs:
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m autograder nbgrader",
         description="Build an nbgrader course directory (nbgrader_config.py, source/exNN/exNN.ipynb) from solutions/ "
-                    "and the autograder's checks; see autograder/NBGRADER.md.")
+                    "and the autograder's checks; see autograder/classroom/NBGRADER.md.")
     p.add_argument("directory", nargs="?", help="the course directory to write (e.g. build/nbgrader-course)")
     p.add_argument("--only", help="exercises to include, e.g. ex03,ex11 (default: all 11)")
     p.add_argument("--course-id", default=DEFAULT_COURSE_ID, help=f"nbgrader course id (default {DEFAULT_COURSE_ID})")
@@ -426,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(only) if only else len(EXERCISES)
     print(f"nbgrader course {args.course_id!r} in {args.directory}: {n} assignment(s), "
           f"{len(written)} file(s) written")
-    print(f"next: cd {args.directory} && nbgrader generate_assignment ex01 (see autograder/NBGRADER.md)")
+    print(f"next: cd {args.directory} && nbgrader generate_assignment ex01 (see autograder/classroom/NBGRADER.md)")
     return 0
 
 

@@ -18,11 +18,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import bwrap, sandbox, scan
-from .sandbox import Limits
-from .spec import EXERCISES, exercise_of_file
+from . import scan
+from ..sandbox import bwrap
+from ..sandbox import host as sandbox
+from ..sandbox.host import Limits
+from ..spec import EXERCISES, exercise_of_file
 
-CHECKS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checks")
+CHECKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checks")
 
 KIND_LABELS = {
     "notimpl": "not implemented yet",
@@ -232,7 +234,7 @@ class Collector:
         ex_m = item.get_closest_marker("exercise")
         failed = self.import_errors.get(ex_m.args[0]) if ex_m else None
         if failed is not None:
-            from .checks._support import CheckFailed
+            from ..checks._support import CheckFailed
 
             raise CheckFailed(f"not run: importing {EXERCISES[ex_m.args[0]].filename} failed in an earlier check",
                               failed[0])
@@ -250,7 +252,7 @@ class Collector:
         return r
 
     def pytest_runtest_makereport(self, item, call):
-        from .checks._support import CheckFailed
+        from ..checks._support import CheckFailed
 
         r = self._result_for(item)
         sub = item.funcargs.get("sub") if hasattr(item, "funcargs") else None
@@ -340,7 +342,7 @@ def _unpack_zips(paths: list[str], private: str) -> tuple[list[str], list[str]]:
 def _grade(files, selected, limits, report, private, start) -> Report:
     import pytest
 
-    from .checks import _support as S
+    from ..checks import _support as S
 
     shown = {}  # exercise id -> the file's own name (the copy has the exercise's, which the worker imports)
     for ex_id, path in list(files.items()):

@@ -30,7 +30,7 @@ import torch
 MAX_MESSAGE = 256 * 1024 * 1024  # bytes; a bigger request is refused by the worker
 #: What the grader accepts from a worker.  The worker's code is the student's: a reply may be forged
 #: (written on the reply descriptor, or produced by rebound helpers), so it is read within these bounds
-#: before anything is built from it, and every field is checked (``autograder/sandbox.py``).
+#: before anything is built from it, and every field is checked (``autograder/sandbox/host.py``).
 MAX_REPLY = 64 * 1024 * 1024    # bytes of one reply (the largest honest reply is a few MB)
 MAX_REPLY_DEPTH = 48            # JSON nesting (encode refuses values nested more than 30 deep)
 MAX_REPLY_NODES = 1_000_000     # JSON containers and items (encode refuses values of more than 200000)

@@ -1,4 +1,4 @@
-"""Turning a :class:`~autograder.runner.Report` into a scoreboard, JSON and Gradescope's results.json."""
+"""Turning a :class:`~autograder.grading.runner.Report` into a scoreboard, JSON and Gradescope's results.json."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import os
 import tempfile
 
 from .runner import KIND_LABELS, Report
-from .spec import EXERCISES
+from ..spec import EXERCISES
 
 
 def scoreboard(report: Report, verbose: bool = False, width: int = 100) -> str:

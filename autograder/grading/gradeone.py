@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .spec import EXERCISES, exercise_of_file, recognise_file
+from ..spec import EXERCISES, exercise_of_file, recognise_file
 
 
 def parse_only(value: str | None) -> list[str] | None:
@@ -37,7 +37,7 @@ def parse_only(value: str | None) -> list[str] | None:
 
 
 def limits_for(timeout):
-    from .sandbox import Limits
+    from ..sandbox.host import Limits
 
     return Limits.from_env(timeout)
 
@@ -208,7 +208,7 @@ def _choose(files) -> tuple[dict, list, list]:
 
 def _stage(chosen: dict, loc: "Located") -> None:
     """Copy the chosen files under their exercises' names into a private folder (links never followed)."""
-    from .sandbox import copy_file_nofollow
+    from ..sandbox.host import copy_file_nofollow
 
     loc.tmp = tempfile.mkdtemp(prefix="ag-renamed-")
     loc.paths = [loc.tmp]

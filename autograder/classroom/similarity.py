@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .batch import safe_row
-from .spec import EXERCISES
+from ..spec import EXERCISES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD = 0.5
 REPORT_FROM = 0.2
 #: copydetect's noise (= guarantee) threshold: matches shorter than this many characters of tokenized
@@ -63,8 +63,8 @@ class Pair:
 def _collect(submissions: str, only: list[str] | None, staging: Path) -> dict[str, dict[str, Path]]:
     """``{exercise: {student: staged file}}`` for every student's exercise files."""
     from .batch import list_students
-    from .gradeone import locate
-    from .runner import find_submission_files
+    from ..grading.gradeone import locate
+    from ..grading.runner import find_submission_files
 
     out: dict[str, dict[str, Path]] = {}
     for name, path in list_students(submissions, str(staging / "_lms")):
@@ -195,7 +195,7 @@ def similarity_report(submissions: str, out_dir: str | Path, only: list[str] | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .gradeone import parse_only
+    from ..grading.gradeone import parse_only
 
     p = argparse.ArgumentParser(prog="python -m autograder similarity",
                                 description="copydetect over a class: every pair of submissions, and each against "

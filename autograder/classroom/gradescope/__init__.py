@@ -15,7 +15,7 @@ The zip holds, at its root (Gradescope unpacks it into ``/autograder/source``):
 
 No ``solutions/`` and no stubs: grading needs only the checks and the reference.  Hidden checks
 appear in ``results.json`` with ``"visibility": "after_published"`` and a one-line output without
-their inputs (:func:`autograder.report.gradescope`); the output's first line is the public score
+their inputs (:func:`autograder.grading.report.gradescope`); the output's first line is the public score
 (Gradescope hides the total while a test is hidden).  Whatever fails, a ``results.json`` is written
 (:func:`failure_results`: score 0, "a grader error, not your score", the traceback in ``extra_data``).
 """
@@ -31,7 +31,7 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 DEFAULT_ZIP = "build/gradescope-autograder.zip"
 #: Third-party packages the grading process needs (their lines, pins included, come from requirements.txt).
 GRADING_PACKAGES = ("torch", "numpy", "tqdm", "pytest")
@@ -72,8 +72,8 @@ def build_zip(output: str | Path) -> list[str]:
     members.append(("pyproject.toml", (ROOT / "pyproject.toml").read_bytes(), False))
     for tree in ("autograder", "reference"):
         for rel in _tree(tree):
-            if rel.startswith("autograder/gradescope/") and rel.rsplit("/", 1)[1] in ("setup.sh", "run_autograder",
-                                                                                  "Dockerfile"):
+            if rel.startswith("autograder/classroom/gradescope/") and rel.rsplit("/", 1)[1] in (
+                    "setup.sh", "run_autograder", "Dockerfile"):
                 continue
             members.append((rel, (ROOT / rel).read_bytes(), False))
     tmp = output.with_name(output.name + ".part")
@@ -90,9 +90,9 @@ def build_zip(output: str | Path) -> list[str]:
 # ----------------------------------------------------------------------------- inside Gradescope
 def run(root: str | Path) -> dict:
     """Grade ``root/submission`` (every check) into ``root/results/results.json``; return the results."""
-    from ..gradeone import STATUS_OK, grade_located, limits_for
-    from ..report import gradescope, write_json_atomic
-    from ..runner import KIND_LABELS  # noqa: F401  (imported for its side effect of loading the runner)
+    from ...grading.gradeone import STATUS_OK, grade_located, limits_for
+    from ...grading.report import gradescope, write_json_atomic
+    from ...grading.runner import KIND_LABELS  # noqa: F401  (imported for its side effect of loading the runner)
 
     root = Path(root)
     submission = root / "submission"
@@ -120,7 +120,7 @@ def run(root: str | Path) -> dict:
 def failure_results(error: str) -> dict:
     """``results.json`` for a submission the autograder could not grade: score 0 with a message saying so
     (Gradescope shows "autograder failed" without any file), the error for the instructor."""
-    from ..spec import TOTAL_POINTS
+    from ...spec import TOTAL_POINTS
 
     return {"score": 0, "max_score": TOTAL_POINTS, "execution_time": 0, "tests": [], "visibility": "visible",
             "stdout_visibility": "hidden",
@@ -130,10 +130,10 @@ def failure_results(error: str) -> dict:
 
 
 class _Graded:
-    """A report dict seen as the :class:`~autograder.runner.Report` that ``report.gradescope`` reads."""
+    """A report dict seen as the :class:`~autograder.grading.runner.Report` that ``report.gradescope`` reads."""
 
     def __init__(self, data: dict):
-        from ..runner import CheckResult
+        from ...grading.runner import CheckResult
 
         self.data = data
         self.results = [CheckResult(**c) for ex in data.get("exercises", {}).values() for c in ex["checks"]]
@@ -156,7 +156,7 @@ def run_main(argv: list[str] | None = None) -> int:
     except BaseException as e:  # noqa: BLE001 -- whatever fails, Gradescope gets a results.json saying so
         import traceback
 
-        from ..report import write_json_atomic
+        from ...grading.report import write_json_atomic
 
         err = traceback.format_exc()
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)

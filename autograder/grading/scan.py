@@ -33,7 +33,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from .spec import ALWAYS_BLOCKED_MODULES, Exercise
+from ..spec import ALWAYS_BLOCKED_MODULES, Exercise
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def _private_binding(dotted: str) -> str | None:
 def _is_main_guard(test) -> bool:
     """``__name__ == "__main__"`` (either side): the worker compiles such blocks out with this very
     predicate (``worker_isolation.is_main_guard``), so they are not scanned."""
-    from .worker_isolation import is_main_guard
+    from ..sandbox.worker_isolation import is_main_guard
 
     return is_main_guard(test)
 

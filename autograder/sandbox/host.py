@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from . import bwrap, cgroup
 from .procs import WORKER_PY, clean_env, exit_reason, host_pid, kill_group, rss_bytes
-from .spec import Exercise
+from ..spec import Exercise
 from .zygote import (ZYGOTE_FD_ENV, ForkedProcess, Zygote, ZygoteError, _note_zygote_failure,  # noqa: F401
                      stop_zygote, zygote)
 
@@ -354,7 +354,7 @@ def end_grading() -> None:
 
 
 def _given_source() -> str:
-    """The text of ``autograder/given.py``, read here (grader side) and sent only to the workers that need it."""
+    """The text of ``sandbox/given.py``, read here (grader side) and sent only to the workers that need it."""
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "given.py"), encoding="utf-8") as f:
         return f.read()
 
@@ -466,7 +466,7 @@ class Worker:
             reply = self._request({"op": "load"}, self.limits.call_timeout)  # the student's import: a call
             self.names = list(reply.value.get("names", [])) if isinstance(reply.value, dict) else []
             given = self.exercise.extra.get("given")
-            if given:  # graded on its own: the course's earlier pieces, not the submission's (autograder/given.py)
+            if given:  # graded on its own: the course's earlier pieces, not the submission's (sandbox/given.py)
                 self._request({"op": "given", "source": _given_source(), "names": list(given)},
                               self.limits.call_timeout)
         except WorkerFailure as f:
