@@ -69,11 +69,22 @@ train: $(STAMP)  ## the capstone: train on synthesized eSpeak speech (ARGS=... f
 asterisk: $(STAMP)  ## a human voice: Debian's Asterisk prompts (apt-get download) as FLAC + NeMo manifests in OUT (default data/asterisk)
 	$(PY) -m reference.prepare asterisk $(if $(filter command line,$(origin OUT)),$(OUT),data/asterisk)
 
-# The recipe of models/asterisk-ds2.pt: the eSpeak model fine-tuned on the Asterisk TRAIN prompts (one person)
-ASTERISK_FT = --init models/espeak-ds2.pt --data data/asterisk/train.jsonl --valid-data data/asterisk/dev.jsonl \
+voices: $(STAMP)  ## many synthesized voices (eSpeak NG + Flite) saying WordNet's examples (apt-get download) -> OUT (default data/voices)
+	$(PY) -m reference.prepare voices $(if $(filter command line,$(origin OUT)),$(OUT),data/voices)
+
+# The recipe of models/voices-ds2.pt: trained on data/voices only (it has never heard a person)
+VOICES_TRAIN = --preset espeak --data data/voices/train.jsonl --valid-data data/voices/dev.jsonl --max-seconds 10 \
+               --rnn-hidden 192 --conv-channels 16 --spec-augment --batch-size 32 --lr 4e-3 --anneal 0.1 \
+               --steps 6000 --seconds 0 --epochs 100 --eval-every 2000 --feature-cache data_cache/voices-features --workers 0 --seed 0
+voices-model: $(STAMP)  ## train models/voices-ds2.pt on data/voices (make voices first; about 40 minutes on 2 cores)
+	$(PY) -m reference.train $(VOICES_TRAIN) --out runs/voices
+	$(PY) -m tools.export_model runs/voices/checkpoint.pt models/voices-ds2.pt
+
+# The recipe of models/asterisk-ds2.pt: the voices model fine-tuned on the Asterisk TRAIN prompts (one person)
+ASTERISK_FT = --init models/voices-ds2.pt --data data/asterisk/train.jsonl --valid-data data/asterisk/dev.jsonl \
               --max-seconds 15 --speed-perturb 0.9 1.1 --spec-augment --lr 3e-3 --batch-size 16 --anneal 0.1 \
               --epochs 40 --seconds 0 --eval-every 200 --seed 0
-asterisk-model: $(STAMP)  ## fine-tune models/espeak-ds2.pt on data/asterisk (make asterisk first) -> models/asterisk-ds2.pt
+asterisk-model: $(STAMP)  ## fine-tune models/voices-ds2.pt on data/asterisk (make asterisk first) -> models/asterisk-ds2.pt
 	$(PY) -m reference.train $(ASTERISK_FT) --out runs/asterisk
 	$(PY) -m tools.export_model runs/asterisk/checkpoint.pt models/asterisk-ds2.pt
 

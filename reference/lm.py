@@ -35,6 +35,8 @@ __all__ = [
     "pyctcdecode_language_model",
     "NGramLM",
     "ArpaLM",
+    "SphinxLM",
+    "InterpolatedLM",
     "BOS",
     "EOS",
     "UNK",
@@ -477,6 +479,94 @@ class ArpaLM(LanguageModel):
         return self._logprob(self._context_of(history), EOS)
 
 
+class SphinxLM(LanguageModel):
+    """A CMU Sphinx n-gram model (``.lm.bin``, ``.DMP`` or ARPA) read and scored by the ``pocketsphinx`` package.
+
+    ``SphinxLM.us_english()`` is the general US-English trigram that pocketsphinx 5 bundles (72,547
+    words, 3.7 million n-grams, trained on general English text, not on any of the course's data): the
+    language model of pocketsphinx's own recognizer, so that a course model decoded with it and
+    pocketsphinx differ only in their acoustic models.  pocketsphinx computes the back-off
+    probabilities in its integer log base 1.0001; they come back here as natural logs.  A word outside
+    its vocabulary (it has no ``<unk>``) scores ``unk_logprob``.  Optional: ``pip install pocketsphinx``.
+    """
+
+    LOG_BASE = math.log(1.0001)         # pocketsphinx's default logmath base
+    _ZERO = -(1 << 28)                  # anything below this is pocketsphinx's log of zero
+
+    def __init__(self, path, unk_logprob: float = math.log(1e-8)):
+        try:
+            import pocketsphinx
+        except ImportError:
+            raise ImportError("SphinxLM needs the pocketsphinx package: pip install pocketsphinx") from None
+        from pathlib import Path
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"language model {str(path)!r} does not exist")
+        self._model = pocketsphinx.NGramModel.readfile(str(path))
+        self.order = int(self._model.size())
+        self.unk_logprob = float(unk_logprob)
+        self._cache: dict[tuple[str, ...], float] = {}
+
+    @classmethod
+    def us_english(cls, **kw) -> "SphinxLM":
+        """The US-English model that pocketsphinx bundles (``en-us/en-us.lm.bin``)."""
+        try:
+            import pocketsphinx
+        except ImportError:
+            raise ImportError("the US-English LM comes with the pocketsphinx package: pip install pocketsphinx") from None
+        return cls(pocketsphinx.get_model_path("en-us/en-us.lm.bin"), **kw)
+
+    def _logprob(self, words: tuple[str, ...]) -> float:     # (word, newest history word, ..., oldest)
+        lp = self._cache.get(words)
+        if lp is None:
+            raw = self._model.prob(list(words))
+            lp = self.unk_logprob if raw <= self._ZERO else raw * self.LOG_BASE
+            self._cache[words] = lp
+        return lp
+
+    def _reversed_context(self, history: Sequence[str]) -> tuple[str, ...]:
+        ctx = (BOS,) + tuple(w.lower() for w in _check_history(history))
+        return tuple(reversed(ctx[-(self.order - 1):])) if self.order > 1 else ()
+
+    def score(self, history: Sequence[str], word: str) -> float:
+        _check_word(word)
+        return self._logprob((word.lower(),) + self._reversed_context(history))
+
+    def end_score(self, history: Sequence[str]) -> float:
+        return self._logprob((EOS,) + self._reversed_context(history))
+
+
+class InterpolatedLM(LanguageModel):
+    """``p(w | h) = sum_k weight_k * p_k(w | h)``: linear interpolation of language models.
+
+    The standard way to join a small in-domain model (here: the Asterisk TRAIN texts) with a large
+    general one (Jelinek & Mercer; Chen & Goodman 1998, section 2.3): the domain model knows the
+    phrasing, the general one the words the domain model never saw.  ``weights`` sum to 1.
+    """
+
+    def __init__(self, models: Sequence[LanguageModel], weights: Sequence[float]):
+        models, weights = list(models), [float(w) for w in weights]
+        if not models or len(models) != len(weights):
+            raise ValueError(f"need one weight per model, got {len(models)} models and {len(weights)} weights")
+        if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-9:
+            raise ValueError(f"weights must be >= 0 and sum to 1, got {weights}")
+        self.models, self.weights = models, weights
+        self.order = max(m.order for m in models)
+        self.vocab = frozenset().union(*(getattr(m, "vocab", frozenset()) for m in models))
+
+    def _mix(self, logps: Iterable[float]) -> float:
+        terms = [math.log(w) + lp for w, lp in zip(self.weights, logps) if w > 0 and lp > -math.inf]
+        if not terms:
+            return -math.inf
+        top = max(terms)
+        return top + math.log(sum(math.exp(t - top) for t in terms))
+
+    def score(self, history: Sequence[str], word: str) -> float:
+        return self._mix(m.score(history, word) for m in self.models)
+
+    def end_score(self, history: Sequence[str]) -> float:
+        return self._mix(m.end_score(history) for m in self.models)
+
+
 def _check_discount_triple(d, k: int) -> tuple[float, float, float]:
     try:
         d = tuple(float(x) for x in d)
@@ -508,17 +598,22 @@ def _resolve_discounts(discounts, order: int, counts) -> list[tuple[float, float
 
 
 def load_lm(path) -> LanguageModel:
-    """Load a language model file: ARPA (``.arpa``) or this module's JSON (anything else).
+    """Load a language model file: ARPA (``.arpa``), CMU Sphinx binary (``.lm.bin``, ``.dmp``: :class:`SphinxLM`),
+    ``en-us`` (the US-English model bundled with pocketsphinx), or this module's JSON (anything else).
 
     A missing file is a ``FileNotFoundError``; a file of neither kind a ``ValueError``.
     """
     from pathlib import Path
 
+    if str(path) == "en-us":
+        return SphinxLM.us_english()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"language model {str(path)!r} does not exist")
     if path.suffix.lower() == ".arpa":
         return ArpaLM.load(path)
+    if path.name.lower().endswith((".lm.bin", ".dmp")):
+        return SphinxLM(path)
     try:
         return NGramLM.load(path)
     except (ValueError, KeyError, TypeError) as err:

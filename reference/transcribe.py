@@ -10,7 +10,7 @@ manifest or data folder (any ``reference.datasets`` layout: NeMo ``.jsonl``, CSV
 LibriSpeech) stands for its recordings; their transcripts, normalised to the alphabet, give a
 closing line ``WER x % (words), CER y % (characters) on N recordings``.  Greedy decoding by
 default; ``--beam N`` uses CTC prefix beam search, with an n-gram language model (``--lm``,
-from ``reference.lm``) weighted by ``--alpha`` and a word bonus ``--beta`` (DS2 section 3.8;
+from ``reference.lm``; ``--lm A --lm B`` interpolates them with equal weights) weighted by ``--alpha`` and a word bonus ``--beta`` (DS2 section 3.8;
 by default the values tuned for the checkpoint where it stores them, as
 ``models/espeak-ds2.pt`` does).  Prints ``path<TAB>text`` per recording, in input order.
 """
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by `python -m reference.train`")
     p.add_argument("--beam", type=int, default=0, help="beam width (0: greedy)")
-    p.add_argument("--lm", help="n-gram language model file (reference.lm NGramLM JSON, or ARPA)")
+    p.add_argument("--lm", action="append", help="n-gram language model: a reference.lm NGramLM JSON, ARPA or CMU Sphinx "
+                   "file, or en-us (pocketsphinx's US-English trigram); given twice or more: interpolated with equal weights")
     p.add_argument("--alpha", type=float, help="LM weight (default: the checkpoint's tuned value, else 0.5)")
     p.add_argument("--beta", type=float, help="word insertion bonus (default: the checkpoint's tuned value, else 1.0)")
     args = p.parse_args(argv)
@@ -122,8 +123,9 @@ def main(argv=None) -> int:
         beta = next(v for v in (args.beta, tuned.get("beta"), 1.0) if v is not None)
         lm = None
         if args.lm:
-            from .lm import load_lm
-            lm = load_lm(args.lm)
+            from .lm import InterpolatedLM, load_lm
+            lms = [load_lm(path) for path in args.lm]
+            lm = lms[0] if len(lms) == 1 else InterpolatedLM(lms, [1.0 / len(lms)] * len(lms))
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         names, audios, refs = read_inputs(args.inputs)

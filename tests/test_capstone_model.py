@@ -121,19 +121,48 @@ def test_cli_beam_search_defaults_to_the_checkpoints_tuned_alpha_and_beta(shippe
     assert outputs[2] != outputs[0]          # alpha = beta = 0 really is another objective (tuned beta is 13)
 
 
+def test_cli_interpolates_language_models_given_twice(shipped, round_trip, tmp_path, capsys):
+    """``--lm A --lm A`` mixes a model with itself half and half: the same probabilities, the same transcripts."""
+    from reference.transcribe import main
+    _, _, _, plan = shipped
+    wavs = [str(p) for p in round_trip[0][:4]]
+    lm_path = tmp_path / "lm.json"
+    NGramLM.train([s.text for s in plan["train"]], order=3).save(lm_path)
+    outputs = []
+    for lms in (["--lm", str(lm_path)], ["--lm", str(lm_path), "--lm", str(lm_path)]):
+        assert main(["--checkpoint", str(MODEL), "--beam", "8", *lms, "--alpha", "1.0", "--beta", "4.0", *wavs]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+
+
 ASTERISK_MODEL = ROOT / "models" / "asterisk-ds2.pt"
+VOICES_MODEL = ROOT / "models" / "voices-ds2.pt"
 ASTERISK = ROOT / "data" / "asterisk"
 
 
+def _recipe(name: str, target: str) -> str:
+    """The Makefile's ``NAME = ...`` flags (up to the ``target:`` line), on one line."""
+    recipe = (ROOT / "Makefile").read_text().split(f"{name} = ", 1)[1].split(f"\n{target}:", 1)[0]
+    return " ".join(recipe.replace("\\\n", " ").split())
+
+
+def test_voices_model_is_the_makefile_recipe_and_has_never_heard_a_person():
+    """models/voices-ds2.pt: the Makefile's VOICES_TRAIN recipe on data/voices (synthesized voices only)."""
+    _, _, state = load_model(VOICES_MODEL)
+    command = state["extra"]["command"]
+    assert _recipe("VOICES_TRAIN", "voices-model") in command, command
+    assert "asterisk" not in command
+
+
 def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_lm(tmp_path):
-    """models/asterisk-ds2.pt: the Makefile's ASTERISK_FT recipe from models/espeak-ds2.pt (same architecture),
+    """models/asterisk-ds2.pt: the Makefile's ASTERISK_FT recipe from models/voices-ds2.pt (same architecture),
     and the command-line tool runs it greedy and with --beam 32 --lm (on the real test prompts when
     `make asterisk` has run, else on eSpeak clips of prompt-like sentences)."""
     tuned, encoder, state = load_model(ASTERISK_MODEL)
-    base, _, _ = load_model(MODEL)
+    base, _, _ = load_model(VOICES_MODEL)
     assert tuned.config.to_dict() == {**base.config.to_dict(), "extra": tuned.config.extra}
-    recipe = (ROOT / "Makefile").read_text().split("ASTERISK_FT = ", 1)[1].split("\nasterisk-model", 1)[0]
-    recipe = " ".join(recipe.replace("\\\n", " ").split())
+    recipe = _recipe("ASTERISK_FT", "asterisk-model")
+    assert "--init models/voices-ds2.pt" in recipe
     assert recipe in state["extra"]["command"], (recipe, state["extra"]["command"])
     if (ASTERISK / "test.jsonl").is_file():
         inputs, lm_path = [str(ASTERISK / "test.jsonl")], ASTERISK / "lm.json"

@@ -230,6 +230,47 @@ def test_arpa_export_reproduces_the_model(tmp_path):
         assert arpa.end_score(h) == pytest.approx(lm.end_score(h), abs=1e-8), h
 
 
+def test_sphinx_lm_scores_an_arpa_file_as_our_arpa_reader_does(tmp_path):
+    """pocketsphinx's reader and back-off (integer logs, base 1.0001) against ArpaLM on the same file."""
+    pytest.importorskip("pocketsphinx")
+    from reference.lm import SphinxLM
+    lm = NGramLM.train(toy_corpus(300, seed=4), order=3)
+    path = tmp_path / "lm.arpa"
+    lm.to_arpa(path)
+    arpa, sphinx = ArpaLM.load(path), SphinxLM(path)
+    assert sphinx.order == 3
+    rng = random.Random(1)
+    words = sorted(lm.vocab)
+    for _ in range(200):
+        h = tuple(rng.choice(words) for _ in range(rng.randint(0, 3)))
+        w = rng.choice(words)
+        assert sphinx.score(h, w) == pytest.approx(arpa.score(h, w), abs=2e-3), (h, w)   # integer logs: 1e-4 a step
+        assert sphinx.end_score(h) == pytest.approx(arpa.end_score(h), abs=2e-3), h
+    assert sphinx.score(("the",), "zzqx") == pytest.approx(math.log(1e-8))             # outside its vocabulary
+
+
+def test_the_us_english_sphinx_lm_is_a_general_trigram():
+    pytest.importorskip("pocketsphinx")
+    from reference.lm import SphinxLM, load_lm
+    lm = load_lm("en-us")
+    assert isinstance(lm, SphinxLM) and lm.order == 3
+    assert lm.sentence_logprob("please enter your password".split()) > lm.sentence_logprob("password your enter please".split())
+
+
+def test_interpolated_lm_is_the_weighted_sum_of_probabilities():
+    from reference.lm import InterpolatedLM
+    a, b = NGramLM.train(toy_corpus(200, seed=1), order=2), NGramLM.train(toy_corpus(200, seed=2), order=3)
+    mix = InterpolatedLM([a, b], [0.3, 0.7])
+    assert mix.order == 3 and mix.vocab == a.vocab | b.vocab
+    for h, w in [((), "the"), (("the",), "cat"), (("a", "red"), "dog"), (("x",), "unseen")]:
+        expected = math.log(0.3 * math.exp(a.score(h, w)) + 0.7 * math.exp(b.score(h, w)))
+        assert mix.score(h, w) == pytest.approx(expected, abs=1e-12)
+    assert mix.end_score(("the",)) == pytest.approx(math.log(0.3 * math.exp(a.end_score(("the",))) + 0.7 * math.exp(b.end_score(("the",)))))
+    for bad in ([0.5, 0.6], [1.0], [-0.5, 1.5]):
+        with pytest.raises(ValueError, match="weight"):
+            InterpolatedLM([a, b], bad)
+
+
 # --------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "kwargs",
