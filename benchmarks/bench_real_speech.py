@@ -35,17 +35,6 @@ from _common import ROOT, header
 GRID = [(a, b) for a in (0.5, 1.0, 1.5, 2.0) for b in (0.0, 2.0, 4.0, 7.0, 10.0)]
 
 
-def log_probs(model, samples):
-    """Per clip ``(T', V)`` log-probabilities (reference.transcribe.posteriors: batched by length, eval mode)."""
-    from reference.transcribe import posteriors
-    return posteriors(model, [s.audio for s in samples], batch_size=16)
-
-
-def decode(lps, encoder, beam: int, lm=None, alpha: float = 0.0, beta: float = 0.0) -> list[str]:
-    from reference.transcribe import decode_posteriors
-    return decode_posteriors(lps, encoder, beam, lm, alpha, beta)
-
-
 def pocketsphinx_rows(test):
     try:
         from pocketsphinx import Decoder
@@ -83,6 +72,7 @@ def main(argv=None) -> int:
     from reference.datasets import load_dataset
     from reference.lm import load_lm
     from reference.metrics import char_error_rate, word_error_rate
+    from reference.transcribe import decode_posteriors, posteriors
 
     test, dev = load_dataset(data / "test.jsonl"), load_dataset(data / "dev.jsonl")
     train_minutes = sum(float(json.loads(line)["duration"]) for line in (data / "train.jsonl").read_text().splitlines()
@@ -115,15 +105,15 @@ def main(argv=None) -> int:
         model, encoder, state = load_model(path)
         model.float()
         t0 = time.perf_counter()
-        lps = log_probs(model, test)
-        add(path.name, "greedy", decode(lps, encoder, 0), time.perf_counter() - t0)
-        dev_lps, dev_refs = log_probs(model, dev), [s.transcript for s in dev]
+        lps = posteriors(model, [s.audio for s in test])
+        add(path.name, "greedy", decode_posteriors(lps, encoder), time.perf_counter() - t0)
+        dev_lps, dev_refs = posteriors(model, [s.audio for s in dev]), [s.transcript for s in dev]
         for name, model_lm in lms.items():
-            scores = {(a, b): word_error_rate(dev_refs, decode(dev_lps, encoder, 16, model_lm, a, b)) for a, b in GRID}
+            scores = {(a, b): word_error_rate(dev_refs, decode_posteriors(dev_lps, encoder, 16, model_lm, a, b)) for a, b in GRID}
             alpha, beta = min(scores, key=scores.get)
             t0 = time.perf_counter()
             add(path.name, f"beam {args.beam} + {name} (a={alpha}, b={beta})",
-                decode(lps, encoder, args.beam, model_lm, alpha, beta), time.perf_counter() - t0)
+                decode_posteriors(lps, encoder, args.beam, model_lm, alpha, beta), time.perf_counter() - t0)
     t0 = time.perf_counter()
     hyps = pocketsphinx_rows(test)
     if hyps is None:

@@ -348,13 +348,18 @@ def _finish(raw: np.ndarray, spec: UtteranceSpec, native_rate: int) -> np.ndarra
     x = trim_silence(x, native_rate, threshold_db=-40.0, margin_ms=50.0)
     # Resample to 16000 / speed Hz and call it 16000 Hz: speed perturbation in the same pass.
     x = resample(x, native_rate, int(round(SAMPLE_RATE / spec.speed)))
-    y = x.numpy().astype(np.float64)
-    if spec.noise:
-        y = add_noise(y, spec.snr_db, spec.noise, np.random.Generator(np.random.PCG64(spec.noise_seed)))
+    y = noisy_within_range(x.numpy().astype(np.float64), spec.noise, spec.snr_db, spec.noise_seed)
+    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def noisy_within_range(y: np.ndarray, kind: str, snr_db: float | None, seed: int) -> np.ndarray:
+    """``y`` with ``kind`` noise at ``snr_db`` (none for ``kind=''``), scaled down as a whole if it leaves [-1, 1]."""
+    if kind:
+        y = add_noise(y, snr_db, kind, np.random.Generator(np.random.PCG64(seed)))
     peak = float(np.abs(y).max()) if y.size else 0.0
     if peak > 1.0:
         y = y / peak          # scale the whole mixture: no clipping, same SNR
-    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
+    return y
 
 
 def render_utterances(specs: Sequence[UtteranceSpec], workers: int = 1, progress: bool = False, desc: str = "eSpeak") -> list[np.ndarray]:

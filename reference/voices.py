@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .corpus import SAMPLE_RATE
+
 __all__ = ["PACKAGES", "FLITE_VOICES", "FLITE_PITCH", "MIN_WORDS", "wordnet_examples", "split_of_text",
            "flite_synthesize", "prepare_voices"]
 
@@ -55,7 +57,6 @@ FLITE_PITCH = {"slt": (150, 230), "rms": (80, 140), "awb": (85, 145), "kal16": (
 FLITE_STRETCH = (0.8, 1.25)
 MIN_WORDS = 2
 MAX_WORDS = 16
-SAMPLE_RATE = 16000
 _EXAMPLE = re.compile(r'"([^"]+)"')
 
 
@@ -121,7 +122,7 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
     import soundfile as sf
     from tqdm.auto import tqdm
 
-    from .corpus import TRAIN_VOICES, UtteranceSpec, add_noise, render_utterances
+    from .corpus import TRAIN_VOICES, UtteranceSpec, noisy_within_range, render_utterances
     from .datasets import normalize_text, outside_alphabet, write_nemo_manifest
     from .prepare import download, extract, find_debs, package_versions
 
@@ -193,12 +194,9 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
     kind_names = ("white", "pink", "brown")
     rows = {"train": [], "dev": []}
     for i in tqdm(range(n), desc="writing FLAC", unit="clip", disable=not progress, leave=False):
-        y, clips[i] = clips[i].astype(np.float64), None
-        if noisy[i]:
-            y = add_noise(y, float(snrs[i]), kind_names[kinds[i]], np.random.Generator(np.random.PCG64(int(noise_seeds[i]))))
-        peak = float(np.abs(y).max()) if y.size else 0.0
-        if peak > 1.0:
-            y = y / peak
+        y = noisy_within_range(clips[i].astype(np.float64), kind_names[kinds[i]] if noisy[i] else "", float(snrs[i]),
+                               int(noise_seeds[i]))
+        clips[i] = None
         name = f"{i:05d}"
         flac = out / "audio" / name[:2] / f"{name}.flac"
         flac.parent.mkdir(parents=True, exist_ok=True)
