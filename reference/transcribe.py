@@ -58,13 +58,17 @@ def posteriors(model, audios, batch_size: int = 16, progress: bool = False) -> l
 
 
 def decode_posteriors(log_probs, encoder, beam: int = 0, lm=None, alpha: float = 0.5, beta: float = 1.0) -> list[str]:
-    """Transcripts of per-recording ``(T', V)`` log-probabilities: greedy (``beam=0``) or prefix beam search + LM."""
+    """Transcripts of per-recording ``(T', V)`` log-probabilities: greedy (``beam=0``) or prefix beam search + LM.
+
+    The beam search is :func:`~reference.decoding.prefix_beam_search_fast`: the readable search's
+    objective with pyctcdecode's pruning (tests/test_decoding.py ties the two together), about 10x
+    faster on a trained model (``benchmarks/bench_beam_search.py``)."""
     from .ctc import greedy_decode
-    from .decoding import prefix_beam_search
+    from .decoding import prefix_beam_search_fast
 
     if beam <= 0:
         return [greedy_decode(lp.unsqueeze(1), encoder)[0] for lp in log_probs]
-    return [" ".join(prefix_beam_search(lp, encoder, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0].split())
+    return [" ".join(prefix_beam_search_fast(lp, encoder, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0].split())
             for lp in log_probs]
 
 
