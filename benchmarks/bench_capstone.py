@@ -19,6 +19,7 @@ two are new speakers of training accents, two are accents no training voice has.
 """
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -162,9 +163,11 @@ def main():
         results[name] = row
         if args.save and not args.load:
             save_checkpoint(Path(args.save) / f"{name}.pt", model, enc, step=row["steps"], history=hist.to_dict(),
-                            extra={"recipe": {**recipe, "model": {**recipe["model"], **model_kw},
+                            extra={"recipe": {**recipe, "model": {**recipe["model"], **model_kw}, "seconds": args.seconds,
+                                              "threads": args.threads,
                                               **{k: v if isinstance(v, (bool, int, float, str)) else repr(v)
                                                  for k, v in fit_kw.items()}},
+                                   "command": "python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:]),
                                    "results": row, "alpha": row.get("alpha"), "beta": row.get("beta")})
         print(f"{name:>14}: " + ", ".join(
             f"{k} (" + ", ".join(f"{s} {100 * w:.1f} %" for s, w in v.items()) + ")" if isinstance(v, dict) else
