@@ -320,10 +320,16 @@ def _train(args, device, command: str) -> int:
     say(f"device: {device}{f', {amp}' if amp else ''}; processes: {distributed.world_size()}; "
         f"threads: {torch.get_num_threads()}")
 
+    run_info = {"recipe": recipe, "command": command}
+    if args.resume or args.init:    # where the weights came from: the commands before this one, oldest first
+        earlier = state.get("extra") or {}
+        run_info["lineage"] = list(earlier.get("lineage", []))
+        if args.init and earlier.get("command"):
+            run_info["lineage"].append(earlier["command"])
+
     def checkpoint(hist, m):
         save_checkpoint(ckpt_path, m, encoder, optimizer, epoch=hist.position[0],
-                        step=hist.step[-1] if hist.step else 0, history=hist.to_dict(),
-                        extra={"recipe": recipe, "command": command})
+                        step=hist.step[-1] if hist.step else 0, history=hist.to_dict(), extra=run_info)
 
     hist = fit(model, train, encoder, valid_set=valid, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                seconds=recipe["seconds"], eval_every=recipe["eval_every"], seed=args.seed, optimizer=optimizer,

@@ -1,7 +1,7 @@
 """The shipped capstone model, end to end: synthesize -> write WAV -> ``python -m reference.transcribe``.
 
-``models/espeak-ds2.pt`` is the ``paper`` run of ``benchmarks/bench_capstone.py`` (the
-``espeak`` preset, 5 minutes on 2 CPU cores), exported with ``tools/export_model.py``.
+``models/espeak-ds2.pt`` is the ``spec-augment`` run of ``benchmarks/bench_capstone.py`` (the
+``espeak`` preset plus SpecAugment, 50 minutes on one CPU thread), exported with ``tools/export_model.py``.
 The sentences here are the corpus's held-out sentences (never in training) said by
 training voices and by held-out voices, rendered by eSpeak NG, written as 16-bit WAV
 files and transcribed by the command-line tool, greedy and with beam search + the
@@ -147,11 +147,13 @@ def _recipe(name: str, target: str) -> str:
 
 
 def test_voices_model_is_the_makefile_recipe_and_has_never_heard_a_person():
-    """models/voices-ds2.pt: the Makefile's VOICES_TRAIN recipe on data/voices (synthesized voices only)."""
+    """models/voices-ds2.pt: the Makefile's two stages on data/voices (synthesized voices only): VOICES_TRAIN
+    from scratch, then VOICES_MORE from its export; the checkpoint records both commands."""
     _, _, state = load_model(VOICES_MODEL)
-    command = state["extra"]["command"]
-    assert _recipe("VOICES_TRAIN", "voices-model") in command, command
-    assert "asterisk" not in command
+    command, lineage = state["extra"]["command"], state["extra"].get("lineage", [])
+    assert _recipe("VOICES_MORE", "voices-model") in command, command
+    assert len(lineage) == 1 and _recipe("VOICES_TRAIN", "voices-model") in lineage[0], lineage
+    assert not any("asterisk" in c for c in [command, *lineage])
 
 
 def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_lm(tmp_path):
@@ -159,11 +161,12 @@ def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_
     and the command-line tool runs it greedy and with --beam 32 --lm (on the real test prompts when
     `make asterisk` has run, else on eSpeak clips of prompt-like sentences)."""
     tuned, encoder, state = load_model(ASTERISK_MODEL)
-    base, _, _ = load_model(VOICES_MODEL)
+    base, _, base_state = load_model(VOICES_MODEL)
     assert tuned.config.to_dict() == {**base.config.to_dict(), "extra": tuned.config.extra}
     recipe = _recipe("ASTERISK_FT", "asterisk-model")
     assert "--init models/voices-ds2.pt" in recipe
     assert recipe in state["extra"]["command"], (recipe, state["extra"]["command"])
+    assert state["extra"]["lineage"] == [*base_state["extra"].get("lineage", []), base_state["extra"]["command"]]
     if (ASTERISK / "test.jsonl").is_file():
         inputs, lm_path = [str(ASTERISK / "test.jsonl")], ASTERISK / "lm.json"
     else:

@@ -319,7 +319,8 @@ def test_train_init_fine_tunes_from_a_float16_export(corpus, tmp_path):
     config = DeepSpeech2Config(n_conv=1, conv_channels=(4,), conv_time_stride=2, n_rnn=1, rnn_hidden=12)
     torch.manual_seed(0)
     model = DeepSpeech2(config=config)
-    save_checkpoint(tmp_path / "full.pt", model, CharEncoder())
+    earlier = {"command": "python -m reference.train --second", "lineage": ["python -m reference.train --first"]}
+    save_checkpoint(tmp_path / "full.pt", model, CharEncoder(), extra=earlier)
     export_checkpoint(tmp_path / "full.pt", tmp_path / "half.pt")
     out = tmp_path / "ft"
     base = [sys.executable, "-m", "reference.train", "--init", str(tmp_path / "half.pt"), "--data", str(root / "kaldi"),
@@ -330,6 +331,9 @@ def test_train_init_fine_tunes_from_a_float16_export(corpus, tmp_path):
     assert "fine-tuning from" in r.stdout
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"] == config.to_dict()
+    # the commands that made the weights, oldest first, then this one
+    assert state["extra"]["lineage"] == ["python -m reference.train --first", "python -m reference.train --second"]
+    assert state["extra"]["command"].startswith("python -m reference.train --init ")
     half = load_checkpoint(tmp_path / "half.pt")["state_dict"]
     for k, v in state["state_dict"].items():
         if v.is_floating_point() and "running" not in k and "num_batches" not in k:
