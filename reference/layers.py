@@ -12,7 +12,12 @@
 Fast paths beside the readable code, same maths, tested equal to it: the GRU recurrence of a
 layer's directions together with a hand-written backward (:func:`_fused_gru`, ``fused=True``), and
 BatchNorm as torch's kernel on the valid frames only (``fast = True``; ``False`` runs the
-readable masked formula, :meth:`_MaskedBatchNorm._normalize`).
+readable masked formula, :meth:`_MaskedBatchNorm._normalize`).  Training on the CPU, the fused
+recurrence runs as a third path, compiled: its whole time loop, forward and backward, is one C++ call
+(:mod:`reference._gru_kernel`, built on first use; ``RecurrentLayer.compiled = False`` or
+``DS2_GRU_KERNEL=0`` turns it off, and without a compiler it falls back to the Python fast path).
+Why: a CPU step of these small models spends its time in the dispatch of thousands of per-time-step
+operations, not in arithmetic; DS2 wrote its own kernels for the same reason (section 4).
 * :class:`RecurrentLayer` — ``h_t = f(B(W x_t) + U h_{t-1})``: one DS2 recurrent layer.
 * :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.7).
 """
@@ -24,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _gru_kernel
 from .validation import check_lengths, check_tensor
 
 __all__ = [
@@ -355,7 +361,15 @@ def bidirectional_gru(x, lengths, forward_weights, backward_weights):
             + gru_layer(x, lengths, *_weights(backward_weights), reverse=True))
 
 
-def _fused_gru(gx, weight_hh, bias_hh):
+def _compiled_gru_applies(gx, weight_hh, bias_hh) -> bool:
+    """The compiled kernel takes CPU float32/float64 tensors of one dtype (not under autocast), if it builds here
+    (:func:`reference._gru_kernel.load`: compiled on first use, ``None`` with one logged line if it cannot be)."""
+    return (gx.device.type == "cpu" and gx.dtype in (torch.float32, torch.float64)
+            and weight_hh.dtype == bias_hh.dtype == gx.dtype and weight_hh.device.type == bias_hh.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") and _gru_kernel.load() is not None)
+
+
+def _fused_gru(gx, weight_hh, bias_hh, compiled: bool = True):
     """Fast path: the GRU recurrence of ``D`` directions at once on precomputed (batch-normalised)
     projections.
 
@@ -371,9 +385,12 @@ def _fused_gru(gx, weight_hh, bias_hh):
     * without autograd (evaluation), and on a GPU with autograd too, torch's native GRU kernel
       per direction (:func:`_native_gru`: cuDNN on a GPU) with an identity ``weight_ih``; BatchNorm
       of ``W x`` comes before the recurrence, so the recurrence is a GRU over a precomputed projection;
-    * with autograd elsewhere (CPU, MPS), :class:`_GRURecurrence`: both directions advance together
-      (one batched matrix product per step for the two), and its backward is hand-written
-      backpropagation through time (see there).
+    * with autograd on the CPU in float32/float64, the same maths compiled (``compiled=True``, where it
+      builds): :class:`reference._gru_kernel.CompiledGRURecurrence`, the whole time loop of every
+      direction, forward and backward, in one C++ call each;
+    * with autograd elsewhere (MPS, autocast, or no compiler), :class:`_GRURecurrence`: both directions
+      advance together (one batched matrix product per step for the two), and its backward is
+      hand-written backpropagation through time (see there).
     """
     D, G = gx.shape[1], gx.shape[-1]
     if bias_hh is None:
@@ -383,6 +400,8 @@ def _fused_gru(gx, weight_hh, bias_hh):
         if torch.is_autocast_enabled(gx.device.type):   # in the weights' precision, autocast off: its
             with torch.autocast(gx.device.type, enabled=False):   # backward must not mix bfloat16 and float32
                 return _GRURecurrence.apply(gx.to(weight_hh.dtype), weight_hh, bias_hh.to(weight_hh.dtype))
+        if compiled and _compiled_gru_applies(gx, weight_hh, bias_hh):
+            return _gru_kernel.CompiledGRURecurrence.apply(gx, weight_hh, bias_hh)
         return _GRURecurrence.apply(gx, weight_hh, bias_hh)
     return torch.stack([_native_gru(gx[:, d], weight_hh[d], bias_hh[d], training) for d in range(D)], dim=1)
 
@@ -496,6 +515,8 @@ class RecurrentLayer(nn.Module):
         merge: ``'sum'`` (paper) or ``'concat'`` (output ``2H``, for ablations).
         fused: the fast path for the GRU recurrence: all directions advance together, with a
             hand-written backward (same maths; :func:`_fused_gru`).  ``False``: :meth:`_recur`'s Python loop.
+            Training on the CPU, the fast path runs compiled (:mod:`reference._gru_kernel`) unless the
+            attribute ``compiled`` is set to ``False`` (or it cannot be built here).
         gru_layer: an implementation of :func:`gru_layer`'s contract to run each direction's
             recurrence with (lessons 09-11 plug the student's in); ``None``: the reference's own.
             It receives the normalised projection ``B(W x)`` as its input with an identity
@@ -506,6 +527,9 @@ class RecurrentLayer(nn.Module):
             (``cls(num_features)``, ``forward(x, lengths)``, the same parameters and buffers);
             ``None``: the reference's own.
     """
+
+    #: training on the CPU, the fused recurrence runs compiled (:func:`_fused_gru`); ``False``: in Python
+    compiled: bool = True
 
     def __init__(self, input_size: int, hidden_size: int, rnn_type: str = "gru", bidirectional: bool = True,
                  batch_norm: str = "wx", bn_include_padding: bool = False, merge: str = "sum", fused: bool = True,
@@ -574,8 +598,12 @@ class RecurrentLayer(nn.Module):
         """The fast path: every direction's GRU recurrence at once (:func:`_fused_gru`); same result as
         :meth:`_recur` per direction."""
         seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(projections)]
-        states = _fused_gru(torch.stack(seqs, dim=1), torch.stack(list(self.weight_hh)),
-                            torch.stack(list(self.bias_hh)))                       # (T, D, B, H)
+        weight, bias = torch.stack(list(self.weight_hh)), torch.stack(list(self.bias_hh))
+        if self.compiled and torch.is_grad_enabled() and _compiled_gru_applies(projections[0], weight, bias):
+            gx = torch.stack(seqs, dim=0).transpose(0, 1)            # the kernel's (D, T, B, 3H) layout, no copy
+        else:
+            gx = torch.stack(seqs, dim=1)
+        states = _fused_gru(gx, weight, bias, self.compiled)                       # (T, D, B, H)
         return [states[:, 0]] + [reverse_padded(states[:, d], lengths) for d in range(1, len(seqs))]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

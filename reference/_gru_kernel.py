@@ -1,0 +1,327 @@
+"""The compiled GRU recurrence: the training fast path of :func:`reference.layers._fused_gru` on the CPU.
+
+Why: a CPU training step of this course's models spends most of its time not in matrix products but
+in the thousands of small per-time-step operations around the recurrence, each paying Python's and
+torch's dispatch (~10 us) for a few microseconds of work.  DS2 hit the same wall and wrote its own
+kernels (section 4: "we wrote our own" GPU kernels for the recurrence and CTC).  Here the whole time
+loop of all directions, forward and backward, is one C++ call: per step one matrix product per
+direction (``at::addmm_out`` into preallocated buffers) and one hand-written loop over ``B x H`` for
+the gates; the backward collects every step's gate gradients so that ``dU`` is one large product
+after the loop.  The maths are :class:`reference.layers._GRURecurrence`'s (see there for the
+equations), tested equal to the readable loop (tests/test_layers.py).
+
+The extension is compiled on first use (``torch.utils.cpp_extension.load_inline``, ~30 s, cached
+under torch's extension folder, ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``), never
+at import.  No compiler or ninja, a read-only cache, a build failing or taking longer than
+``BUILD_TIMEOUT`` seconds: :func:`load` returns ``None`` once, logs one line saying why, and the
+Python fast path runs instead.  ``DS2_GRU_KERNEL=0`` in the environment turns it off.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import torch
+
+log = logging.getLogger(__name__)
+
+BUILD_TIMEOUT = 240.0        # seconds for the first build (about 30 s of CPU on this course's machines)
+
+CPP_SOURCE = r"""
+// Forward and backward of h_t = GRU(gx_t, h_{t-1}) for D directions, h_0 = 0, torch's gate order (r, z, n):
+//   r = sigmoid(gx_r + U_r h + b_r)   z = sigmoid(gx_z + U_z h + b_z)
+//   n = tanh(gx_n + r (U_n h + b_n))  h' = n + z (h - n)          (= (1 - z) n + z h)
+// Layout inside: direction-major (D, T, B, .), so that direction d's steps are one contiguous matrix.
+#include <ATen/ATen.h>                      // not <torch/extension.h>: a third of the compile time
+#include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>
+#include <cmath>
+#include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>
+// The same SLEEF routines (1-ulp) as torch's own sigmoid and tanh on x86, exported by libtorch_cpu.
+extern "C" __m256 Sleef_expf8_u10avx2(__m256);
+extern "C" __m256 Sleef_tanhf8_u10avx2(__m256);
+#endif
+
+namespace {
+
+// In place: x <- sigmoid(x) or tanh(x) over n values.
+void sigmoid_scalar(float* x, int64_t n) { for (int64_t i = 0; i < n; ++i) x[i] = 1.f / (1.f + std::exp(-x[i])); }
+void sigmoid_scalar(double* x, int64_t n) { for (int64_t i = 0; i < n; ++i) x[i] = 1. / (1. + std::exp(-x[i])); }
+template <typename T> void tanh_scalar(T* x, int64_t n) { for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]); }
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void sigmoid_avx2(float* x, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 e = Sleef_expf8_u10avx2(_mm256_sub_ps(zero, _mm256_loadu_ps(x + i)));
+    _mm256_storeu_ps(x + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+  }
+  sigmoid_scalar(x + i, n - i);
+}
+__attribute__((target("avx2,fma"))) void tanh_avx2(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, Sleef_tanhf8_u10avx2(_mm256_loadu_ps(x + i)));
+  tanh_scalar(x + i, n - i);
+}
+bool detect_avx2() { __builtin_cpu_init(); return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+const bool has_avx2 = detect_avx2();
+#endif
+
+void sigmoid_(float* x, int64_t n) {
+#if defined(__x86_64__)
+  if (has_avx2) return sigmoid_avx2(x, n);
+#endif
+  sigmoid_scalar(x, n);
+}
+void tanh_(float* x, int64_t n) {
+#if defined(__x86_64__)
+  if (has_avx2) return tanh_avx2(x, n);
+#endif
+  tanh_scalar(x, n);
+}
+void sigmoid_(double* x, int64_t n) { sigmoid_scalar(x, n); }
+void tanh_(double* x, int64_t n) { tanh_scalar(x, n); }
+
+// Rows (d, b) of one step in parallel (torch's intra-op threads); one row is H units.
+template <typename F> void rows(int64_t n_rows, int64_t H, const F& f) {
+  at::parallel_for(0, n_rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(H, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) f(i);
+  });
+}
+
+template <typename T>
+void forward_steps(const at::Tensor& gx, const std::vector<at::Tensor>& U_t, const at::Tensor& bias,
+                   at::Tensor& gates, at::Tensor& n_all, at::Tensor& states) {
+  const int64_t D = gates.size(0), Tn = gates.size(1), B = gates.size(2), H = n_all.size(3);
+  for (int64_t t = 0; t < Tn; ++t) {
+    for (int64_t d = 0; d < D; ++d) {                     // gates[d, t] = h_{t-1} U^T + b  (B, 3H)
+      at::Tensor g = gates[d][t];
+      at::addmm_out(g, bias[d], states[d][t], U_t[d]);
+    }
+    rows(D * B, H, [&](int64_t row) {
+      const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b;
+      const T* x = gx.data_ptr<T>() + i * 3 * H;
+      T* g = gates.data_ptr<T>() + i * 3 * H;                  // [U_r h + b_r, U_z h + b_z, U_n h + b_n]
+      T* n = n_all.data_ptr<T>() + i * H;
+      const T* hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;   // h_{t-1}
+      T* h = const_cast<T*>(hp) + B * H;                                         // h_t
+      for (int64_t j = 0; j < 2 * H; ++j) g[j] += x[j];
+      sigmoid_(g, 2 * H);                                      // g[:2H] = [r, z]
+      for (int64_t j = 0; j < H; ++j) n[j] = x[2 * H + j] + g[j] * g[2 * H + j];
+      tanh_(n, H);                                             // n
+      for (int64_t j = 0; j < H; ++j) h[j] = n[j] + g[H + j] * (hp[j] - n[j]);
+    });
+  }
+}
+
+template <typename T>
+void backward_steps(const at::Tensor& dout, const at::Tensor& U, const at::Tensor& gates, const at::Tensor& n_all,
+                    const at::Tensor& states, at::Tensor& dgh, at::Tensor& dgx) {
+  const int64_t D = gates.size(0), Tn = gates.size(1), B = gates.size(2), H = n_all.size(3);
+  at::Tensor carry = at::zeros({D, B, H}, n_all.options());   // dL/dh_t from step t + 1: dh z + dgh U
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    rows(D * B, H, [&](int64_t row) {
+      const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b;
+      const T* g = gates.data_ptr<T>() + i * 3 * H;           // [r, z, U_n h + b_n]
+      const T* n = n_all.data_ptr<T>() + i * H;
+      const T* hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;
+      const T* go = dout.data_ptr<T>() + i * H;
+      T* c = carry.data_ptr<T>() + row * H;
+      T* dg = dgh.data_ptr<T>() + i * 3 * H;
+      T* dx = dgx.data_ptr<T>() + i * 3 * H;
+      for (int64_t j = 0; j < H; ++j) {
+        const T r = g[j], z = g[H + j], gn = g[2 * H + j], nj = n[j], dh = go[j] + c[j];
+        const T dn = dh * (1 - z) * (1 - nj * nj);            // d(pre-tanh)
+        const T dr = dn * gn * r * (1 - r);                   // d(pre-sigmoid of r)
+        const T dz = dh * (hp[j] - nj) * z * (1 - z);         // d(pre-sigmoid of z)
+        dg[j] = dx[j] = dr;
+        dg[H + j] = dx[H + j] = dz;
+        dg[2 * H + j] = dn * r;                               // d(U_n h + b_n)
+        dx[2 * H + j] = dn;                                   // d(gx_n)
+        c[j] = dh * z;
+      }
+    });
+    if (t)
+      for (int64_t d = 0; d < D; ++d) {                   // + [dr, dz, dn r] U (addmm_out: FLOP counters see it)
+        at::Tensor c = carry[d];
+        at::addmm_out(c, c, dgh[d][t], U[d]);
+      }
+  }
+}
+
+}  // namespace
+
+// gx (D, T, B, 3H) contiguous, weight (D, 3H, H), bias (D, 3H), all one dtype on the CPU.
+// Returns states (D, T + 1, B, H) (h_0 = 0, h_1 .. h_T), and for the backward gates [r, z, U_n h + b_n] and n.
+std::vector<at::Tensor> gru_forward(at::Tensor gx, at::Tensor weight, at::Tensor bias) {
+  TORCH_CHECK(gx.dim() == 4 && gx.is_contiguous() && gx.device().is_cpu(), "gx must be a contiguous CPU (D, T, B, 3H) tensor");
+  const int64_t D = gx.size(0), Tn = gx.size(1), B = gx.size(2), G = gx.size(3), H = weight.size(2);
+  TORCH_CHECK(G == 3 * H && weight.dim() == 3 && weight.size(0) == D && weight.size(1) == G, "weight must be (D, 3H, H)");
+  TORCH_CHECK(weight.scalar_type() == gx.scalar_type() && bias.scalar_type() == gx.scalar_type(), "one dtype for all");
+  std::vector<at::Tensor> U_t;
+  for (int64_t d = 0; d < D; ++d) U_t.push_back(weight[d].t().contiguous());   // (H, 3H)
+  at::Tensor gates = at::empty({D, Tn, B, G}, gx.options());
+  at::Tensor n_all = at::empty({D, Tn, B, H}, gx.options());
+  at::Tensor states = at::empty({D, Tn + 1, B, H}, gx.options());
+  states.select(1, 0).zero_();
+  at::Tensor b = bias.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "gru_forward", [&] {
+    forward_steps<scalar_t>(gx, U_t, b, gates, n_all, states);
+  });
+  return {states, gates, n_all};
+}
+
+// dout (D, T, B, H) contiguous; returns d gx (D, T, B, 3H), d weight (D, 3H, H), d bias (D, 3H).
+std::vector<at::Tensor> gru_backward(at::Tensor dout, at::Tensor weight, at::Tensor states, at::Tensor gates,
+                                     at::Tensor n_all) {
+  TORCH_CHECK(dout.is_contiguous() && dout.sizes() == n_all.sizes(), "dout must be contiguous (D, T, B, H)");
+  const int64_t D = gates.size(0), Tn = gates.size(1), G = gates.size(3), H = n_all.size(3);
+  at::Tensor dgh = at::empty_like(gates), dgx = at::empty_like(gates);
+  at::Tensor U = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_backward", [&] {
+    backward_steps<scalar_t>(dout, U, gates, n_all, states, dgh, dgx);
+  });
+  // dU_d = sum_t dgh_t^T h_{t-1}: one product per direction over all steps (as the readable loop, h_0 = 0 included)
+  at::Tensor dweight = at::empty_like(U);
+  for (int64_t d = 0; d < D; ++d) {
+    at::Tensor dw = dweight[d];
+    at::mm_out(dw, dgh[d].reshape({-1, G}).t(), states[d].narrow(0, 0, Tn).reshape({-1, H}));
+  }
+  return {dgx, dweight, dgh.sum({1, 2})};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("gru_forward", &gru_forward);
+  m.def("gru_backward", &gru_backward);
+}
+"""
+
+_NAME = "ds2_gru_" + hashlib.sha1((CPP_SOURCE + torch.__version__).encode()).hexdigest()[:12]
+_BUILD = dict(name=_NAME, cpp_sources=[CPP_SOURCE], extra_cflags=["-O3"], no_implicit_headers=True, verbose=False)
+
+_module = None
+_tried = False
+
+
+def build_directory() -> str:
+    """Where the extension is built and cached: torch's extension folder (never the repository)."""
+    from torch.utils.cpp_extension import get_default_build_root
+    return os.path.join(get_default_build_root(), _NAME)
+
+
+def _why_unavailable() -> str | None:
+    """A reason the kernel cannot be built here, without trying; None if it may."""
+    if os.environ.get("DS2_GRU_KERNEL", "1") == "0":
+        return "turned off by DS2_GRU_KERNEL=0"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return f"no C++ compiler ({os.environ.get('CXX', 'c++')}) on PATH"
+    if shutil.which("ninja") is None:
+        return "no ninja on PATH (torch's extension builder needs it: pip install ninja)"
+    return None
+
+
+@contextlib.contextmanager
+def _exclusive(directory: str, timeout: float):
+    """Hold an ``flock`` on ``directory``/build.flock (released by the OS even if this process dies), so one
+    process builds while the others wait; a ``lock`` file left by torch's own locking after a killed build is
+    stale while we hold it, and removed (torch would otherwise wait on it forever)."""
+    import fcntl
+    with open(os.path.join(directory, "build.flock"), "w") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another process held the build lock for over {timeout:.0f} s")
+                time.sleep(0.2)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, "lock"))
+        yield
+
+
+def _build_here(directory: str | None = None):
+    """Compile (or find compiled) and import the extension in this process (in the child of :func:`load`, then
+    in :func:`load` itself, where the build is done)."""
+    from torch.utils.cpp_extension import load_inline
+    directory = directory or build_directory()
+    os.makedirs(directory, exist_ok=True)
+    return load_inline(build_directory=directory, **_BUILD)
+
+
+def _run_build(directory: str) -> None:
+    """Build in a child process, in its own process group: all of it (ninja, the compiler) is killed on timeout."""
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from reference import _gru_kernel as k; k._build_here(sys.argv[2])"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen([sys.executable, "-c", code, root, directory], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = child.communicate(timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, 9)
+        child.communicate()
+        raise
+    if child.returncode:
+        lines = [line for line in err.strip().splitlines() if "error" in line.lower()] or err.strip().splitlines() or ["?"]
+        raise RuntimeError(f"the build failed: {lines[0][:300]}")
+
+
+def load():
+    """The compiled extension, or ``None`` (with one logged line saying why) if it cannot be had here.
+
+    The first call in a machine's life compiles it in a child process (killed after ``BUILD_TIMEOUT``
+    seconds), under a lock that other processes wait on; later calls and processes load the cached build.
+    """
+    global _module, _tried
+    if _tried:
+        return _module
+    _tried = True
+    reason = _why_unavailable()
+    if reason is None:
+        try:
+            directory = build_directory()
+            os.makedirs(directory, exist_ok=True)
+            with _exclusive(directory, BUILD_TIMEOUT):
+                if not any(f.endswith(".so") or f.endswith(".pyd") for f in os.listdir(directory)):
+                    t0 = time.monotonic()
+                    _run_build(directory)
+                    log.info("compiled the GRU kernel in %.0f s (%s)", time.monotonic() - t0, directory)
+                _module = _build_here(directory)
+        except subprocess.TimeoutExpired:
+            reason = f"the build took over {BUILD_TIMEOUT:.0f} s"
+        except Exception as e:  # noqa: BLE001 - any failure to build or load means: use the Python path
+            reason = f"{type(e).__name__}: {e}"
+    if _module is None:
+        log.warning("reference: the compiled GRU kernel is unavailable (%s); training uses the Python fast path, "
+                    "same results, slower", reason)
+    return _module
+
+
+class CompiledGRURecurrence(torch.autograd.Function):
+    """:class:`reference.layers._GRURecurrence` computed by the compiled kernel: ``gx`` ``(T, D, B, 3H)``
+    (a ``(D, T, B, 3H)`` tensor permuted costs no copy), ``weight_hh`` ``(D, 3H, H)``, ``bias_hh`` ``(D, 3H)``
+    -> ``(T, D, B, H)``, a permuted view of a ``(D, T, B, H)`` tensor."""
+
+    @staticmethod
+    def forward(ctx, gx, weight_hh, bias_hh):
+        states, gates, n_all = _module.gru_forward(gx.permute(1, 0, 2, 3).contiguous(), weight_hh, bias_hh)
+        ctx.save_for_backward(weight_hh, states, gates, n_all)
+        return states[:, 1:].permute(1, 0, 2, 3)                # h_1 .. h_T
+
+    @staticmethod
+    def backward(ctx, dout):
+        weight_hh, states, gates, n_all = ctx.saved_tensors
+        dgx, d_weight, d_bias = _module.gru_backward(dout.permute(1, 0, 2, 3).contiguous(), weight_hh, states,
+                                                     gates, n_all)
+        return dgx.permute(1, 0, 2, 3), d_weight, d_bias
