@@ -222,11 +222,31 @@ def _why_unavailable() -> str | None:
     """A reason the kernel cannot be built here, without trying; None if it may."""
     if os.environ.get("DS2_GRU_KERNEL", "1") == "0":
         return "turned off by DS2_GRU_KERNEL=0"
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
+    if shutil.which(os.environ.get("CXX", "c++"), path=_tool_path()) is None:
         return f"no C++ compiler ({os.environ.get('CXX', 'c++')}) on PATH"
-    if shutil.which("ninja") is None:
+    if shutil.which("ninja", path=_tool_path()) is None:
         return "no ninja on PATH (torch's extension builder needs it: pip install ninja)"
     return None
+
+
+def _tool_path() -> str:
+    """PATH for the build, with this Python's own bin folder first (a ``pip install ninja`` in an
+    environment that is not activated)."""
+    return os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
+def _library(directory: str) -> str:
+    """The built extension's file (torch names it after the extension)."""
+    return os.path.join(directory, _NAME + (".pyd" if sys.platform == "win32" else ".so"))
+
+
+def _import(directory: str):
+    """Import the built extension (no compiler or ninja needed to load it)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(_NAME, _library(directory))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager
@@ -251,8 +271,7 @@ def _exclusive(directory: str, timeout: float):
 
 
 def _build_here(directory: str | None = None):
-    """Compile (or find compiled) and import the extension in this process (in the child of :func:`load`, then
-    in :func:`load` itself, where the build is done)."""
+    """Compile the extension into ``directory`` (the build child of :func:`load` runs this)."""
     from torch.utils.cpp_extension import load_inline
     directory = directory or build_directory()
     os.makedirs(directory, exist_ok=True)
@@ -264,7 +283,8 @@ def _run_build(directory: str) -> None:
     code = "import sys; sys.path.insert(0, sys.argv[1]); from reference import _gru_kernel as k; k._build_here(sys.argv[2])"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     child = subprocess.Popen([sys.executable, "-c", code, root, directory], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env={**os.environ, "PATH": _tool_path()})
     try:
         _, err = child.communicate(timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -281,7 +301,7 @@ def load():
     """The compiled extension, or ``None`` (with one logged line saying why) if it cannot be had here.
 
     The first call in a machine's life compiles it in a child process (killed after ``BUILD_TIMEOUT``
-    seconds), under a lock that other processes wait on; later calls and processes load the cached build.
+    seconds), under a lock that other processes wait on; later processes import the cached build.
     """
     global _module, _tried
     if _tried:
@@ -293,11 +313,11 @@ def load():
             directory = build_directory()
             os.makedirs(directory, exist_ok=True)
             with _exclusive(directory, BUILD_TIMEOUT):
-                if not any(f.endswith(".so") or f.endswith(".pyd") for f in os.listdir(directory)):
+                if not os.path.exists(_library(directory)):
                     t0 = time.monotonic()
                     _run_build(directory)
                     log.info("compiled the GRU kernel in %.0f s (%s)", time.monotonic() - t0, directory)
-                _module = _build_here(directory)
+                _module = _import(directory)
         except subprocess.TimeoutExpired:
             reason = f"the build took over {BUILD_TIMEOUT:.0f} s"
         except Exception as e:  # noqa: BLE001 - any failure to build or load means: use the Python path

@@ -383,10 +383,18 @@ def _python_path_trains_equal(caplog, reason):
 
 def test_compiled_kernel_falls_back_when_the_build_fails(monkeypatch, tmp_path, caplog):
     kernel = _fresh_loader(monkeypatch, tmp_path)
+    def failing_build(directory):
+        raise RuntimeError("the build failed: main.cpp:1: error: no such header")
+    monkeypatch.setattr(kernel, "_run_build", failing_build)
+    _python_path_trains_equal(caplog, "no such header")
+
+
+def test_compiled_kernel_falls_back_when_the_built_library_does_not_load(monkeypatch, tmp_path, caplog):
+    kernel = _fresh_loader(monkeypatch, tmp_path)
     (tmp_path / "build").mkdir()
-    (tmp_path / "build" / "ds2_gru.so").write_bytes(b"")           # "built": the loader is called in-process
-    monkeypatch.setattr(kernel, "_build_here", lambda d=None: (_ for _ in ()).throw(OSError("no such compiler: c++")))
-    _python_path_trains_equal(caplog, "no such compiler")
+    with open(kernel._library(str(tmp_path / "build")), "wb"):     # a truncated build
+        pass
+    _python_path_trains_equal(caplog, "ImportError")
 
 
 def test_compiled_kernel_falls_back_without_a_compiler(monkeypatch, tmp_path, caplog):
