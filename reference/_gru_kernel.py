@@ -98,55 +98,66 @@ template <typename F> void rows(int64_t n_rows, int64_t H, const F& f) {
   });
 }
 
+// Direction d = 1 reads and writes each sequence backwards from its own last step: kernel step t of
+// sequence b is time step tt = L_b - 1 - t while t < L_b (padded steps stay in place, as reverse_padded does).
+inline int64_t time_index(int64_t d, int64_t t, int64_t L) { return (d == 1 && t < L) ? L - 1 - t : t; }
+
 template <typename T>
-void forward_steps(const at::Tensor& gx, const std::vector<at::Tensor>& U_t, const at::Tensor& bias,
-                   at::Tensor& gates, at::Tensor& n_all, at::Tensor& states) {
-  const int64_t D = gates.size(0), Tn = gates.size(1), B = gates.size(2), H = n_all.size(3);
+void forward_steps(const at::Tensor& gx, const int64_t* len, const std::vector<at::Tensor>& U_t, const at::Tensor& bias,
+                   at::Tensor& gates, at::Tensor& n_all, at::Tensor& states, at::Tensor& out) {
+  const int64_t D = gates.size(0), Tn = gates.size(1), B = gates.size(2), H = n_all.size(3), G = 3 * H;
   for (int64_t t = 0; t < Tn; ++t) {
-    for (int64_t d = 0; d < D; ++d) {                     // gates[d, t] = h_{t-1} U^T + b  (B, 3H)
+    for (int64_t d = 0; d < D; ++d) {                     // gates[d, t] = h_{t-1} U^T  (B, 3H)
       at::Tensor g = gates[d][t];
-      at::addmm_out(g, bias[d], states[d][t], U_t[d]);
+      at::mm_out(g, states[d][t], U_t[d]);
     }
     rows(D * B, H, [&](int64_t row) {
-      const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b;
-      const T* x = gx.data_ptr<T>() + i * 3 * H;
-      T* g = gates.data_ptr<T>() + i * 3 * H;                  // [U_r h + b_r, U_z h + b_z, U_n h + b_n]
+      const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b, tt = time_index(d, t, len[b]);
+      const T* x = gx.data_ptr<T>() + (tt * B + b) * D * G + d * G;     // this direction's W x at tt
+      const T* bh = bias.data_ptr<T>() + d * G;
+      T* g = gates.data_ptr<T>() + i * G;
       T* n = n_all.data_ptr<T>() + i * H;
       const T* hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;   // h_{t-1}
       T* h = const_cast<T*>(hp) + B * H;                                         // h_t
-      for (int64_t j = 0; j < 2 * H; ++j) g[j] += x[j];
-      sigmoid_(g, 2 * H);                                      // g[:2H] = [r, z]
-      for (int64_t j = 0; j < H; ++j) n[j] = x[2 * H + j] + g[j] * g[2 * H + j];
+      T* o = out.data_ptr<T>() + ((tt * D + d) * B + b) * H;
+      for (int64_t j = 0; j < 2 * H; ++j) g[j] += x[j] + bh[j];
+      sigmoid_(g, 2 * H);                                      // g = [r, z, .]
+      for (int64_t j = 0; j < H; ++j) {
+        g[2 * H + j] += bh[2 * H + j];                         // g = [r, z, U_n h + b_n]
+        n[j] = x[2 * H + j] + g[j] * g[2 * H + j];
+      }
       tanh_(n, H);                                             // n
       for (int64_t j = 0; j < H; ++j) h[j] = n[j] + g[H + j] * (hp[j] - n[j]);
+      for (int64_t j = 0; j < H; ++j) o[j] = t < len[b] ? h[j] : T(0);   // 0 at padded steps
     });
   }
 }
 
 template <typename T>
-void backward_steps(const at::Tensor& dout, const at::Tensor& U, const at::Tensor& gates, const at::Tensor& n_all,
-                    const at::Tensor& states, at::Tensor& dgh, at::Tensor& dgx) {
-  const int64_t D = gates.size(0), Tn = gates.size(1), B = gates.size(2), H = n_all.size(3);
+void backward_steps(const at::Tensor& dout, const int64_t* len, const at::Tensor& U, const at::Tensor& gates,
+                    const at::Tensor& n_all, const at::Tensor& states, at::Tensor& dgh, at::Tensor& dgx) {
+  const int64_t D = gates.size(0), Tn = gates.size(1), B = gates.size(2), H = n_all.size(3), G = 3 * H;
   at::Tensor carry = at::zeros({D, B, H}, n_all.options());   // dL/dh_t from step t + 1: dh z + dgh U
   for (int64_t t = Tn - 1; t >= 0; --t) {
     rows(D * B, H, [&](int64_t row) {
-      const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b;
-      const T* g = gates.data_ptr<T>() + i * 3 * H;           // [r, z, U_n h + b_n]
+      const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b, tt = time_index(d, t, len[b]);
+      const bool valid = t < len[b];                           // a padded step's output is 0: no gradient
+      const T* g = gates.data_ptr<T>() + i * G;               // [r, z, U_n h + b_n]
       const T* n = n_all.data_ptr<T>() + i * H;
       const T* hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;
-      const T* go = dout.data_ptr<T>() + i * H;
+      const T* go = dout.data_ptr<T>() + ((tt * D + d) * B + b) * H;
       T* c = carry.data_ptr<T>() + row * H;
-      T* dg = dgh.data_ptr<T>() + i * 3 * H;
-      T* dx = dgx.data_ptr<T>() + i * 3 * H;
+      T* dg = dgh.data_ptr<T>() + i * G;
+      T* dx = dgx.data_ptr<T>() + (tt * B + b) * D * G + d * G;
       for (int64_t j = 0; j < H; ++j) {
-        const T r = g[j], z = g[H + j], gn = g[2 * H + j], nj = n[j], dh = go[j] + c[j];
+        const T r = g[j], z = g[H + j], gn = g[2 * H + j], nj = n[j], dh = (valid ? go[j] : T(0)) + c[j];
         const T dn = dh * (1 - z) * (1 - nj * nj);            // d(pre-tanh)
         const T dr = dn * gn * r * (1 - r);                   // d(pre-sigmoid of r)
         const T dz = dh * (hp[j] - nj) * z * (1 - z);         // d(pre-sigmoid of z)
         dg[j] = dx[j] = dr;
         dg[H + j] = dx[H + j] = dz;
         dg[2 * H + j] = dn * r;                               // d(U_n h + b_n)
-        dx[2 * H + j] = dn;                                   // d(gx_n)
+        dx[2 * H + j] = dn;                                   // d(W_n x)
         c[j] = dh * z;
       }
     });
@@ -158,37 +169,51 @@ void backward_steps(const at::Tensor& dout, const at::Tensor& U, const at::Tenso
   }
 }
 
+const int64_t* checked_lengths(const at::Tensor& lengths, int64_t B, int64_t Tn) {
+  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == B && lengths.scalar_type() == at::kLong && lengths.is_contiguous()
+              && lengths.device().is_cpu(), "lengths must be a contiguous CPU int64 (B,) tensor");
+  TORCH_CHECK(lengths.min().item<int64_t>() >= 0 && lengths.max().item<int64_t>() <= Tn, "lengths must be in [0, T]");
+  return lengths.data_ptr<int64_t>();
+}
+
 }  // namespace
 
-// gx (D, T, B, 3H) contiguous, weight (D, 3H, H), bias (D, 3H), all one dtype on the CPU.
-// Returns states (D, T + 1, B, H) (h_0 = 0, h_1 .. h_T), and for the backward gates [r, z, U_n h + b_n] and n.
-std::vector<at::Tensor> gru_forward(at::Tensor gx, at::Tensor weight, at::Tensor bias) {
-  TORCH_CHECK(gx.dim() == 4 && gx.is_contiguous() && gx.device().is_cpu(), "gx must be a contiguous CPU (D, T, B, 3H) tensor");
-  const int64_t D = gx.size(0), Tn = gx.size(1), B = gx.size(2), G = gx.size(3), H = weight.size(2);
-  TORCH_CHECK(G == 3 * H && weight.dim() == 3 && weight.size(0) == D && weight.size(1) == G, "weight must be (D, 3H, H)");
+// gx (T, B, D * 3H) contiguous: W x of every direction in time order (D = 1 or 2; direction 1 runs each sequence
+// backwards), lengths (B,) int64, weight (D, 3H, H), bias (D, 3H), one float dtype, on the CPU.
+// Returns out (T, D, B, H) in time order, 0 at padded steps; for the backward, in each direction's own step order,
+// states (D, T + 1, B, H) (h_0 = 0, h_1 .. h_T), gates [r, z, U_n h + b_n] (D, T, B, 3H) and n (D, T, B, H).
+std::vector<at::Tensor> gru_forward(at::Tensor gx, at::Tensor lengths, at::Tensor weight, at::Tensor bias) {
+  TORCH_CHECK(gx.dim() == 3 && gx.is_contiguous() && gx.device().is_cpu(), "gx must be a contiguous CPU (T, B, D * 3H) tensor");
+  const int64_t D = weight.size(0), Tn = gx.size(0), B = gx.size(1), G = weight.size(1), H = weight.size(2);
+  TORCH_CHECK(weight.dim() == 3 && G == 3 * H && gx.size(2) == D * G && D <= 2 && bias.numel() == D * G,
+              "weight must be (D, 3H, H), bias (D, 3H) and gx (T, B, D * 3H)");
   TORCH_CHECK(weight.scalar_type() == gx.scalar_type() && bias.scalar_type() == gx.scalar_type(), "one dtype for all");
+  const int64_t* len = checked_lengths(lengths, B, Tn);
   std::vector<at::Tensor> U_t;
   for (int64_t d = 0; d < D; ++d) U_t.push_back(weight[d].t().contiguous());   // (H, 3H)
   at::Tensor gates = at::empty({D, Tn, B, G}, gx.options());
   at::Tensor n_all = at::empty({D, Tn, B, H}, gx.options());
   at::Tensor states = at::empty({D, Tn + 1, B, H}, gx.options());
+  at::Tensor out = at::empty({Tn, D, B, H}, gx.options());
   states.select(1, 0).zero_();
   at::Tensor b = bias.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "gru_forward", [&] {
-    forward_steps<scalar_t>(gx, U_t, b, gates, n_all, states);
+    forward_steps<scalar_t>(gx, len, U_t, b, gates, n_all, states, out);
   });
-  return {states, gates, n_all};
+  return {out, states, gates, n_all};
 }
 
-// dout (D, T, B, H) contiguous; returns d gx (D, T, B, 3H), d weight (D, 3H, H), d bias (D, 3H).
-std::vector<at::Tensor> gru_backward(at::Tensor dout, at::Tensor weight, at::Tensor states, at::Tensor gates,
-                                     at::Tensor n_all) {
-  TORCH_CHECK(dout.is_contiguous() && dout.sizes() == n_all.sizes(), "dout must be contiguous (D, T, B, H)");
-  const int64_t D = gates.size(0), Tn = gates.size(1), G = gates.size(3), H = n_all.size(3);
-  at::Tensor dgh = at::empty_like(gates), dgx = at::empty_like(gates);
+// dout (T, D, B, H) contiguous; returns d gx (T, B, D * 3H), d weight (D, 3H, H), d bias (D, 3H).
+std::vector<at::Tensor> gru_backward(at::Tensor dout, at::Tensor lengths, at::Tensor weight, at::Tensor states,
+                                     at::Tensor gates, at::Tensor n_all) {
+  const int64_t D = gates.size(0), Tn = gates.size(1), B = gates.size(2), G = gates.size(3), H = n_all.size(3);
+  TORCH_CHECK(dout.is_contiguous() && dout.dim() == 4 && dout.size(0) == Tn && dout.size(1) == D && dout.size(2) == B
+              && dout.size(3) == H, "dout must be contiguous (T, D, B, H)");
+  const int64_t* len = checked_lengths(lengths, B, Tn);
+  at::Tensor dgh = at::empty_like(gates), dgx = at::empty({Tn, B, D * G}, gates.options());
   at::Tensor U = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_backward", [&] {
-    backward_steps<scalar_t>(dout, U, gates, n_all, states, dgh, dgx);
+    backward_steps<scalar_t>(dout, len, U, gates, n_all, states, dgh, dgx);
   });
   // dU_d = sum_t dgh_t^T h_{t-1}: one product per direction over all steps (as the readable loop, h_0 = 0 included)
   at::Tensor dweight = at::empty_like(U);
@@ -205,8 +230,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 }
 """
 
-_NAME = "ds2_gru_" + hashlib.sha1((CPP_SOURCE + torch.__version__).encode()).hexdigest()[:12]
-_BUILD = dict(name=_NAME, cpp_sources=[CPP_SOURCE], extra_cflags=["-O3"], no_implicit_headers=True, verbose=False)
+_FLAGS = ["-O3"]
+_NAME = "ds2_gru_" + hashlib.sha1(repr((CPP_SOURCE, _FLAGS, torch.__version__)).encode()).hexdigest()[:12]
+_BUILD = dict(name=_NAME, cpp_sources=[CPP_SOURCE], extra_cflags=_FLAGS, no_implicit_headers=True, verbose=False)
 
 _module = None
 _tried = False
@@ -329,19 +355,21 @@ def load():
 
 
 class CompiledGRURecurrence(torch.autograd.Function):
-    """:class:`reference.layers._GRURecurrence` computed by the compiled kernel: ``gx`` ``(T, D, B, 3H)``
-    (a ``(D, T, B, 3H)`` tensor permuted costs no copy), ``weight_hh`` ``(D, 3H, H)``, ``bias_hh`` ``(D, 3H)``
-    -> ``(T, D, B, H)``, a permuted view of a ``(D, T, B, H)`` tensor."""
+    """A layer's GRU recurrence by the compiled kernel, from its whole projection: ``gx`` ``(T, B, D * 3H)``
+    (direction ``d``'s ``B(W x)`` in columns ``d * 3H ...``; direction 1 runs each sequence backwards from its
+    own last step, as :func:`reference.layers.reverse_padded` arranges it for the Python paths), ``lengths``
+    ``(B,)`` int64, ``weight_hh`` ``(D, 3H, H)``, ``bias_hh`` ``(D, 3H)`` -> ``(T, D, B, H)``: the states in time
+    order, 0 at padded steps.  The maths of :class:`reference.layers._GRURecurrence` (see there)."""
 
     @staticmethod
-    def forward(ctx, gx, weight_hh, bias_hh):
-        states, gates, n_all = _module.gru_forward(gx.permute(1, 0, 2, 3).contiguous(), weight_hh, bias_hh)
-        ctx.save_for_backward(weight_hh, states, gates, n_all)
-        return states[:, 1:].permute(1, 0, 2, 3)                # h_1 .. h_T
+    def forward(ctx, gx, lengths, weight_hh, bias_hh):
+        lengths = lengths.to("cpu", torch.long).contiguous()
+        out, states, gates, n_all = _module.gru_forward(gx.contiguous(), lengths, weight_hh, bias_hh)
+        ctx.save_for_backward(lengths, weight_hh, states, gates, n_all)
+        return out
 
     @staticmethod
     def backward(ctx, dout):
-        weight_hh, states, gates, n_all = ctx.saved_tensors
-        dgx, d_weight, d_bias = _module.gru_backward(dout.permute(1, 0, 2, 3).contiguous(), weight_hh, states,
-                                                     gates, n_all)
-        return dgx.permute(1, 0, 2, 3), d_weight, d_bias
+        lengths, weight_hh, states, gates, n_all = ctx.saved_tensors
+        dgx, d_weight, d_bias = _module.gru_backward(dout.contiguous(), lengths, weight_hh, states, gates, n_all)
+        return dgx, None, d_weight, d_bias

@@ -362,14 +362,14 @@ def bidirectional_gru(x, lengths, forward_weights, backward_weights):
 
 
 def _compiled_gru_applies(gx, weight_hh, bias_hh) -> bool:
-    """The compiled kernel takes CPU float32/float64 tensors of one dtype (not under autocast), if it builds here
-    (:func:`reference._gru_kernel.load`: compiled on first use, ``None`` with one logged line if it cannot be)."""
-    return (gx.device.type == "cpu" and gx.dtype in (torch.float32, torch.float64)
+    """The compiled kernel trains on CPU float32/float64 tensors of one dtype (not under autocast), if it builds
+    here (:func:`reference._gru_kernel.load`: compiled on first use, ``None`` with one logged line if it cannot be)."""
+    return (torch.is_grad_enabled() and gx.device.type == "cpu" and gx.dtype in (torch.float32, torch.float64)
             and weight_hh.dtype == bias_hh.dtype == gx.dtype and weight_hh.device.type == bias_hh.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu") and _gru_kernel.load() is not None)
 
 
-def _fused_gru(gx, weight_hh, bias_hh, compiled: bool = True):
+def _fused_gru(gx, weight_hh, bias_hh):
     """Fast path: the GRU recurrence of ``D`` directions at once on precomputed (batch-normalised)
     projections.
 
@@ -385,12 +385,12 @@ def _fused_gru(gx, weight_hh, bias_hh, compiled: bool = True):
     * without autograd (evaluation), and on a GPU with autograd too, torch's native GRU kernel
       per direction (:func:`_native_gru`: cuDNN on a GPU) with an identity ``weight_ih``; BatchNorm
       of ``W x`` comes before the recurrence, so the recurrence is a GRU over a precomputed projection;
-    * with autograd on the CPU in float32/float64, the same maths compiled (``compiled=True``, where it
-      builds): :class:`reference._gru_kernel.CompiledGRURecurrence`, the whole time loop of every
-      direction, forward and backward, in one C++ call each;
-    * with autograd elsewhere (MPS, autocast, or no compiler), :class:`_GRURecurrence`: both directions
-      advance together (one batched matrix product per step for the two), and its backward is
-      hand-written backpropagation through time (see there).
+    * with autograd elsewhere (CPU, MPS), :class:`_GRURecurrence`: both directions advance together
+      (one batched matrix product per step for the two), and its backward is hand-written
+      backpropagation through time (see there).
+
+    Training on the CPU, :meth:`RecurrentLayer._recur_fused` runs the same maths compiled instead, where
+    it builds (:class:`reference._gru_kernel.CompiledGRURecurrence`).
     """
     D, G = gx.shape[1], gx.shape[-1]
     if bias_hh is None:
@@ -400,8 +400,6 @@ def _fused_gru(gx, weight_hh, bias_hh, compiled: bool = True):
         if torch.is_autocast_enabled(gx.device.type):   # in the weights' precision, autocast off: its
             with torch.autocast(gx.device.type, enabled=False):   # backward must not mix bfloat16 and float32
                 return _GRURecurrence.apply(gx.to(weight_hh.dtype), weight_hh, bias_hh.to(weight_hh.dtype))
-        if compiled and _compiled_gru_applies(gx, weight_hh, bias_hh):
-            return _gru_kernel.CompiledGRURecurrence.apply(gx, weight_hh, bias_hh)
         return _GRURecurrence.apply(gx, weight_hh, bias_hh)
     return torch.stack([_native_gru(gx[:, d], weight_hh[d], bias_hh[d], training) for d in range(D)], dim=1)
 
@@ -594,16 +592,16 @@ class RecurrentLayer(nn.Module):
             step = lambda g, h: clipped_relu(g + F.linear(h, U, b))
         return _unroll(gx, step, gx.new_zeros(gx.shape[1], self.hidden_size))
 
-    def _recur_fused(self, projections, lengths):
-        """The fast path: every direction's GRU recurrence at once (:func:`_fused_gru`); same result as
-        :meth:`_recur` per direction."""
-        seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(projections)]
+    def _recur_fused(self, gx, lengths):
+        """The fast path: every direction's GRU recurrence at once from the projection ``gx`` ``(T, B, D * 3H)``;
+        same result as :meth:`_recur` per direction.  Training on the CPU, compiled (the reversal of the backward
+        direction and the masking inside the kernel); elsewhere :func:`_fused_gru`."""
         weight, bias = torch.stack(list(self.weight_hh)), torch.stack(list(self.bias_hh))
-        if self.compiled and torch.is_grad_enabled() and _compiled_gru_applies(projections[0], weight, bias):
-            gx = torch.stack(seqs, dim=0).transpose(0, 1)            # the kernel's (D, T, B, 3H) layout, no copy
-        else:
-            gx = torch.stack(seqs, dim=1)
-        states = _fused_gru(gx, weight, bias, self.compiled)                       # (T, D, B, H)
+        if self.compiled and _compiled_gru_applies(gx, weight, bias):
+            states = _gru_kernel.CompiledGRURecurrence.apply(gx, lengths, weight, bias)   # (T, D, B, H)
+            return list(states.unbind(1))
+        seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(gx.split(self.gate_size, dim=-1))]
+        states = _fused_gru(torch.stack(seqs, dim=1), weight, bias)                # (T, D, B, H)
         return [states[:, 0]] + [reverse_padded(states[:, d], lengths) for d in range(1, len(seqs))]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -620,7 +618,7 @@ class RecurrentLayer(nn.Module):
             outs = [self.gru_layer_fn(g, lengths, eye, self.weight_hh[d], None, self.bias_hh[d], reverse=d == 1)
                     for d, g in enumerate(projections)]
         elif self.fused and self.rnn_type == "gru":
-            outs = self._recur_fused(projections, lengths)
+            outs = self._recur_fused(gx, lengths)
         else:                                                      # backward: each sequence from its own end
             outs = [self._recur(g, 0, lengths) if d == 0 else
                     reverse_padded(self._recur(reverse_padded(g, lengths), d, lengths), lengths)

@@ -323,19 +323,29 @@ def test_compiled_recurrence_equals_readable_loop(dtype, bidirectional, monkeypa
 
 @pytest.mark.parametrize("directions", [1, 2])
 def test_compiled_recurrence_gradcheck_and_python_fast_path(directions):
-    """The compiled backward by finite differences (gradcheck), and equal to the Python fast path
-    (:class:`_GRURecurrence`) in values and gradients, including a strided incoming gradient."""
-    from reference.layers import _GRURecurrence
+    """The compiled kernel alone, ragged lengths: its backward by finite differences (gradcheck), and equal
+    in values and gradients to the Python fast path (:class:`_GRURecurrence` on sequences reversed with
+    reverse_padded for the backward direction, outputs masked), with a strided incoming gradient."""
+    from reference.layers import _GRURecurrence, _valid
     kernel = compiled_kernel()
     torch.manual_seed(12)
-    D = directions
-    gx = torch.randn(5, D, 3, 12, dtype=torch.float64, requires_grad=True)
-    U = torch.randn(D, 12, 4, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(D, 12, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(kernel.CompiledGRURecurrence.apply, (gx, U, b))
-    ours, theirs = kernel.CompiledGRURecurrence.apply(gx, U, b), _GRURecurrence.apply(gx, U, b)
+    D, T, B, H = directions, 6, 4, 4
+    lengths = torch.tensor([6, 2, 4, 1])
+    gx = torch.randn(T, B, D * 3 * H, dtype=torch.float64, requires_grad=True)
+    U = torch.randn(D, 3 * H, H, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(D, 3 * H, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda g, u, c: kernel.CompiledGRURecurrence.apply(g, lengths, u, c), (gx, U, b))
+
+    def python_path(gx, U, b):
+        seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(gx.split(3 * H, dim=-1))]
+        states = _GRURecurrence.apply(torch.stack(seqs, dim=1), U, b)
+        outs = [states[:, 0]] + [reverse_padded(states[:, d], lengths) for d in range(1, D)]
+        return torch.stack(outs, dim=1).masked_fill(~_valid(lengths, T, gx).unsqueeze(1), 0.0)
+
+    ours, theirs = kernel.CompiledGRURecurrence.apply(gx, lengths, U, b), python_path(gx, U, b)
     torch.testing.assert_close(ours, theirs)
-    w = torch.randn(4, D, 3, 5, dtype=torch.float64).permute(3, 1, 2, 0)     # (T, D, B, H), not contiguous
+    assert ours[2:, :, 1].eq(0).all() and ours[1:, :, 3].eq(0).all()
+    w = torch.randn(H, B, D, T, dtype=torch.float64).permute(3, 2, 1, 0)     # (T, D, B, H), not contiguous
     for g_ours, g_theirs in zip(torch.autograd.grad((ours * w).sum(), (gx, U, b)),
                                 torch.autograd.grad((theirs * w).sum(), (gx, U, b))):
         torch.testing.assert_close(g_ours, g_theirs)
