@@ -241,7 +241,7 @@ _tried = False
 def build_directory() -> str:
     """Where the extension is built and cached: torch's extension folder (never the repository)."""
     from torch.utils.cpp_extension import get_default_build_root
-    return os.path.join(get_default_build_root(), _NAME)
+    return os.path.join(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root(), _NAME)
 
 
 def _why_unavailable() -> str | None:
