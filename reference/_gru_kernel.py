@@ -113,13 +113,13 @@ void forward_steps(const at::Tensor& gx, const int64_t* len, const std::vector<a
     }
     rows(D * B, H, [&](int64_t row) {
       const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b, tt = time_index(d, t, len[b]);
-      const T* x = gx.data_ptr<T>() + (tt * B + b) * D * G + d * G;     // this direction's W x at tt
-      const T* bh = bias.data_ptr<T>() + d * G;
-      T* g = gates.data_ptr<T>() + i * G;
-      T* n = n_all.data_ptr<T>() + i * H;
-      const T* hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;   // h_{t-1}
-      T* h = const_cast<T*>(hp) + B * H;                                         // h_t
-      T* o = out.data_ptr<T>() + ((tt * D + d) * B + b) * H;
+      const T* __restrict__ x = gx.data_ptr<T>() + (tt * B + b) * D * G + d * G;     // this direction's W x at tt
+      const T* __restrict__ bh = bias.data_ptr<T>() + d * G;
+      T* __restrict__ g = gates.data_ptr<T>() + i * G;
+      T* __restrict__ n = n_all.data_ptr<T>() + i * H;
+      const T* __restrict__ hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;   // h_{t-1}
+      T* __restrict__ h = states.data_ptr<T>() + ((d * (Tn + 1) + t + 1) * B + b) * H;    // h_t
+      T* __restrict__ o = out.data_ptr<T>() + ((tt * D + d) * B + b) * H;
       for (int64_t j = 0; j < 2 * H; ++j) g[j] += x[j] + bh[j];
       sigmoid_(g, 2 * H);                                      // g = [r, z, .]
       for (int64_t j = 0; j < H; ++j) {
@@ -142,13 +142,13 @@ void backward_steps(const at::Tensor& dout, const int64_t* len, const at::Tensor
     rows(D * B, H, [&](int64_t row) {
       const int64_t d = row / B, b = row % B, i = (d * Tn + t) * B + b, tt = time_index(d, t, len[b]);
       const bool valid = t < len[b];                           // a padded step's output is 0: no gradient
-      const T* g = gates.data_ptr<T>() + i * G;               // [r, z, U_n h + b_n]
-      const T* n = n_all.data_ptr<T>() + i * H;
-      const T* hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;
-      const T* go = dout.data_ptr<T>() + ((tt * D + d) * B + b) * H;
-      T* c = carry.data_ptr<T>() + row * H;
-      T* dg = dgh.data_ptr<T>() + i * G;
-      T* dx = dgx.data_ptr<T>() + (tt * B + b) * D * G + d * G;
+      const T* __restrict__ g = gates.data_ptr<T>() + i * G;   // [r, z, U_n h + b_n]
+      const T* __restrict__ n = n_all.data_ptr<T>() + i * H;
+      const T* __restrict__ hp = states.data_ptr<T>() + ((d * (Tn + 1) + t) * B + b) * H;
+      const T* __restrict__ go = dout.data_ptr<T>() + ((tt * D + d) * B + b) * H;
+      T* __restrict__ c = carry.data_ptr<T>() + row * H;
+      T* __restrict__ dg = dgh.data_ptr<T>() + i * G;
+      T* __restrict__ dx = dgx.data_ptr<T>() + (tt * B + b) * D * G + d * G;
       for (int64_t j = 0; j < H; ++j) {
         const T r = g[j], z = g[H + j], gn = g[2 * H + j], nj = n[j], dh = (valid ? go[j] : T(0)) + c[j];
         const T dn = dh * (1 - z) * (1 - nj * nj);            // d(pre-tanh)
