@@ -10,7 +10,7 @@ the gates; the backward collects every step's gate gradients so that ``dU`` is o
 after the loop.  The maths are :class:`reference.layers._GRURecurrence`'s (see there for the
 equations), tested equal to the readable loop (tests/test_layers.py).
 
-The extension is compiled on first use (``torch.utils.cpp_extension.load_inline``, ~30 s, cached
+The extension is compiled on first use (``torch.utils.cpp_extension.load_inline``, ~20 s, cached
 under torch's extension folder, ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``), never
 at import.  No compiler or ninja, a read-only cache, a build failing or taking longer than
 ``BUILD_TIMEOUT`` seconds: :func:`load` returns ``None`` once, logs one line saying why, and the
@@ -31,7 +31,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-BUILD_TIMEOUT = 240.0        # seconds for the first build (about 30 s of CPU on this course's machines)
+BUILD_TIMEOUT = 240.0        # seconds for the first build (about 20 s of CPU on this course's machines)
 
 CPP_SOURCE = r"""
 // Forward and backward of h_t = GRU(gx_t, h_{t-1}) for D directions, h_0 = 0, torch's gate order (r, z, n):
