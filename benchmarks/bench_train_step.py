@@ -22,6 +22,10 @@ lesson runner sets ``PASSIVE`` and the benchmarks do not.
 ``--quick``: the default policy, one process, only.  ``--clock cpu`` (with ``--threads 1``) times
 steps and the sgemm peak by the thread's CPU time instead of the wall clock: on a machine shared
 with busier processes the wall clock measures the waiting, CPU time the work.
+
+The step trains the GRU recurrence with the compiled kernel (``reference/_gru_kernel.py``, opt-in
+elsewhere: this bench turns it on unless ``DS2_GRU_KERNEL`` is set; built once before the children start,
+~20 s); ``DS2_GRU_KERNEL=0`` in the environment measures the Python fast path, the course's default.
 """
 import argparse
 import os
@@ -117,6 +121,7 @@ def main():
                    help="time by the wall clock or (one thread only) by the thread's CPU time")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    os.environ.setdefault("DS2_GRU_KERNEL", "1")                   # the compiled kernel unless told otherwise
     if args.clock == "cpu" and args.threads != 1:
         p.error("--clock cpu needs --threads 1 (other threads' work would not be counted)")
     if args.child:
@@ -125,6 +130,8 @@ def main():
     header(f"training step of the espeak preset, minibatches of {args.batch_size}, {args.clock} clock", args.threads)
     from reference.train import PRESETS, load_data
     load_data(PRESETS["espeak"], 0, str(ROOT / "data_cache"))     # build the corpus cache once, before the children
+    from reference import _gru_kernel
+    _gru_kernel.load()                                             # and the compiled GRU kernel (or say why not)
     print(f"{'OpenMP wait policy':>20} {'processes':>9} {'ms/step (each)':>16} {'clips/s (all)':>14} "
           f"{'GFLOP/s (each)':>16} {'sgemm peak':>10} {'of peak':>8} {'load':>5}")
     policies = (("default (spin)", {}), ("PASSIVE (sleep)", {"OMP_WAIT_POLICY": "PASSIVE"}))

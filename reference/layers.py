@@ -12,7 +12,12 @@
 Fast paths beside the readable code, same maths, tested equal to it: the GRU recurrence of a
 layer's directions together with a hand-written backward (:func:`_fused_gru`, ``fused=True``), and
 BatchNorm as torch's kernel on the valid frames only (``fast = True``; ``False`` runs the
-readable masked formula, :meth:`_MaskedBatchNorm._normalize`).
+readable masked formula, :meth:`_MaskedBatchNorm._normalize`).  Training on the CPU, the fused
+recurrence runs as a third path, compiled: its whole time loop, forward and backward, is one C++ call
+(:mod:`reference._gru_kernel`, built on first use; ``RecurrentLayer.compiled = False`` or
+``DS2_GRU_KERNEL=0`` turns it off, and without a compiler it falls back to the Python fast path).
+Why: a CPU step of these small models spends its time in the dispatch of thousands of per-time-step
+operations, not in arithmetic; DS2 wrote its own kernels for the same reason (section 4).
 * :class:`RecurrentLayer` — ``h_t = f(B(W x_t) + U h_{t-1})``: one DS2 recurrent layer.
 * :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.7).
 """
@@ -24,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _gru_kernel
 from .validation import check_lengths, check_tensor
 
 __all__ = [
@@ -355,6 +361,14 @@ def bidirectional_gru(x, lengths, forward_weights, backward_weights):
             + gru_layer(x, lengths, *_weights(backward_weights), reverse=True))
 
 
+def _compiled_gru_applies(gx, weight_hh, bias_hh) -> bool:
+    """The compiled kernel trains on CPU float32/float64 tensors of one dtype (not under autocast), if it builds
+    here (:func:`reference._gru_kernel.load`: compiled on first use, ``None`` with one logged line if it cannot be)."""
+    return (torch.is_grad_enabled() and gx.device.type == "cpu" and gx.dtype in (torch.float32, torch.float64)
+            and weight_hh.dtype == bias_hh.dtype == gx.dtype and weight_hh.device.type == bias_hh.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") and _gru_kernel.load() is not None)
+
+
 def _fused_gru(gx, weight_hh, bias_hh):
     """Fast path: the GRU recurrence of ``D`` directions at once on precomputed (batch-normalised)
     projections.
@@ -374,6 +388,9 @@ def _fused_gru(gx, weight_hh, bias_hh):
     * with autograd elsewhere (CPU, MPS), :class:`_GRURecurrence`: both directions advance together
       (one batched matrix product per step for the two), and its backward is hand-written
       backpropagation through time (see there).
+
+    Training on the CPU, :meth:`RecurrentLayer._recur_fused` runs the same maths compiled instead, where
+    it builds (:class:`reference._gru_kernel.CompiledGRURecurrence`).
     """
     D, G = gx.shape[1], gx.shape[-1]
     if bias_hh is None:
@@ -496,6 +513,8 @@ class RecurrentLayer(nn.Module):
         merge: ``'sum'`` (paper) or ``'concat'`` (output ``2H``, for ablations).
         fused: the fast path for the GRU recurrence: all directions advance together, with a
             hand-written backward (same maths; :func:`_fused_gru`).  ``False``: :meth:`_recur`'s Python loop.
+            Training on the CPU, the fast path runs compiled (:mod:`reference._gru_kernel`) unless the
+            attribute ``compiled`` is set to ``False`` (or it cannot be built here).
         gru_layer: an implementation of :func:`gru_layer`'s contract to run each direction's
             recurrence with (lessons 09-11 plug the student's in); ``None``: the reference's own.
             It receives the normalised projection ``B(W x)`` as its input with an identity
@@ -506,6 +525,9 @@ class RecurrentLayer(nn.Module):
             (``cls(num_features)``, ``forward(x, lengths)``, the same parameters and buffers);
             ``None``: the reference's own.
     """
+
+    #: training on the CPU, the fused recurrence runs compiled (:func:`_fused_gru`); ``False``: in Python
+    compiled: bool = True
 
     def __init__(self, input_size: int, hidden_size: int, rnn_type: str = "gru", bidirectional: bool = True,
                  batch_norm: str = "wx", bn_include_padding: bool = False, merge: str = "sum", fused: bool = True,
@@ -570,12 +592,16 @@ class RecurrentLayer(nn.Module):
             step = lambda g, h: clipped_relu(g + F.linear(h, U, b))
         return _unroll(gx, step, gx.new_zeros(gx.shape[1], self.hidden_size))
 
-    def _recur_fused(self, projections, lengths):
-        """The fast path: every direction's GRU recurrence at once (:func:`_fused_gru`); same result as
-        :meth:`_recur` per direction."""
-        seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(projections)]
-        states = _fused_gru(torch.stack(seqs, dim=1), torch.stack(list(self.weight_hh)),
-                            torch.stack(list(self.bias_hh)))                       # (T, D, B, H)
+    def _recur_fused(self, gx, lengths):
+        """The fast path: every direction's GRU recurrence at once from the projection ``gx`` ``(T, B, D * 3H)``;
+        same result as :meth:`_recur` per direction.  Training on the CPU, compiled (the reversal of the backward
+        direction and the masking inside the kernel); elsewhere :func:`_fused_gru`."""
+        weight, bias = torch.stack(list(self.weight_hh)), torch.stack(list(self.bias_hh))
+        if self.compiled and _compiled_gru_applies(gx, weight, bias):
+            states = _gru_kernel.CompiledGRURecurrence.apply(gx, lengths, weight, bias)   # (T, D, B, H)
+            return list(states.unbind(1))
+        seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(gx.split(self.gate_size, dim=-1))]
+        states = _fused_gru(torch.stack(seqs, dim=1), weight, bias)                # (T, D, B, H)
         return [states[:, 0]] + [reverse_padded(states[:, d], lengths) for d in range(1, len(seqs))]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -592,7 +618,7 @@ class RecurrentLayer(nn.Module):
             outs = [self.gru_layer_fn(g, lengths, eye, self.weight_hh[d], None, self.bias_hh[d], reverse=d == 1)
                     for d, g in enumerate(projections)]
         elif self.fused and self.rnn_type == "gru":
-            outs = self._recur_fused(projections, lengths)
+            outs = self._recur_fused(gx, lengths)
         else:                                                      # backward: each sequence from its own end
             outs = [self._recur(g, 0, lengths) if d == 0 else
                     reverse_padded(self._recur(reverse_padded(g, lengths), d, lengths), lengths)

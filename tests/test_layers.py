@@ -279,3 +279,175 @@ def test_fused_recurrence_does_the_readable_paths_flops():
             layer(x, LENGTHS).square().sum().backward()
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] > 0
+
+
+# ----------------------------------------------------------------------------- the compiled GRU kernel
+RAGGED = torch.tensor([9, 4, 9, 1, 6])
+
+
+def compiled_kernel(monkeypatch):
+    """The compiled recurrence (built on first use, cached), or skip where this machine cannot build it;
+    turned on (``DS2_GRU_KERNEL=1``: the course's default is off) for the calling test only."""
+    from reference import _gru_kernel
+    monkeypatch.setenv("DS2_GRU_KERNEL", "1")
+    if _gru_kernel.load() is None:
+        pytest.skip("the compiled GRU kernel cannot be built here (see the logged reason)")
+    return _gru_kernel
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_compiled_recurrence_equals_readable_loop(dtype, bidirectional, monkeypatch):
+    """The compiled path (the default when training on the CPU) against RecurrentLayer's readable
+    Python loop (:meth:`_recur`, computed in float64), ragged lengths: outputs, input and parameter gradients."""
+    kernel = compiled_kernel(monkeypatch)
+    calls = []
+    monkeypatch.setattr(kernel.CompiledGRURecurrence, "apply",
+                        lambda *a, f=kernel.CompiledGRURecurrence.apply: calls.append(1) or f(*a))
+    torch.manual_seed(11)
+    x = torch.randn(9, 5, 7, dtype=torch.float64)
+    fast = RecurrentLayer(7, 6, bidirectional=bidirectional).to(dtype)
+    slow = RecurrentLayer(7, 6, bidirectional=bidirectional, fused=False).double()
+    slow.load_state_dict(fast.state_dict())
+    xa, xb = x.to(dtype, copy=True).requires_grad_(), x.clone().requires_grad_()
+    ya, yb = fast(xa, RAGGED), slow(xb, RAGGED)
+    assert calls, "the compiled kernel did not run"
+    w = torch.randn_like(yb)
+    (ya * w.to(dtype)).sum().backward()
+    (yb * w).sum().backward()
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ya.double(), yb, **tol)
+    torch.testing.assert_close(xa.grad.double(), xb.grad, **tol)
+    for (name, pa), pb in zip(fast.named_parameters(), slow.parameters()):
+        torch.testing.assert_close(pa.grad.double(), pb.grad, **tol, msg=name)
+    assert ya[4:, 1].eq(0).all() and ya[1:, 3].eq(0).all()
+
+
+@pytest.mark.parametrize("directions", [1, 2])
+def test_compiled_recurrence_gradcheck_and_python_fast_path(directions, monkeypatch):
+    """The compiled kernel alone, ragged lengths: its backward by finite differences (gradcheck), and equal
+    in values and gradients to the Python fast path (:class:`_GRURecurrence` on sequences reversed with
+    reverse_padded for the backward direction, outputs masked), with a strided incoming gradient."""
+    from reference.layers import _GRURecurrence, _valid
+    kernel = compiled_kernel(monkeypatch)
+    torch.manual_seed(12)
+    D, T, B, H = directions, 6, 4, 4
+    lengths = torch.tensor([6, 2, 4, 1])
+    gx = torch.randn(T, B, D * 3 * H, dtype=torch.float64, requires_grad=True)
+    U = torch.randn(D, 3 * H, H, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(D, 3 * H, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda g, u, c: kernel.CompiledGRURecurrence.apply(g, lengths, u, c), (gx, U, b))
+
+    def python_path(gx, U, b):
+        seqs = [g if d == 0 else reverse_padded(g, lengths) for d, g in enumerate(gx.split(3 * H, dim=-1))]
+        states = _GRURecurrence.apply(torch.stack(seqs, dim=1), U, b)
+        outs = [states[:, 0]] + [reverse_padded(states[:, d], lengths) for d in range(1, D)]
+        return torch.stack(outs, dim=1).masked_fill(~_valid(lengths, T, gx).unsqueeze(1), 0.0)
+
+    ours, theirs = kernel.CompiledGRURecurrence.apply(gx, lengths, U, b), python_path(gx, U, b)
+    torch.testing.assert_close(ours, theirs)
+    assert ours[2:, :, 1].eq(0).all() and ours[1:, :, 3].eq(0).all()
+    w = torch.randn(H, B, D, T, dtype=torch.float64).permute(3, 2, 1, 0)     # (T, D, B, H), not contiguous
+    for g_ours, g_theirs in zip(torch.autograd.grad((ours * w).sum(), (gx, U, b)),
+                                torch.autograd.grad((theirs * w).sum(), (gx, U, b))):
+        torch.testing.assert_close(g_ours, g_theirs)
+
+
+def test_compiled_recurrence_is_not_used_where_it_does_not_apply(monkeypatch):
+    """Evaluation (no autograd) keeps torch's GRU kernel, ``compiled = False`` the Python fast path, and
+    autocast bfloat16 the Python fast path in the weights' precision: none calls the compiled kernel."""
+    from reference import _gru_kernel
+    monkeypatch.setattr(_gru_kernel, "load", lambda: pytest.fail("the compiled kernel was asked for"))
+    torch.manual_seed(13)
+    layer = RecurrentLayer(5, 4)
+    x = torch.randn(7, 4, 5)
+    with torch.no_grad():
+        layer(x, LENGTHS)
+    layer.compiled = False
+    layer(x, LENGTHS).sum().backward()
+    layer.compiled = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x, LENGTHS).float().sum().backward()
+
+
+def _fresh_loader(monkeypatch, tmp_path):
+    from reference import _gru_kernel
+    monkeypatch.setattr(_gru_kernel, "_tried", False)
+    monkeypatch.setattr(_gru_kernel, "_module", None)
+    monkeypatch.setattr(_gru_kernel, "build_directory", lambda: str(tmp_path / "build"))
+    monkeypatch.setenv("DS2_GRU_KERNEL", "1")
+    return _gru_kernel
+
+
+def _python_path_trains_equal(caplog, reason):
+    """With the kernel unavailable: one logged line naming ``reason``, and training takes the Python
+    fast path with the readable path's results."""
+    torch.manual_seed(14)
+    x = torch.randn(7, 4, 5, dtype=torch.float64, requires_grad=True)
+    a, b = RecurrentLayer(5, 3).double(), RecurrentLayer(5, 3, fused=False).double()
+    b.load_state_dict(a.state_dict())
+    ga, = torch.autograd.grad(a(x, LENGTHS).square().sum(), x)
+    gb, = torch.autograd.grad(b(x, LENGTHS).square().sum(), x)
+    torch.testing.assert_close(ga, gb)
+    a(x, LENGTHS)                                                    # asks again: no second attempt, no second line
+    lines = [r.getMessage() for r in caplog.records if r.name == "reference._gru_kernel"]
+    assert len(lines) == 1 and reason in lines[0] and "Python fast path" in lines[0], lines
+
+
+def test_compiled_kernel_falls_back_when_the_build_fails(monkeypatch, tmp_path, caplog):
+    kernel = _fresh_loader(monkeypatch, tmp_path)
+    def failing_build(directory):
+        raise RuntimeError("the build failed: main.cpp:1: error: no such header")
+    monkeypatch.setattr(kernel, "_run_build", failing_build)
+    _python_path_trains_equal(caplog, "no such header")
+
+
+def test_compiled_kernel_falls_back_when_the_built_library_does_not_load(monkeypatch, tmp_path, caplog):
+    kernel = _fresh_loader(monkeypatch, tmp_path)
+    (tmp_path / "build").mkdir()
+    with open(kernel._library(str(tmp_path / "build")), "wb"):     # a truncated build
+        pass
+    _python_path_trains_equal(caplog, "ImportError")
+
+
+def test_compiled_kernel_falls_back_without_a_compiler(monkeypatch, tmp_path, caplog):
+    _fresh_loader(monkeypatch, tmp_path)
+    monkeypatch.setenv("CXX", "no-such-compiler-x")
+    _python_path_trains_equal(caplog, "no C++ compiler")
+
+
+def test_compiled_kernel_falls_back_when_the_build_times_out(monkeypatch, tmp_path, caplog):
+    """The build runs in a child process group, killed at the deadline."""
+    kernel = _fresh_loader(monkeypatch, tmp_path)
+    monkeypatch.setattr(kernel, "BUILD_TIMEOUT", 0.5)
+    _python_path_trains_equal(caplog, "took over")
+
+
+def test_compiled_kernel_is_off_by_default(monkeypatch, tmp_path, caplog):
+    """Opt-in: without DS2_GRU_KERNEL=1 nothing is built, nothing is logged, and training takes the
+    Python fast path with the readable path's results."""
+    kernel = _fresh_loader(monkeypatch, tmp_path)
+    for value in (None, "0"):
+        if value is None:
+            monkeypatch.delenv("DS2_GRU_KERNEL", raising=False)
+        else:
+            monkeypatch.setenv("DS2_GRU_KERNEL", value)
+        def no_build(directory):
+            raise AssertionError("built although the kernel is off")
+        monkeypatch.setattr(kernel, "_run_build", no_build)
+        assert kernel.load() is None
+        torch.manual_seed(14)
+        x = torch.randn(7, 4, 5, dtype=torch.float64, requires_grad=True)
+        a, b = RecurrentLayer(5, 3).double(), RecurrentLayer(5, 3, fused=False).double()
+        b.load_state_dict(a.state_dict())
+        ga, = torch.autograd.grad(a(x, LENGTHS).square().sum(), x)
+        gb, = torch.autograd.grad(b(x, LENGTHS).square().sum(), x)
+        torch.testing.assert_close(ga, gb)
+    assert not [r for r in caplog.records if r.name == "reference._gru_kernel"]
+
+
+def test_compiled_kernel_falls_back_when_the_cache_cannot_be_written(monkeypatch, tmp_path, caplog):
+    kernel = _fresh_loader(monkeypatch, tmp_path)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(kernel, "build_directory", lambda: str(tmp_path / "file" / "build"))   # under a file
+    _python_path_trains_equal(caplog, "NotADirectoryError")
