@@ -91,7 +91,9 @@ def prefix_beam_search(
         log_probs: ``(T, V)`` natural-log probabilities of one utterance (rows of a
             log-softmax; slice ``log_probs[:length, b]`` out of the model's ``(T', B, V)``).
         encoder: a :class:`reference.text.CharEncoder`; ``V`` must be its ``vocab_size``;
-            its ``blank_idx`` is the CTC blank and the space symbol separates words.
+            its ``blank_idx`` is the CTC blank and the space symbol separates words.  An encoder
+            whose tokens are longer than one character (:class:`reference.text.BigramEncoder`)
+            is searched by :func:`prefix_beam_search_tokens` (``char_cutoff`` as its ``token_min_logp``).
         beam_width: number of prefixes kept after every frame (and at most returned).
         lm: a :class:`reference.lm.LanguageModel`, or ``None`` for no language model.
         alpha: weight of the language model (ignored when ``lm`` is ``None``).
