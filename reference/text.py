@@ -97,8 +97,8 @@ class BigramEncoder:
     """DS2's non-overlapping bigram outputs (section 3.6): fewer tokens per utterance than characters.
 
     Each word is cut into pairs of characters from its left end; a word of odd length ends in a
-    single character; every space is its own token.  "the cat" becomes ``th e _ ca t``
-    (``_``: the space token).  The segmentation is deterministic, so a transcript has exactly
+    single character; every space is its own token.  "the cat" becomes ``th``, ``e``, space,
+    ``ca``, ``t``.  The segmentation is deterministic, so a transcript has exactly
     one target sequence, and with up to two characters per token a model can stride further in
     time (DS2 section 3.6) and still have at least one output frame per token.
 
