@@ -4,8 +4,11 @@ Targets (issue 4), <= 5 minutes of training on 2 CPU cores: held-out sentences <
 greedy and <= 3 % with beam search + LM; held-out voices <= 15 % WER.
 
 Every run trains the same way (``reference.train``'s ``espeak`` preset, same corpus, same
-budget) and differs in one option: the ablations of DS2's choices, the streaming model, and
-SpecAugment masking on top of the corpus's noise and speed augmentation.  The last 200
+budget) and differs in one option: the ablations of DS2's choices, the streaming model,
+SpecAugment masking on top of the corpus's noise and speed augmentation, and DS2 section 3.6's
+non-overlapping bigram outputs (758 tokens, ``reference.text.BigramEncoder``) with a larger time
+stride (4 or 6 spectrogram frames per output frame instead of 3), decoded greedily and with
+beam search + LM over bigram tokens (the same word-level LM and objective).  The last 200
 training utterances are held back as a dev set to tune the LM weight alpha and word bonus
 beta (on a grid that grows while the best pair is on its upper edge); the LM is a
 Kneser-Ney trigram of the training transcripts.
@@ -13,6 +16,7 @@ Kneser-Ney trigram of the training transcripts.
     python benchmarks/bench_capstone.py [--seconds 300] [--runs paper,bn-input,...|all] [--threads 2] [--save DIR]
     python benchmarks/bench_capstone.py --runs paper --load DIR     # evaluate saved runs again, no training
     python benchmarks/bench_capstone.py --runs paper --seconds 1200 --eval-every 400   # a longer budget, with its learning curve
+    python benchmarks/bench_capstone.py --runs paper,bigram,bigram-s6 --seconds 300 --threads 1 --search fast   # chars vs bigrams
 
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
@@ -28,11 +32,12 @@ from _common import header
 
 import torch
 
-from reference import CharEncoder, DeepSpeech2
+from reference import DeepSpeech2
 from reference.augment import SpecAugment
-from reference.decoding import prefix_beam_search_fast
+from reference.decoding import prefix_beam_search, prefix_beam_search_fast
 from reference.lm import NGramLM
 from reference.metrics import char_error_rate, word_error_rate
+from reference.text import make_encoder
 from reference.train import PRESETS, load_data, recipe_augment
 from reference.checkpoint import load_model, save_checkpoint
 from reference.data import collate_batch, sortagrad_batches
@@ -46,10 +51,12 @@ RUNS = {   # name -> (model overrides, fit overrides)
     "no-sortagrad": ({}, {"sortagrad": False}),
     "streaming": ({"bidirectional": False, "lookahead": 8}, {}),   # forward GRUs + row conv (8 frames x 30 ms)
     "spec-augment": ({}, {"augment": SpecAugment()}),      # + SpecAugment masking (reference/augment.py)
+    "bigram": ({"outputs": "bigram", "conv_time_stride": 4}, {}),     # DS2 section 3.6: bigram outputs, 40 ms frames
+    "bigram-s6": ({"outputs": "bigram", "conv_time_stride": 6}, {}),  # ... and 60 ms frames (half the paper run's)
 }
 
 
-LM_RUNS = ("paper", "spec-augment")                   # runs also decoded with beam search + LM
+LM_RUNS = ("paper", "spec-augment", "bigram", "bigram-s6")   # runs also decoded with beam search + LM
 ALPHAS, BETAS = [0.3, 0.5, 0.8, 1.2], [1.0, 3.0, 5.0, 7.0]      # the starting grid for alpha and beta
 
 
@@ -92,11 +99,14 @@ def per_speaker_wer(refs, hyps, speakers) -> dict:
     return {s: word_error_rate(*rh) for s, rh in sorted(by.items())}
 
 
+SEARCHES = {"readable": prefix_beam_search, "fast": prefix_beam_search_fast}
+search = prefix_beam_search_fast  # --search: the fast search (pyctcdecode's pruning; what reference.transcribe uses), or the readable one
+
+
 def decode(posts, enc, beam=0, lm=None, alpha=0.5, beta=1.0):
     if beam == 0:
         return [enc.ctc_decode(p.argmax(-1)) for p in posts]
-    # the fast path: tested equal to the readable search (tests/test_decoding.py), 10x faster for the alpha/beta grid
-    return [prefix_beam_search_fast(p, enc, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0] for p in posts]
+    return [search(p, enc, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0] for p in posts]
 
 
 def main():
@@ -105,6 +115,9 @@ def main():
     p.add_argument("--runs", default="paper", help=f"comma-separated, from {','.join(RUNS)} (or 'all')")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam", type=int, default=32, help="beam width for the LM runs (0: greedy only)")
+    p.add_argument("--search", choices=sorted(SEARCHES), default="fast",
+                   help="beam search: prefix_beam_search (tries every token above -20 at every frame: with 758 bigram "
+                        "tokens and a model still unsure, seconds per utterance) or prefix_beam_search_fast")
     p.add_argument("--cache", default="data_cache")
     p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
     p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save instead of training")
@@ -112,9 +125,10 @@ def main():
     p.add_argument("--eval-every", type=int, default=0,
                    help="also measure held-out-sentence WER every N steps and print the learning curve")
     args = p.parse_args()
-    header(f"capstone: eSpeak NG speech, {args.seconds:.0f} s of training per run", args.threads)
+    global search
+    search = SEARCHES[args.search]
+    header(f"capstone: eSpeak NG speech, {args.seconds:.0f} s of training per run; beam search: {args.search}", args.threads)
     recipe = PRESETS["espeak"]
-    enc = CharEncoder()
     t0 = time.perf_counter()
     train, valid, extra = load_data(recipe, 0, args.cache, progress=False)
     train, dev = train[:-200], train[-200:]
@@ -129,8 +143,9 @@ def main():
     results = {}
     for name in names:
         model_kw, fit_kw = RUNS[name]
+        enc = make_encoder(model_kw.get("outputs", "chars"))      # chars (29 symbols) or bigrams (758)
         if args.load:
-            model, _, state = load_model(Path(args.load) / f"{name}.pt")
+            model, enc, state = load_model(Path(args.load) / f"{name}.pt")
             hist = History.from_dict(state["history"])
         else:
             torch.manual_seed(0)
@@ -139,7 +154,8 @@ def main():
                             seconds=args.seconds, eval_every=args.eval_every or 10**9, progress=False,
                             anneal=recipe["anneal"], augment=recipe_augment(recipe))
             hist = fit(model, train, enc, valid_set=valid, **{**fit_args, **fit_kw})
-        row = {"steps": hist.step[-1], "params": model.num_parameters()}
+        row = {"steps": hist.step[-1], "params": model.num_parameters(),
+               "steps_per_s": hist.step[-1] / hist.seconds[-1] if hist.seconds and hist.seconds[-1] > 0 else 0.0}
         if args.eval_every:
             print(f"{name:>14}: learning curve (training seconds: held-out sentences greedy WER) " + ", ".join(
                 f"{s:.0f} s: {100 * w:.1f} %" for s, w in zip(hist.eval_seconds, hist.eval_wer)), flush=True)
@@ -173,12 +189,14 @@ def main():
             f"{k} (" + ", ".join(f"{s} {100 * w:.1f} %" for s, w in v.items()) + ")" if isinstance(v, dict) else
             f"{k} {100 * v:.2f} %" if k.endswith(("wer", "cer")) else f"{k} {v:g}"
             for k, v in row.items()), flush=True)
-    print(f"\n{'run':>14} {'steps':>6} {'sent. WER':>10} {'+LM':>7} {'voices WER':>11} {'+LM':>7} {'sent. CER':>10}")
+    print(f"\n{'run':>14} {'steps':>6} {'steps/s':>8} {'sent. WER':>10} {'+LM':>7} {'voices WER':>11} {'+LM':>7} "
+          f"{'sent. CER':>10} {'beam ms':>8}")
     for name, r in results.items():
         lm_s = f"{100 * r['sentences_lm_wer']:.2f}" if "sentences_lm_wer" in r else "-"
         lm_v = f"{100 * r['voices_lm_wer']:.2f}" if "voices_lm_wer" in r else "-"
-        print(f"{name:>14} {r['steps']:>6} {100 * r['sentences_greedy_wer']:>10.2f} {lm_s:>7} "
-              f"{100 * r['voices_greedy_wer']:>11.2f} {lm_v:>7} {100 * r['sentences_greedy_cer']:>10.2f}")
+        ms = f"{r['beam_ms_per_utt']:.1f}" if "beam_ms_per_utt" in r else "-"
+        print(f"{name:>14} {r['steps']:>6} {r['steps_per_s']:>8.2f} {100 * r['sentences_greedy_wer']:>10.2f} {lm_s:>7} "
+              f"{100 * r['voices_greedy_wer']:>11.2f} {lm_v:>7} {100 * r['sentences_greedy_cer']:>10.2f} {ms:>8}")
     print("targets: held-out sentences <= 5 % greedy, <= 3 % with beam + LM; held-out voices <= 15 %")
     if args.json:
         with open(args.json, "w") as f:

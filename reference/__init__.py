@@ -3,7 +3,7 @@
 Modules, one concept each (paper sections in their docstrings):
 
 ==============  ==============================================================
-``text``        the 29-symbol alphabet: :class:`CharEncoder`
+``text``        the 29-symbol alphabet: :class:`CharEncoder` (and DS2's bigrams: ``BigramEncoder``)
 ``features``    spectrograms: :func:`frame_signal`, :func:`compute_spectrogram`
 ``synthetic``   learnable synthetic speech for demos and tests
 ``data``        samples, padded batches, SortaGrad

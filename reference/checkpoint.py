@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .model import DeepSpeech2, DeepSpeech2Config
-from .text import CharEncoder
+from .text import CharEncoder, make_encoder
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "export_checkpoint"]
 
@@ -25,6 +25,10 @@ FORMAT, VERSION = "ds2-checkpoint", 1
 def save_checkpoint(path, model: DeepSpeech2, encoder: CharEncoder, optimizer=None, epoch: int = 0,
                     step: int = 0, history: dict | None = None, extra: dict | None = None) -> Path:
     """Write a checkpoint atomically (a temp file renamed into place: a crash never leaves half a file)."""
+    expected = make_encoder(model.config.outputs, encoder.language)
+    if list(encoder.symbols) != list(expected.symbols) or model.config.vocab_size != encoder.vocab_size:
+        raise ValueError(f"the encoder {encoder!r} does not match the model (outputs={model.config.outputs!r}, "
+                         f"vocab_size={model.config.vocab_size}): expected {expected!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -59,12 +63,19 @@ def load_checkpoint(path) -> dict:
 
 
 def load_model(path, device: str = "cpu") -> tuple[DeepSpeech2, CharEncoder, dict]:
-    """``(model in eval mode, encoder, checkpoint dict)`` from a checkpoint file."""
+    """``(model in eval mode, encoder, checkpoint dict)`` from a checkpoint file.
+
+    The encoder is the one of the config's ``outputs`` (:func:`reference.text.make_encoder`):
+    a :class:`CharEncoder`, or a :class:`~reference.text.BigramEncoder` for a bigram model;
+    checkpoints written before the field existed have character outputs.
+    """
     state = load_checkpoint(path)
-    encoder = CharEncoder(state.get("language", "english"))
-    if list(encoder.symbols) != list(state["alphabet"]):
-        raise ValueError(f"checkpoint alphabet {state['alphabet']} differs from the {encoder.language} alphabet")
     config = DeepSpeech2Config.from_dict(state["config"])
+    encoder = make_encoder(config.outputs, state.get("language", "english"))
+    if list(encoder.symbols) != list(state["alphabet"]):
+        shown = state["alphabet"] if len(state["alphabet"]) <= 40 else f"of {len(state['alphabet'])} symbols"
+        raise ValueError(f"checkpoint alphabet {shown} differs from the {encoder.language} {config.outputs} outputs' "
+                         f"{encoder.vocab_size} symbols")
     model = DeepSpeech2(config=config)
     try:
         model.load_state_dict(state["state_dict"])

@@ -42,6 +42,11 @@ the prefix's completed words.  Everything is in log space.
 :func:`prefix_beam_search_fast` is the same search with pyctcdecode's two prunings (symbols
 below a log probability per frame, prefixes far below the best) and a leaner inner loop; with
 its pruning off it returns exactly what :func:`prefix_beam_search` returns (tested).
+
+Both also decode models whose tokens are longer than one character (DS2 section 3.6's bigram
+outputs, :class:`reference.text.BigramEncoder`): they hand such an encoder to
+:func:`prefix_beam_search_tokens`, the same search keyed by ``(text, last token)``; the
+character search itself is unchanged.
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["prefix_beam_search", "prefix_beam_search_fast", "DEFAULT_CHAR_CUTOFF"]
+__all__ = ["prefix_beam_search", "prefix_beam_search_fast", "prefix_beam_search_tokens", "DEFAULT_CHAR_CUTOFF"]
 
 NEG_INF = -math.inf
 
@@ -86,7 +91,9 @@ def prefix_beam_search(
         log_probs: ``(T, V)`` natural-log probabilities of one utterance (rows of a
             log-softmax; slice ``log_probs[:length, b]`` out of the model's ``(T', B, V)``).
         encoder: a :class:`reference.text.CharEncoder`; ``V`` must be its ``vocab_size``;
-            its ``blank_idx`` is the CTC blank and the space symbol separates words.
+            its ``blank_idx`` is the CTC blank and the space symbol separates words.  An encoder
+            whose tokens are longer than one character (:class:`reference.text.BigramEncoder`)
+            is searched by :func:`prefix_beam_search_tokens` (``char_cutoff`` as its ``token_min_logp``).
         beam_width: number of prefixes kept after every frame (and at most returned).
         lm: a :class:`reference.lm.LanguageModel`, or ``None`` for no language model.
         alpha: weight of the language model (ignored when ``lm`` is ``None``).
@@ -106,6 +113,8 @@ def prefix_beam_search(
     n_frames, vocab = lp.shape
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
+    if any(len(s) > 1 for s in symbols):   # bigram (or longer) tokens: the token-level search
+        return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, char_cutoff, None)
     use_lm = lm is not None and alpha != 0.0
     alpha = float(alpha) if use_lm else 0.0
     beta = float(beta)
@@ -238,6 +247,8 @@ def prefix_beam_search_fast(
     n_frames, vocab = lp.shape
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
+    if any(len(s) > 1 for s in symbols):   # bigram (or longer) tokens: the token-level search
+        return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp)
     use_lm = lm is not None and alpha != 0.0
     alpha = float(alpha) if use_lm else 0.0
     beta = float(beta)
@@ -342,6 +353,157 @@ def prefix_beam_search_fast(
         results.append((prefix, _logaddexp(pb, pnb) + bonus))
     results.sort(key=lambda r: (-r[1], r[0]))
     return results[:beam_width]
+
+
+def prefix_beam_search_tokens(
+    log_probs: torch.Tensor,
+    encoder,
+    beam_width: int = 16,
+    lm=None,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    token_min_logp: float | None = DEFAULT_CHAR_CUTOFF,
+    beam_prune_logp: float | None = None,
+) -> list[tuple[str, float]]:
+    """Prefix beam search over CTC *tokens* that may hold several characters (DS2 section 3.6's bigrams).
+
+    :func:`prefix_beam_search` and :func:`prefix_beam_search_fast` call this for an encoder such as
+    :class:`reference.text.BigramEncoder`; it works for any encoder (for a :class:`CharEncoder` it
+    returns what :func:`prefix_beam_search` returns, tested).  Arguments and result as there;
+    ``token_min_logp`` and ``beam_prune_logp`` prune as in :func:`prefix_beam_search_fast` (the
+    defaults, -20 and ``None``, are :func:`prefix_beam_search`'s).
+
+    Two alphabets meet here.  CTC works on tokens: an alignment collapses by merging repeated
+    *tokens* and dropping blanks, so ``th th`` is one ``th`` and ``th _ th`` two.  The language
+    model and the word bonus work on characters: words are the token texts joined, split at
+    spaces.  Several token sequences can spell one text ("the" is ``th e`` but also ``t he`` or
+    ``t h e``), so a prefix cannot be keyed by its text alone, nor merged on it: ``t h`` and ``th``
+    spell the same "th", yet a next frame of ``h`` repeats the first's last token (no new text)
+    and extends the second ("thh").  What a prefix's future depends on is
+
+    * its ``p_b`` and ``p_nb`` (the recursion of :func:`prefix_beam_search`, over tokens),
+    * its last token (whether the next token repeats it), and
+    * its text (the language model's words).
+
+    So prefixes are keyed by ``(text, last token)``.  Two token sequences with the same key have
+    the same future: every later frame multiplies both by the same factors, so storing their sum
+    is exact (the merged score at the end is the sum of the two separate ones).  Sequences with
+    different last tokens are kept apart.  At the end, hypotheses are merged by text, summing
+    ``p_ctc`` over their last tokens (the LM term, a function of the text, is the same), so the
+    objective is :func:`prefix_beam_search`'s with ``p_ctc(y | x)`` the total probability of all
+    alignments, over every token sequence, whose text is ``y`` -- the sum a brute force over all
+    alignments computes (tested).  A model trained on :class:`~reference.text.BigramEncoder`
+    targets puts almost all of that mass on the one canonical segmentation.  Pruning (``beam_width``
+    and the two cutoffs) applies to keys, so a text may come back with fewer than ``beam_width``
+    others; with no pruning the search is exact.
+    """
+    lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, token_min_logp, "token_min_logp")
+    _check_prune(beam_prune_logp)
+    blank = int(encoder.blank_idx)
+    symbols = [encoder.decode([i]) if i != blank else "" for i in range(lp.shape[1])]
+    return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp)
+
+
+def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: int, lm, alpha: float, beta: float,
+                  token_min_logp: float | None, beam_prune_logp: float | None) -> list[tuple[str, float]]:
+    """The search of :func:`prefix_beam_search_tokens` on checked inputs (``symbols[i]``: token i's text)."""
+    n_frames = lp.shape[0]
+    use_lm = lm is not None and alpha != 0.0
+    alpha = float(alpha) if use_lm else 0.0
+    beta = float(beta)
+    lm_cache: dict[tuple[tuple[str, ...], str], float] = {}
+    logaddexp = _logaddexp
+
+    def word_score(history: tuple[str, ...], word: str) -> float:
+        """alpha log p(word | history) + beta, cached."""
+        if not use_lm:
+            return beta
+        key = (history, word)
+        s = lm_cache.get(key)
+        if s is None:
+            s = lm_cache[key] = alpha * float(lm.score(history, word)) + beta
+        return s
+
+    def extend(bonus: float, words: tuple, word: str, text: str):
+        """``(bonus, completed words, open word)`` after appending ``text``: each space completes the open word."""
+        for ch in text:
+            if ch == " ":
+                if word:
+                    bonus += word_score(words, word)
+                    words, word = words + (word,), ""
+            else:
+                word += ch
+        return bonus, words, word
+
+    # candidate tokens per frame (never the blank): at or above the cutoff, or the frame's best
+    tried = lp > NEG_INF if token_min_logp is None else lp >= token_min_logp
+    if n_frames:
+        tried[np.arange(n_frames), np.argmax(lp, axis=1)] = True
+        tried &= lp > NEG_INF
+    tried[:, blank] = False
+    candidates: list[list[tuple[int, float]]] = [[] for _ in range(n_frames)]
+    for t, c in zip(*np.nonzero(tried)):
+        candidates[t].append((int(c), float(lp[t, c])))
+    blank_col = lp[:, blank].tolist()
+
+    # (text, last token id or -1) -> [log p_b, log p_nb, bonus, completed words, open word]; bonus as in
+    # prefix_beam_search (alpha log p_lm + beta of each completed word), a function of the text only
+    beam: dict[tuple[str, int], list] = {("", -1): [0.0, NEG_INF, 0.0, (), ""]}
+    for t in range(n_frames):
+        p_blank = blank_col[t]
+        nxt: dict[tuple[str, int], list] = {}
+        for key, (pb, pnb, bonus, words, word) in beam.items():
+            text, last = key
+            p_total = logaddexp(pb, pnb)
+            same = nxt.get(key)
+            if same is None:
+                same = nxt[key] = [NEG_INF, NEG_INF, bonus, words, word]
+            if p_blank != NEG_INF:
+                same[0] = logaddexp(same[0], p_total + p_blank)
+            for c, p in candidates[t]:
+                if c == last:
+                    same[1] = logaddexp(same[1], pnb + p)     # "th th" stays "th"
+                    p_ext = pb + p                            # only "th _ th" makes "thth"
+                else:
+                    p_ext = p_total + p
+                ext = (text + symbols[c], c)
+                entry = nxt.get(ext)
+                if entry is None:
+                    nxt[ext] = [NEG_INF, p_ext, *extend(bonus, words, word, symbols[c])]
+                else:
+                    entry[1] = logaddexp(entry[1], p_ext)
+        scored = [(logaddexp(v[0], v[1]) + v[2], k) for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF]
+        if len(scored) > beam_width:
+            scored = heapq.nlargest(beam_width, scored)
+        if beam_prune_logp is not None and scored:
+            floor = max(scored)[0] + beam_prune_logp
+            scored = [sk for sk in scored if sk[0] >= floor]
+        beam = {k: nxt[k] for _, k in scored}
+
+    # merge by text (sum over last tokens), then close the open word and the sentence as prefix_beam_search does
+    by_text: dict[str, list] = {}
+    for (text, _), (pb, pnb, bonus, words, word) in beam.items():
+        p = logaddexp(pb, pnb)
+        if text in by_text:
+            by_text[text][0] = logaddexp(by_text[text][0], p)
+        else:
+            by_text[text] = [p, bonus, words, word]
+    results = []
+    for text, (p, bonus, words, word) in by_text.items():
+        if word:
+            bonus += word_score(words, word)
+            words = words + (word,)
+        if use_lm:
+            bonus += alpha * float(lm.end_score(words))
+        results.append((text, p + bonus))
+    results.sort(key=lambda r: (-r[1], r[0]))
+    return results[:beam_width]
+
+
+def _check_prune(beam_prune_logp) -> None:
+    if beam_prune_logp is not None and (isinstance(beam_prune_logp, bool) or not isinstance(beam_prune_logp, (int, float))
+                                        or not beam_prune_logp <= 0):
+        raise ValueError(f"beam_prune_logp must be a number <= 0 (a log-probability margin) or None, got {beam_prune_logp!r}")
 
 
 def _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, char_cutoff, cutoff_name="char_cutoff") -> np.ndarray:

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .text import OUTPUTS
 from .layers import MaskedConv, RecurrentLayer, RowConv, clipped_relu, time_mask
 from .validation import check_lengths, check_tensor
 
@@ -56,6 +57,9 @@ class DeepSpeech2Config:
     fc_hidden: int = 0              # width of a fully connected layer before the output; 0 = none
     fused_rnn: bool = True          # the fast GRU recurrence (both directions at once, hand-written backward;
                                     # torch's kernel in evaluation): same maths
+    outputs: str = "chars"          # what an output frame emits: 'chars' (CharEncoder, 29) or 'bigram' (DS2 section 3.6:
+                                    # BigramEncoder, 758, for a larger conv_time_stride); checkpoints rebuild the encoder
+                                    # from it (reference.text.make_encoder); older ones, without it, are 'chars'
     extra: dict = field(default_factory=dict)  # free-form notes (e.g. the recipe that trained it)
 
     def __post_init__(self):
@@ -68,6 +72,8 @@ class DeepSpeech2Config:
             raise ValueError(f"conv_time_stride must be an int >= 1 (0: the paper's 2), got {self.conv_time_stride!r}")
         if self.n_rnn < 1:
             raise ValueError(f"n_rnn must be >= 1, got {self.n_rnn}")
+        if self.outputs not in OUTPUTS:
+            raise ValueError(f"outputs must be one of {list(OUTPUTS)}, got {self.outputs!r}")
         if self.conv_channels and len(self.conv_channels) != self.n_conv:
             raise ValueError(f"conv_channels has {len(self.conv_channels)} entries for n_conv={self.n_conv}")
         if self.lookahead and self.bidirectional:

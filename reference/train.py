@@ -41,7 +41,7 @@ from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .devices import DEVICES, Amp
 from .model import DeepSpeech2, DeepSpeech2Config
-from .text import CharEncoder
+from .text import OUTPUTS, CharEncoder, make_encoder
 from .training import History, fit
 
 PRESETS = {
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--init", help="start from this checkpoint's config and weights (fine-tuning); "
                                   "the model options below may not be given with it")
     m = p.add_argument_group("model (overrides the preset)")
+    m.add_argument("--outputs", choices=OUTPUTS, help="output tokens: chars (29: letters, space, apostrophe; the "
+                   "preset's) or bigram (758: DS2 section 3.6's non-overlapping bigrams; pair it with a larger "
+                   "--conv-time-stride, e.g. 4 or 6)")
     m.add_argument("--n-conv", type=int)
     m.add_argument("--conv-channels", type=int, nargs="+")
     m.add_argument("--conv-time-stride", type=int, help="time stride of the first conv (frames per output step)")
@@ -183,13 +186,14 @@ def plot_history(hist: History, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-_MODEL_OPTIONS = ("n_conv", "conv_channels", "conv_time_stride", "n_rnn", "rnn_hidden", "rnn_type", "unidirectional",
+_MODEL_OPTIONS = ("outputs", "n_conv", "conv_channels", "conv_time_stride", "n_rnn", "rnn_hidden", "rnn_type", "unidirectional",
                   "lookahead", "batch_norm", "bn_include_padding", "merge")
 
 
 def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
     """``(checkpoint state or None, DeepSpeech2Config)``: from ``OUT/checkpoint.pt`` (``--resume``),
-    from ``--init`` (which also records its config as ``recipe['model']``), else from the recipe."""
+    from ``--init`` (which also records its config as ``recipe['model']``), else from the recipe.
+    ``encoder`` is the recipe's (its ``vocab_size`` sizes a new model); a checkpoint's config names its own."""
     if args.resume and args.init:
         raise ValueError("--resume continues OUT/checkpoint.pt, --init starts a new run from a checkpoint: give one")
     if not (args.resume or args.init):
@@ -199,9 +203,12 @@ def model_config(args, recipe: dict, ckpt_path: Path, encoder: CharEncoder):
         raise ValueError(f"--init takes the model from {args.init}; drop {' '.join(given)}")
     source = ckpt_path if args.resume else args.init
     state = load_checkpoint(source)
-    if list(state["alphabet"]) != list(encoder.symbols):
-        raise ValueError(f"{source}: its alphabet {state['alphabet']} is not the {encoder.language} one")
     config = DeepSpeech2Config.from_dict(state["config"])
+    if args.resume and args.outputs and args.outputs != config.outputs:
+        raise ValueError(f"--outputs {args.outputs}: {source} has {config.outputs} outputs; drop --outputs to resume it")
+    encoder = make_encoder(config.outputs, encoder.language)     # the checkpoint's outputs say which encoder
+    if list(state["alphabet"]) != list(encoder.symbols):
+        raise ValueError(f"{source}: its alphabet is not the {encoder.language} {config.outputs} one")
     if args.init:
         recipe["model"] = {k: v for k, v in config.to_dict().items() if k not in ("n_freq", "vocab_size", "extra")}
     return state, config
@@ -249,7 +256,7 @@ def _train(args, device, command: str) -> int:
     for key in ("seconds", "epochs", "batch_size", "lr", "anneal", "eval_every", "n_train", "n_valid"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
-    for key in ("n_conv", "conv_time_stride", "n_rnn", "rnn_hidden", "rnn_type", "lookahead", "batch_norm", "merge"):
+    for key in ("outputs", "n_conv", "conv_time_stride", "n_rnn", "rnn_hidden", "rnn_type", "lookahead", "batch_norm", "merge"):
         if getattr(args, key) is not None:
             recipe["model"][key] = getattr(args, key)
     if args.conv_channels:
@@ -270,13 +277,14 @@ def _train(args, device, command: str) -> int:
         return 2
     out = Path(args.out or f"runs/{args.preset}")
     ckpt_path = out / "checkpoint.pt"
-    encoder = CharEncoder("english")
+    encoder = make_encoder(recipe["model"].get("outputs", "chars"), "english")
 
     try:
         state, config = model_config(args, recipe, ckpt_path, encoder)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    encoder = make_encoder(config.outputs, "english")      # --resume / --init: the checkpoint's outputs
     t0 = time.perf_counter()
     if not main_rank:
         distributed.barrier()                    # rank 0 builds any corpus cache first, the others then read it
