@@ -241,9 +241,7 @@ def prefix_beam_search_fast(
     ``prefix_beam_search(..., char_cutoff=c)`` (``None`` for both: the exact search); the tests check it.
     """
     lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, token_min_logp, "token_min_logp")
-    if beam_prune_logp is not None and (isinstance(beam_prune_logp, bool) or not isinstance(beam_prune_logp, (int, float))
-                                        or not beam_prune_logp <= 0):
-        raise ValueError(f"beam_prune_logp must be a number <= 0 (a log-probability margin) or None, got {beam_prune_logp!r}")
+    _check_prune(beam_prune_logp)
     n_frames, vocab = lp.shape
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]

@@ -379,9 +379,9 @@ def _fresh_loader(monkeypatch, tmp_path):
     return _gru_kernel
 
 
-def _python_path_trains_equal(caplog, reason):
-    """With the kernel unavailable: one logged line naming ``reason``, and training takes the Python
-    fast path with the readable path's results."""
+def _trains_like_the_readable_path():
+    """A fused layer (which asks for the kernel) trains with the readable path's gradients; returns the
+    fused layer and its input."""
     torch.manual_seed(14)
     x = torch.randn(7, 4, 5, dtype=torch.float64, requires_grad=True)
     a, b = RecurrentLayer(5, 3).double(), RecurrentLayer(5, 3, fused=False).double()
@@ -389,6 +389,13 @@ def _python_path_trains_equal(caplog, reason):
     ga, = torch.autograd.grad(a(x, LENGTHS).square().sum(), x)
     gb, = torch.autograd.grad(b(x, LENGTHS).square().sum(), x)
     torch.testing.assert_close(ga, gb)
+    return a, x
+
+
+def _python_path_trains_equal(caplog, reason):
+    """With the kernel unavailable: one logged line naming ``reason``, and training takes the Python
+    fast path with the readable path's results."""
+    a, x = _trains_like_the_readable_path()
     a(x, LENGTHS)                                                    # asks again: no second attempt, no second line
     lines = [r.getMessage() for r in caplog.records if r.name == "reference._gru_kernel"]
     assert len(lines) == 1 and reason in lines[0] and "Python fast path" in lines[0], lines
@@ -436,13 +443,7 @@ def test_compiled_kernel_is_off_by_default(monkeypatch, tmp_path, caplog):
             raise AssertionError("built although the kernel is off")
         monkeypatch.setattr(kernel, "_run_build", no_build)
         assert kernel.load() is None
-        torch.manual_seed(14)
-        x = torch.randn(7, 4, 5, dtype=torch.float64, requires_grad=True)
-        a, b = RecurrentLayer(5, 3).double(), RecurrentLayer(5, 3, fused=False).double()
-        b.load_state_dict(a.state_dict())
-        ga, = torch.autograd.grad(a(x, LENGTHS).square().sum(), x)
-        gb, = torch.autograd.grad(b(x, LENGTHS).square().sum(), x)
-        torch.testing.assert_close(ga, gb)
+        _trains_like_the_readable_path()
     assert not [r for r in caplog.records if r.name == "reference._gru_kernel"]
 
 
