@@ -218,7 +218,10 @@ def test_killed_grader_takes_its_workers_along(tmp_path, mode, sandboxed):
         print(w.proc.pid, z.pid if z else 0, flush=True)
         w.request({{"op": "call", "fn": "spin", "args": [], "kwargs": {{}}}}, timeout=600)
     """)
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    tmp = tmp_path / "tmp"  # a grader killed with SIGKILL cannot remove its folders: keep them in tmp_path
+    tmp.mkdir()
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**os.environ, "TMPDIR": str(tmp)})
     try:
         line = p.stdout.readline()
         pids = [int(x) for x in line.split() if int(x)]
