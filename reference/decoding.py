@@ -76,6 +76,60 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
+class _WordScores:
+    """The LM and word-count terms of ``Q`` for the fast searches: per completed word
+    ``alpha log p_lm(word | history) + beta`` (cached per ``(history, word)``), and the sentence's end."""
+
+    def __init__(self, lm, alpha: float, beta: float):
+        self.lm = lm if lm is not None and alpha != 0.0 else None
+        self.alpha = float(alpha) if self.lm is not None else 0.0
+        self.beta = float(beta)
+        self.cache: dict[tuple[tuple[str, ...], str], float] = {}
+
+    def word(self, history: tuple[str, ...], word: str) -> float:
+        if self.lm is None:
+            return self.beta
+        key = (history, word)
+        s = self.cache.get(key)
+        if s is None:
+            s = self.cache[key] = self.alpha * float(self.lm.score(history, word)) + self.beta
+        return s
+
+    def end(self, bonus: float, words: tuple[str, ...], word: str) -> float:
+        """``bonus`` plus the open word's term and the LM's end of sentence."""
+        if word:
+            bonus += self.word(words, word)
+            words = words + (word,)
+        if self.lm is not None:
+            bonus += self.alpha * float(self.lm.end_score(words))
+        return bonus
+
+
+def _candidates(lp: np.ndarray, blank: int, token_min_logp: float | None) -> list[list[tuple[int, float]]]:
+    """Per frame, the ``(symbol id, log p)`` worth trying: never the blank; at or above ``token_min_logp``
+    (every finite one for ``None``), and always the frame's most likely symbol."""
+    n_frames = lp.shape[0]
+    tried = lp > NEG_INF if token_min_logp is None else lp >= token_min_logp
+    if n_frames:
+        tried[np.arange(n_frames), np.argmax(lp, axis=1)] = True
+        tried &= lp > NEG_INF
+    tried[:, blank] = False
+    candidates: list[list[tuple[int, float]]] = [[] for _ in range(n_frames)]
+    for t, c in zip(*np.nonzero(tried)):
+        candidates[t].append((int(c), float(lp[t, c])))
+    return candidates
+
+
+def _best(scored: list, beam_width: int, beam_prune_logp: float | None) -> list:
+    """The ``beam_width`` best ``(score, key)`` pairs, without those more than ``-beam_prune_logp`` below the best."""
+    if len(scored) > beam_width:
+        scored = heapq.nlargest(beam_width, scored)
+    if beam_prune_logp is not None and scored:
+        floor = max(scored)[0] + beam_prune_logp
+        scored = [sk for sk in scored if sk[0] >= floor]
+    return scored
+
+
 def prefix_beam_search(
     log_probs: torch.Tensor,
     encoder,
@@ -247,33 +301,12 @@ def prefix_beam_search_fast(
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
     if any(len(s) > 1 for s in symbols):   # bigram (or longer) tokens: the token-level search
         return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp)
-    use_lm = lm is not None and alpha != 0.0
-    alpha = float(alpha) if use_lm else 0.0
-    beta = float(beta)
-    lm_cache: dict[tuple[tuple[str, ...], str], float] = {}
-
-    def word_score(history: tuple[str, ...], word: str) -> float:
-        if not use_lm:
-            return beta
-        key = (history, word)
-        s = lm_cache.get(key)
-        if s is None:
-            s = lm_cache[key] = alpha * float(lm.score(history, word)) + beta
-        return s
-
-    # candidate symbols of every frame at once: above the cutoff or the frame's best, never the blank
-    tried = lp > NEG_INF if token_min_logp is None else lp >= token_min_logp
-    if n_frames:
-        tried[np.arange(n_frames), np.argmax(lp, axis=1)] = True
-        tried &= lp > NEG_INF
-    tried[:, blank] = False
-    candidates: list[list[tuple[str, float]]] = [[] for _ in range(n_frames)]
-    for t, c in zip(*np.nonzero(tried)):
-        candidates[t].append((symbols[c], float(lp[t, c])))
+    scores = _WordScores(lm, alpha, beta)
+    word_score = scores.word
+    candidates = [[(symbols[c], p) for c, p in frame] for frame in _candidates(lp, blank, token_min_logp)]
     blank_col = lp[:, blank].tolist()
 
     log1p, exp = math.log1p, math.exp
-    prune = beam_prune_logp is not None
     # prefix -> [log p_b, log p_nb, bonus, completed words, open word]; bonus as in prefix_beam_search
     beam: dict[str, list] = {"": [0.0, NEG_INF, 0.0, (), ""]}
     for t in range(n_frames):
@@ -334,21 +367,10 @@ def prefix_beam_search_fast(
                 a, b = b, a
             if a != NEG_INF:
                 scored.append(((a if b == NEG_INF else a + log1p(exp(b - a))) + v[2], k))
-        if len(scored) > beam_width:
-            scored = heapq.nlargest(beam_width, scored)
-        if prune and scored:
-            floor = max(scored)[0] + beam_prune_logp
-            scored = [sk for sk in scored if sk[0] >= floor]
-        beam = {k: nxt[k] for _, k in scored}
+        beam = {k: nxt[k] for _, k in _best(scored, beam_width, beam_prune_logp)}
 
-    results = []
-    for prefix, (pb, pnb, bonus, words, word) in beam.items():
-        if word:
-            bonus += word_score(words, word)
-            words = words + (word,)
-        if use_lm:
-            bonus += alpha * float(lm.end_score(words))
-        results.append((prefix, _logaddexp(pb, pnb) + bonus))
+    results = [(prefix, _logaddexp(pb, pnb) + scores.end(bonus, words, word))
+               for prefix, (pb, pnb, bonus, words, word) in beam.items()]
     results.sort(key=lambda r: (-r[1], r[0]))
     return results[:beam_width]
 
@@ -406,21 +428,9 @@ def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: in
                   token_min_logp: float | None, beam_prune_logp: float | None) -> list[tuple[str, float]]:
     """The search of :func:`prefix_beam_search_tokens` on checked inputs (``symbols[i]``: token i's text)."""
     n_frames = lp.shape[0]
-    use_lm = lm is not None and alpha != 0.0
-    alpha = float(alpha) if use_lm else 0.0
-    beta = float(beta)
-    lm_cache: dict[tuple[tuple[str, ...], str], float] = {}
+    scores = _WordScores(lm, alpha, beta)
+    word_score = scores.word
     logaddexp = _logaddexp
-
-    def word_score(history: tuple[str, ...], word: str) -> float:
-        """alpha log p(word | history) + beta, cached."""
-        if not use_lm:
-            return beta
-        key = (history, word)
-        s = lm_cache.get(key)
-        if s is None:
-            s = lm_cache[key] = alpha * float(lm.score(history, word)) + beta
-        return s
 
     def extend(bonus: float, words: tuple, word: str, text: str):
         """``(bonus, completed words, open word)`` after appending ``text``: each space completes the open word."""
@@ -433,15 +443,7 @@ def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: in
                 word += ch
         return bonus, words, word
 
-    # candidate tokens per frame (never the blank): at or above the cutoff, or the frame's best
-    tried = lp > NEG_INF if token_min_logp is None else lp >= token_min_logp
-    if n_frames:
-        tried[np.arange(n_frames), np.argmax(lp, axis=1)] = True
-        tried &= lp > NEG_INF
-    tried[:, blank] = False
-    candidates: list[list[tuple[int, float]]] = [[] for _ in range(n_frames)]
-    for t, c in zip(*np.nonzero(tried)):
-        candidates[t].append((int(c), float(lp[t, c])))
+    candidates = _candidates(lp, blank, token_min_logp)
     blank_col = lp[:, blank].tolist()
 
     # (text, last token id or -1) -> [log p_b, log p_nb, bonus, completed words, open word]; bonus as in
@@ -471,12 +473,7 @@ def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: in
                 else:
                     entry[1] = logaddexp(entry[1], p_ext)
         scored = [(logaddexp(v[0], v[1]) + v[2], k) for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF]
-        if len(scored) > beam_width:
-            scored = heapq.nlargest(beam_width, scored)
-        if beam_prune_logp is not None and scored:
-            floor = max(scored)[0] + beam_prune_logp
-            scored = [sk for sk in scored if sk[0] >= floor]
-        beam = {k: nxt[k] for _, k in scored}
+        beam = {k: nxt[k] for _, k in _best(scored, beam_width, beam_prune_logp)}
 
     # merge by text (sum over last tokens), then close the open word and the sentence as prefix_beam_search does
     by_text: dict[str, list] = {}
@@ -486,14 +483,7 @@ def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: in
             by_text[text][0] = logaddexp(by_text[text][0], p)
         else:
             by_text[text] = [p, bonus, words, word]
-    results = []
-    for text, (p, bonus, words, word) in by_text.items():
-        if word:
-            bonus += word_score(words, word)
-            words = words + (word,)
-        if use_lm:
-            bonus += alpha * float(lm.end_score(words))
-        results.append((text, p + bonus))
+    results = [(text, p + scores.end(bonus, words, word)) for text, (p, bonus, words, word) in by_text.items()]
     results.sort(key=lambda r: (-r[1], r[0]))
     return results[:beam_width]
 
