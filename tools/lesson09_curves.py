@@ -11,14 +11,23 @@ lesson plots beside its own short live run:
 
 Every run uses the reference's fast pieces (the same maths as the graded ones), the lesson's data
 (the same seeds) and the same minibatches; only the named difference and the seed change.
+
+Closer to the paper's regime (longer sentences, SGD with Nesterov momentum as in DS2 section 6) with
+other data and optimiser options; ``--jobs 2`` runs two trainings at a time, one thread each:
+
+    python -m tools.lesson09_curves --words 2 8 --n-train 2000 --optimizer sgd --lr 0.05 \
+        --steps 1500 --seeds 3 --jobs 2 --out lessons/data/09_comparisons_long.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -37,11 +46,11 @@ TRAIN = dict(batch_size=16, lr=3e-3, anneal=1.0)
 OUT = ROOT / "lessons" / "data" / "09_comparisons.json"
 
 
-def lesson_data():
+def lesson_data(data: dict = DATA):
     """``(train_set, valid_set)``: the lesson's synthetic speech, held-out sentences by held-out voices."""
-    kw = dict(min_words=DATA["min_words"], max_words=DATA["max_words"])
-    return (R.generate_synthetic_dataset(DATA["n_train"], seed=DATA["train_seed"], **kw),
-            R.generate_synthetic_dataset(DATA["n_valid"], seed=DATA["valid_seed"], **kw))
+    kw = dict(min_words=data["min_words"], max_words=data["max_words"])
+    return (R.generate_synthetic_dataset(data["n_train"], seed=data["train_seed"], **kw),
+            R.generate_synthetic_dataset(data["n_valid"], seed=data["valid_seed"], **kw))
 
 
 def wide_hidden(base: dict = BASE) -> int:
@@ -75,8 +84,15 @@ def held_out_loss(model, batches) -> float:
     return total / n
 
 
-def run(config: dict, sortagrad: bool, seed: int, steps: int, eval_every: int, train_set, valid_set) -> dict:
+def run(config: dict, sortagrad: bool, seed: int, steps: int, eval_every: int, train_set, valid_set,
+        train: dict = TRAIN) -> dict:
+    """One training of ``config``: held-out loss, WER and CER every ``eval_every`` steps, the loss of every step.
+
+    ``train``: ``batch_size``, ``lr``, ``anneal`` and optionally ``optimizer`` ("adam", the default, or
+    "sgd": SGD with Nesterov momentum ``momentum``, DS2's optimiser)."""
     enc = R.CharEncoder()
+    train = dict(train)
+    kind, momentum = train.pop("optimizer", "adam"), train.pop("momentum", 0.99)
     valid_batches = R.training.make_batches(valid_set, enc, 64)
     curve = dict(step=[], valid_loss=[], wer=[], cer=[])
 
@@ -88,11 +104,33 @@ def run(config: dict, sortagrad: bool, seed: int, steps: int, eval_every: int, t
 
     torch.manual_seed(seed)
     model = R.DeepSpeech2(**config)
-    per_epoch = -(-len(train_set) // TRAIN["batch_size"])
+    optimizer = None
+    if kind == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=train["lr"], momentum=momentum, nesterov=True)
+    elif kind != "adam":
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {kind!r}")
+    per_epoch = -(-len(train_set) // train["batch_size"])
     epochs = -(-steps // per_epoch)
     hist = R.fit(model, train_set, enc, valid_set=valid_set, epochs=epochs, seed=seed, sortagrad=sortagrad,
-                 eval_every=eval_every, progress=False, on_eval=record, max_steps=steps, **TRAIN)
+                 eval_every=eval_every, progress=False, on_eval=record, max_steps=steps, optimizer=optimizer,
+                 **train)
     return dict(curve, loss=hist.loss, parameters=model.num_parameters(), seconds=hist.seconds[-1])
+
+
+def _job(args: tuple) -> tuple[str, dict]:
+    """One run (in a worker process with ``--jobs``): ``(variant name, its result)``."""
+    name, cfg, sg, seed, steps, eval_every, data, train, threads = args
+    torch.set_num_threads(threads)
+    if isinstance(data, str):               # the parent's data, saved once for every worker
+        if data not in _LOADED:
+            _LOADED[data] = torch.load(data, weights_only=False)
+        train_set, valid_set = _LOADED[data]
+    else:
+        train_set, valid_set = data
+    return name, dict(seed=seed, **run(cfg, sg, seed, steps, eval_every, train_set, valid_set, train))
+
+
+_LOADED: dict = {}
 
 
 def main(argv=None) -> int:
@@ -100,22 +138,56 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--eval-every", type=int, default=25)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads per training")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at a time, each in its own process")
+    p.add_argument("--words", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help=f"words per sentence (the lesson's: {DATA['min_words']} {DATA['max_words']})")
+    p.add_argument("--n-train", type=int, default=None, help=f"training utterances (the lesson's: {DATA['n_train']})")
+    p.add_argument("--n-valid", type=int, default=None, help=f"held-out utterances (the lesson's: {DATA['n_valid']})")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="adam (the lesson's) or sgd: SGD with Nesterov momentum 0.99, DS2's optimiser")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (the lesson's: {TRAIN['lr']})")
+    p.add_argument("--variants", nargs="+", default=None, help="a subset of the variants (default: all)")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    data = dict(DATA)
+    if args.words:
+        data.update(min_words=args.words[0], max_words=args.words[1])
+    if args.n_train:
+        data.update(n_train=args.n_train)
+    if args.n_valid:
+        data.update(n_valid=args.n_valid)
+    train = dict(TRAIN, lr=args.lr or TRAIN["lr"])
+    if args.optimizer != "adam":
+        train.update(optimizer=args.optimizer, momentum=0.99)
+    chosen = variants()
+    unknown = set(args.variants or ()) - set(chosen)
+    if unknown:
+        p.error(f"unknown variant(s) {sorted(unknown)}: choose from {list(chosen)}")
+    if args.variants:
+        chosen = {n: v for n, v in chosen.items() if n in args.variants}
     from tqdm.auto import tqdm
 
-    train_set, valid_set = lesson_data()
-    todo = [(name, cfg, sg, seed) for name, (cfg, sg) in variants().items() for seed in range(args.seeds)]
-    results = {name: [] for name in variants()}
     t0 = time.perf_counter()
-    for name, cfg, sg, seed in tqdm(todo, desc="runs"):
-        results[name].append(dict(seed=seed, **run(cfg, sg, seed, args.steps, args.eval_every, train_set, valid_set)))
+    sets = lesson_data(data)
+    results = {name: [] for name in chosen}
+    with tempfile.TemporaryDirectory(prefix="lesson09-curves-") as tmp:
+        if args.jobs > 1:
+            torch.save(sets, Path(tmp) / "data.pt")
+            sets = str(Path(tmp) / "data.pt")
+        todo = [(name, cfg, sg, seed, args.steps, args.eval_every, sets, train, args.threads)
+                for name, (cfg, sg) in chosen.items() for seed in range(args.seeds)]
+        if args.jobs > 1:
+            with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+                done = list(tqdm(pool.map(_job, todo), total=len(todo), desc="runs"))
+        else:
+            done = [_job(job) for job in tqdm(todo, desc="runs")]
+    for name, result in done:           # in the order of `todo`: variants, then seeds
+        results[name].append(result)
     out = dict(command="python -m tools.lesson09_curves " + " ".join(argv if argv is not None else sys.argv[1:]),
-               data=DATA, base=BASE, train=TRAIN, steps=args.steps, seeds=args.seeds,
-               configs={n: dict(config=c, sortagrad=s) for n, (c, s) in variants().items()},
-               runs=results, torch=torch.__version__, threads=args.threads,
+               data=data, base=BASE, train=train, steps=args.steps, seeds=args.seeds,
+               configs={n: dict(config=c, sortagrad=s) for n, (c, s) in chosen.items()},
+               runs=results, torch=torch.__version__, threads=args.threads, jobs=args.jobs,
                wall_seconds=round(time.perf_counter() - t0, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, separators=(",", ":")))
