@@ -28,6 +28,7 @@ def test_writes_every_variant_and_seed_with_the_command_that_made_it(written):
     assert (d["data"]["min_words"], d["data"]["max_words"], d["data"]["n_train"], d["data"]["n_valid"]) == (1, 3, 24, 8)
     assert d["train"]["optimizer"] == "sgd" and d["train"]["lr"] == 0.01 and d["train"]["momentum"] == 0.99
     assert list(d["runs"]) == ["baseline", "no SortaGrad"]
+    assert 0 < d["durations"]["min"] <= d["durations"]["mean"] <= d["durations"]["max"]
     assert d["configs"]["no SortaGrad"]["sortagrad"] is False and d["configs"]["baseline"]["sortagrad"] is True
     for runs in d["runs"].values():
         assert [r["seed"] for r in runs] == [0, 1]

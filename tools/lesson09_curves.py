@@ -53,6 +53,12 @@ def lesson_data(data: dict = DATA):
             R.generate_synthetic_dataset(data["n_valid"], seed=data["valid_seed"], **kw))
 
 
+def train_durations(train_set) -> dict:
+    """Seconds of the shortest, longest and average training utterance (SortaGrad's spread)."""
+    seconds = [s.duration for s in train_set]
+    return dict(min=round(min(seconds), 3), max=round(max(seconds), 3), mean=round(sum(seconds) / len(seconds), 3))
+
+
 def wide_hidden(base: dict = BASE) -> int:
     """Units of a 1-layer model with (about) the parameters of ``base``'s recurrent stack."""
     target = R.DeepSpeech2(**base).num_parameters()
@@ -170,6 +176,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     sets = lesson_data(data)
+    durations = train_durations(sets[0])
     results = {name: [] for name in chosen}
     with tempfile.TemporaryDirectory(prefix="lesson09-curves-") as tmp:
         if args.jobs > 1:
@@ -187,7 +194,7 @@ def main(argv=None) -> int:
     out = dict(command="python -m tools.lesson09_curves " + " ".join(argv if argv is not None else sys.argv[1:]),
                data=data, base=BASE, train=train, steps=args.steps, seeds=args.seeds,
                configs={n: dict(config=c, sortagrad=s) for n, (c, s) in chosen.items()},
-               runs=results, torch=torch.__version__, threads=args.threads, jobs=args.jobs,
+               durations=durations, runs=results, torch=torch.__version__, threads=args.threads, jobs=args.jobs,
                wall_seconds=round(time.perf_counter() - t0, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, separators=(",", ":")))
