@@ -62,3 +62,15 @@ def test_sgd_is_nesterov_momentum_and_unknown_names_are_refused(tmp_path, monkey
         curves.run(curves.BASE, True, 0, 1, 1, train_set, valid_set, dict(curves.TRAIN, optimizer="rmsprop"))
     with pytest.raises(SystemExit):
         curves.main([*TINY, "--variants", "no such variant", "--out", str(tmp_path / "x.json")])
+
+
+def test_extend_adds_the_next_seeds_and_keeps_the_first(written, tmp_path):
+    src = tmp_path / "one.json"
+    src.write_text(json.dumps(written[0]))
+    assert curves.main(["--extend", str(src), "--seeds", "1", "--threads", "1", "--out", str(tmp_path / "more.json")]) == 0
+    more = json.loads((tmp_path / "more.json").read_text())
+    assert more["seeds"] == 3 and more["data"] == written[0]["data"] and more["train"] == written[0]["train"]
+    assert " && python -m tools.lesson09_curves --extend" in more["command"]
+    for name, runs in more["runs"].items():
+        assert [r["seed"] for r in runs] == [0, 1, 2]
+        assert runs[:2] == written[0]["runs"][name] and runs[2]["step"] == [2, 4]

@@ -154,8 +154,12 @@ def main(argv=None) -> int:
                    help="adam (the lesson's) or sgd: SGD with Nesterov momentum 0.99, DS2's optimiser")
     p.add_argument("--lr", type=float, default=None, help=f"learning rate (the lesson's: {TRAIN['lr']})")
     p.add_argument("--variants", nargs="+", default=None, help="a subset of the variants (default: all)")
+    p.add_argument("--extend", metavar="FILE",
+                   help="add --seeds more seeds to FILE's runs, with FILE's data, optimiser, steps and variants")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
+    if args.extend:
+        return _extend(args, argv)
     data = dict(DATA)
     if args.words:
         data.update(min_words=args.words[0], max_words=args.words[1])
@@ -172,18 +176,31 @@ def main(argv=None) -> int:
         p.error(f"unknown variant(s) {sorted(unknown)}: choose from {list(chosen)}")
     if args.variants:
         chosen = {n: v for n, v in chosen.items() if n in args.variants}
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     sets = lesson_data(data)
-    durations = train_durations(sets[0])
+    results = _train_all(chosen, range(args.seeds), args.steps, args.eval_every, sets, train, args)
+    out = dict(command=_command(argv), data=data, base=BASE, train=train, steps=args.steps, seeds=args.seeds,
+               configs={n: dict(config=c, sortagrad=s) for n, (c, s) in chosen.items()},
+               durations=train_durations(sets[0]), runs=results, torch=torch.__version__, threads=args.threads,
+               jobs=args.jobs, wall_seconds=round(time.perf_counter() - t0, 1))
+    return _write(out, args.out)
+
+
+def _command(argv) -> str:
+    return "python -m tools.lesson09_curves " + " ".join(argv if argv is not None else sys.argv[1:])
+
+
+def _train_all(chosen: dict, seeds, steps: int, eval_every: int, sets, train: dict, args) -> dict:
+    """``variant name -> [one result per seed]``: every (variant, seed) run, ``args.jobs`` at a time."""
+    from tqdm.auto import tqdm
+
     results = {name: [] for name in chosen}
     with tempfile.TemporaryDirectory(prefix="lesson09-curves-") as tmp:
         if args.jobs > 1:
             torch.save(sets, Path(tmp) / "data.pt")
             sets = str(Path(tmp) / "data.pt")
-        todo = [(name, cfg, sg, seed, args.steps, args.eval_every, sets, train, args.threads)
-                for name, (cfg, sg) in chosen.items() for seed in range(args.seeds)]
+        todo = [(name, cfg, sg, seed, steps, eval_every, sets, train, args.threads)
+                for name, (cfg, sg) in chosen.items() for seed in seeds]
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
                 done = list(tqdm(pool.map(_job, todo), total=len(todo), desc="runs"))
@@ -191,14 +208,30 @@ def main(argv=None) -> int:
             done = [_job(job) for job in tqdm(todo, desc="runs")]
     for name, result in done:           # in the order of `todo`: variants, then seeds
         results[name].append(result)
-    out = dict(command="python -m tools.lesson09_curves " + " ".join(argv if argv is not None else sys.argv[1:]),
-               data=data, base=BASE, train=train, steps=args.steps, seeds=args.seeds,
-               configs={n: dict(config=c, sortagrad=s) for n, (c, s) in chosen.items()},
-               durations=durations, runs=results, torch=torch.__version__, threads=args.threads, jobs=args.jobs,
-               wall_seconds=round(time.perf_counter() - t0, 1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, separators=(",", ":")))
-    print(f"wrote {args.out} ({len(todo)} runs of {args.steps} steps in {out['wall_seconds']:.0f} s)")
+    return results
+
+
+def _extend(args, argv) -> int:
+    """``--extend FILE``: the same runs with the next ``--seeds`` seeds, merged into FILE's."""
+    old = json.loads(Path(args.extend).read_text())
+    chosen = {n: (spec["config"], spec["sortagrad"]) for n, spec in old["configs"].items()}
+    first = old["runs"][next(iter(old["runs"]))][0]["step"]
+    eval_every = first[0]
+    t0 = time.perf_counter()
+    sets = lesson_data(old["data"])
+    new = _train_all(chosen, range(old["seeds"], old["seeds"] + args.seeds), old["steps"], eval_every, sets,
+                     old["train"], args)
+    out = dict(old, command=old["command"] + " && " + _command(argv), seeds=old["seeds"] + args.seeds,
+               runs={n: old["runs"][n] + new[n] for n in old["runs"]},
+               wall_seconds=round(old["wall_seconds"] + time.perf_counter() - t0, 1))
+    return _write(out, args.out)
+
+
+def _write(out: dict, path) -> int:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, separators=(",", ":")))
+    runs = sum(len(v) for v in out["runs"].values())
+    print(f"wrote {path} ({runs} runs of {out['steps']} steps, {out['wall_seconds']:.0f} s of runs in all)")
     return 0
 
 
