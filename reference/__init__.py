@@ -3,7 +3,7 @@
 Modules, one concept each (paper sections in their docstrings):
 
 ==============  ==============================================================
-``text``        the 29-symbol alphabet: :class:`CharEncoder` (and DS2's bigrams: ``BigramEncoder``)
+``text``        the 29-symbol alphabet: :class:`CharEncoder` (and DS2's bigrams: :class:`BigramEncoder`)
 ``features``    spectrograms: :func:`frame_signal`, :func:`compute_spectrogram`
 ``synthetic``   learnable synthetic speech for demos and tests
 ``data``        samples, padded batches, SortaGrad
@@ -23,7 +23,7 @@ Modules, one concept each (paper sections in their docstrings):
 ``loading``     minibatches from DataLoader workers and a feature cache
 ==============  ==============================================================
 """
-from .text import CharEncoder
+from .text import BigramEncoder, CharEncoder, make_encoder
 from .features import compute_spectrogram, frame_signal
 from .data import Batch, Sample, collate_batch, sortagrad_batches, sortagrad_sampler
 from .ctc import ctc_collapse, ctc_log_alpha, ctc_loss, extend_with_blanks, greedy_decode
@@ -38,7 +38,7 @@ from . import checkpoint, lm  # noqa: F401  (reference.lm.NGramLM, reference.che
 
 __all__ = [
     # the seed API (call shapes of the walkthrough notebook)
-    "generate_synthetic_audio", "compute_spectrogram", "CharEncoder", "DeepSpeech2", "generate_synthetic_dataset",
+    "generate_synthetic_audio", "compute_spectrogram", "CharEncoder", "BigramEncoder", "make_encoder", "DeepSpeech2", "generate_synthetic_dataset",
     "collate_batch", "greedy_decode", "sortagrad_sampler", "train_step", "word_error_rate", "ClippedReLU",
     # graded names (docs/design.md)
     "frame_signal", "ctc_collapse", "edit_distance", "char_error_rate", "extend_with_blanks", "ctc_log_alpha",

@@ -28,7 +28,43 @@ ALPHABETS: dict[str, str] = {
 }
 
 
-class CharEncoder:
+class _Tokens:
+    """What every encoder shares: ``symbols[i]`` is token ``i``'s text (``blank_idx``'s is empty)."""
+
+    symbols: list[str]
+    blank_idx: int
+    language: str
+    _unit = "symbol"
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of output tokens, blank included (English: 29 characters, 758 with bigrams)."""
+        return len(self.symbols)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.language!r}, vocab_size={self.vocab_size})"
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Map ids to text, dropping blanks (no merging of repeats: see :meth:`ctc_decode`)."""
+        out = []
+        for i in _as_int_list(ids):
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"{self._unit} id {i} is out of range: expected 0..{self.vocab_size - 1}")
+            if i != self.blank_idx:
+                out.append(self.symbols[i])
+        return "".join(out)
+
+    def ctc_decode(self, raw_ids: Iterable[int]) -> str:
+        """Decode a frame-level path: merge repeated tokens, then drop blanks (``a a _ a`` -> ``aa``)."""
+        from .ctc import ctc_collapse  # local import: ctc imports nothing from here at module level
+
+        return self.decode(ctc_collapse(_as_int_list(raw_ids), blank=self.blank_idx))
+
+
+class CharEncoder(_Tokens):
     """Maps text to symbol ids and back.
 
     Args:
@@ -50,17 +86,6 @@ class CharEncoder:
         self._index = {s: i for i, s in enumerate(self.symbols) if i != self.blank_idx}
         self.space_idx = self._index[" "]
 
-    @property
-    def vocab_size(self) -> int:
-        """Number of output symbols, blank included (29 for English)."""
-        return len(self.symbols)
-
-    def __len__(self) -> int:
-        return self.vocab_size
-
-    def __repr__(self) -> str:
-        return f"CharEncoder({self.language!r}, vocab_size={self.vocab_size})"
-
     def encode(self, text: str) -> list[int]:
         """Lower-case ``text`` and map each character to its id (never the blank)."""
         if not isinstance(text, str):
@@ -76,24 +101,8 @@ class CharEncoder:
             ids.append(idx)
         return ids
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Map ids to text, dropping blanks (no merging of repeats: see :meth:`ctc_decode`)."""
-        out = []
-        for i in _as_int_list(ids):
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"symbol id {i} is out of range: expected 0..{self.vocab_size - 1}")
-            if i != self.blank_idx:
-                out.append(self.symbols[i])
-        return "".join(out)
 
-    def ctc_decode(self, raw_ids: Iterable[int]) -> str:
-        """Decode a frame-level path: merge repeats, then drop blanks (``a a _ a`` -> ``aa``)."""
-        from .ctc import ctc_collapse  # local import: ctc imports nothing from here at module level
-
-        return self.decode(ctc_collapse(_as_int_list(raw_ids), blank=self.blank_idx))
-
-
-class BigramEncoder:
+class BigramEncoder(_Tokens):
     """DS2's non-overlapping bigram outputs (section 3.6): fewer tokens per utterance than characters.
 
     Each word is cut into pairs of characters from its left end; a word of odd length ends in a
@@ -128,16 +137,7 @@ class BigramEncoder:
         self.symbols: list[str] = list(chars.symbols) + [a + b for a in word_chars for b in word_chars]
         self._index = {s: i for i, s in enumerate(self.symbols) if i != self.blank_idx}
 
-    @property
-    def vocab_size(self) -> int:
-        """Number of output tokens, blank included (758 for English)."""
-        return len(self.symbols)
-
-    def __len__(self) -> int:
-        return self.vocab_size
-
-    def __repr__(self) -> str:
-        return f"BigramEncoder({self.language!r}, vocab_size={self.vocab_size})"
+    _unit = "token"
 
     def segment(self, text: str) -> list[str]:
         """The token texts of ``text``: each word in pairs from the left, each space alone."""
@@ -163,22 +163,6 @@ class BigramEncoder:
     def encode(self, text: str) -> list[int]:
         """Lower-case ``text``, segment it (:meth:`segment`) and map each token to its id (never the blank)."""
         return [self._index[tok] for tok in self.segment(text)]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Join the tokens' texts, dropping blanks (no merging of repeats: see :meth:`ctc_decode`)."""
-        out = []
-        for i in _as_int_list(ids):
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} is out of range: expected 0..{self.vocab_size - 1}")
-            if i != self.blank_idx:
-                out.append(self.symbols[i])
-        return "".join(out)
-
-    def ctc_decode(self, raw_ids: Iterable[int]) -> str:
-        """Decode a frame-level path over tokens: merge repeated tokens, drop blanks, join the texts."""
-        from .ctc import ctc_collapse
-
-        return self.decode(ctc_collapse(_as_int_list(raw_ids), blank=self.blank_idx))
 
 
 #: The output sets a model can have (``DeepSpeech2Config.outputs``, ``reference.train --outputs``).
