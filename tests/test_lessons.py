@@ -53,6 +53,9 @@ RUNS = [(p, "stubs") for p in PATHS]   # the solutions runs: tests/test_lessons_
                                        # own, so that `pytest -n 2 --dist loadfile` runs the two passes at once)
 
 
+RESULTS = ROOT / "build" / "lesson-results.txt"
+
+
 def run_lesson(path, exercises, capsys, label):
     before = snapshot()
     t0 = time.perf_counter()
@@ -63,7 +66,15 @@ def run_lesson(path, exercises, capsys, label):
     assert not changed, f"{path.name} wrote into the repository: {changed[:10]}"
     with capsys.disabled():
         print(f"\n  {path.name} ({label}): {seconds:.1f} s", end="")
-    return outputs_text(nb)
+    text = outputs_text(nb)
+    found = re.findall(r"held-out WER: \d+\.\d+ after \d+ steps", text)
+    # one line per run in build/lesson-results.txt (git-ignored): the figures a closing note quotes,
+    # also from a run on two processes, whose workers' prints pytest does not show
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M')}  {path.stem} ({label}): {seconds:.0f} s"
+                f"{'; ' + found[0] if found else ''}\n")
+    return text
 
 
 @pytest.mark.slow
