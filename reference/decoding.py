@@ -169,38 +169,11 @@ def prefix_beam_search(
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
     if any(len(s) > 1 for s in symbols):   # bigram (or longer) tokens: the token-level search
         return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, char_cutoff, None)
-    use_lm = lm is not None and alpha != 0.0
-    alpha = float(alpha) if use_lm else 0.0
-    beta = float(beta)
-
-    lm_cache: dict[tuple[tuple[str, ...], str], float] = {}
-
-    def word_score(history: tuple[str, ...], word: str) -> float:
-        """alpha log p(word | history) + beta, cached."""
-        if not use_lm:
-            return beta
-        key = (history, word)
-        s = lm_cache.get(key)
-        if s is None:
-            s = lm_cache[key] = alpha * float(lm.score(history, word)) + beta
-        return s
-
-    # Candidate symbols per frame (blank excluded), pruned by char_cutoff.
+    scores = _WordScores(lm, alpha, beta)         # alpha log p(word | history) + beta per word, cached
+    word_score = scores.word
+    # Candidate symbols per frame (blank excluded), pruned by char_cutoff (the frame's best always kept).
+    candidates = [[(symbols[c], p) for c, p in frame] for frame in _candidates(lp, blank, char_cutoff)]
     rows = lp.tolist()
-    candidates: list[list[tuple[str, float]]] = []
-    best_per_frame = np.argmax(lp, axis=1) if n_frames else []
-    for t in range(n_frames):
-        row = rows[t]
-        keep = []
-        for c in range(vocab):
-            if c == blank:
-                continue
-            v = row[c]
-            if v == NEG_INF:
-                continue
-            if char_cutoff is None or v >= char_cutoff or c == best_per_frame[t]:
-                keep.append((symbols[c], v))
-        candidates.append(keep)
 
     # prefix -> [log p_b, log p_nb, bonus]; bonus = sum over the *completed* words of the prefix
     # of (alpha log p_lm(word | previous words) + beta).  A word is completed by the space after
@@ -242,19 +215,14 @@ def prefix_beam_search(
         scored = [
             (logaddexp(v[0], v[1]) + v[2], k) for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF
         ]
-        if len(scored) > beam_width:
-            scored = heapq.nlargest(beam_width, scored)
-        beam = {k: nxt[k] for _, k in scored}
+        beam = {k: nxt[k] for _, k in _best(scored, beam_width, None)}
 
     # Close the open last word and the sentence: + alpha log p(w_last | ...) + beta + alpha log p(</s> | words).
     results = []
     for prefix, (pb, pnb, bonus) in beam.items():
         words = tuple(prefix.split())
-        if prefix and prefix[-1] != " ":
-            bonus += word_score(words[:-1], words[-1])
-        if use_lm:
-            bonus += alpha * float(lm.end_score(words))
-        results.append((prefix, logaddexp(pb, pnb) + bonus))
+        open_word = words[-1] if prefix and prefix[-1] != " " else ""
+        results.append((prefix, logaddexp(pb, pnb) + scores.end(bonus, words[:-1] if open_word else words, open_word)))
     results.sort(key=lambda r: (-r[1], r[0]))
     return results[:beam_width]
 
