@@ -15,8 +15,10 @@ Every run uses the reference's fast pieces (the same maths as the graded ones), 
 Closer to the paper's regime (longer sentences, SGD with Nesterov momentum as in DS2 section 6) with
 other data and optimiser options; ``--jobs 2`` runs two trainings at a time, one thread each:
 
-    python -m tools.lesson09_curves --words 2 8 --n-train 2000 --optimizer sgd --lr 0.05 \
-        --steps 1500 --seeds 3 --jobs 2 --out lessons/data/09_comparisons_long.json
+    python -m tools.lesson09_curves --words 2 8 --optimizer sgd --lr 0.03 --steps 800 --seeds 4 \
+        --eval-every 50 --jobs 2 --threads 1 --out lessons/data/09_comparisons_long.json
+
+``--extend FILE --seeds N`` adds the next N seeds to FILE's runs (the shipped long file: 4 + 4).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ import reference as R  # noqa: E402
 DATA = dict(n_train=1000, n_valid=100, min_words=1, max_words=2, train_seed=1, valid_seed=2)
 BASE = dict(n_freq=161, vocab_size=29, n_conv=1, conv_channels=(8,), conv_time_stride=3, n_rnn=3, rnn_hidden=64)
 TRAIN = dict(batch_size=16, lr=3e-3, anneal=1.0)
+MOMENTUM = 0.99   # --optimizer sgd: DS2's Nesterov momentum
 OUT = ROOT / "lessons" / "data" / "09_comparisons.json"
 
 
@@ -98,7 +101,7 @@ def run(config: dict, sortagrad: bool, seed: int, steps: int, eval_every: int, t
     "sgd": SGD with Nesterov momentum ``momentum``, DS2's optimiser)."""
     enc = R.CharEncoder()
     train = dict(train)
-    kind, momentum = train.pop("optimizer", "adam"), train.pop("momentum", 0.99)
+    kind, momentum = train.pop("optimizer", "adam"), train.pop("momentum", MOMENTUM)
     valid_batches = R.training.make_batches(valid_set, enc, 64)
     curve = dict(step=[], valid_loss=[], wer=[], cer=[])
 
@@ -169,7 +172,7 @@ def main(argv=None) -> int:
         data.update(n_valid=args.n_valid)
     train = dict(TRAIN, lr=args.lr or TRAIN["lr"])
     if args.optimizer != "adam":
-        train.update(optimizer=args.optimizer, momentum=0.99)
+        train.update(optimizer=args.optimizer, momentum=MOMENTUM)
     chosen = variants()
     unknown = set(args.variants or ()) - set(chosen)
     if unknown:
@@ -215,8 +218,7 @@ def _extend(args, argv) -> int:
     """``--extend FILE``: the same runs with the next ``--seeds`` seeds, merged into FILE's."""
     old = json.loads(Path(args.extend).read_text())
     chosen = {n: (spec["config"], spec["sortagrad"]) for n, spec in old["configs"].items()}
-    first = old["runs"][next(iter(old["runs"]))][0]["step"]
-    eval_every = first[0]
+    eval_every = next(iter(old["runs"].values()))[0]["step"][0]     # the first evaluation's step
     t0 = time.perf_counter()
     sets = lesson_data(old["data"])
     new = _train_all(chosen, range(old["seeds"], old["seeds"] + args.seeds), old["steps"], eval_every, sets,
