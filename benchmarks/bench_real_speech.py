@@ -119,8 +119,8 @@ def main(argv=None) -> int:
     if hyps is None:
         print(f"{'pocketsphinx':34} not installed: `pip install pocketsphinx` (5.x bundles a US-English model)")
     else:
-        import pocketsphinx
-        add(f"pocketsphinx {getattr(pocketsphinx, '__version__', '5')}", "its US-English model + LM", hyps,
+        from importlib.metadata import version
+        add(f"pocketsphinx {version('pocketsphinx')}", "its US-English model + LM", hyps,
             time.perf_counter() - t0)
     if args.json:
         out = dict(command="python benchmarks/bench_real_speech.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -17,7 +17,7 @@ import torch
 from .model import DeepSpeech2, DeepSpeech2Config
 from .text import CharEncoder, make_encoder
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "export_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "export_checkpoint", "average_checkpoints"]
 
 FORMAT, VERSION = "ds2-checkpoint", 1
 
@@ -84,14 +84,58 @@ def load_model(path, device: str = "cpu") -> tuple[DeepSpeech2, CharEncoder, dic
     return model.to(device).eval(), encoder, state
 
 
-def export_checkpoint(src, dst, half: bool = True) -> Path:
+def average_checkpoints(paths) -> dict:
+    """One checkpoint whose weights are the element-wise mean of ``paths``' weights: a *model soup*.
+
+    Models fine-tuned from the same start with different seeds land in one basin of the loss, and
+    the mean of their weights is a single model that usually generalises better than each of them
+    (Wortsman et al., 2022, "Model soups"; Izmailov et al., 2018, averaged the weights along one
+    run).  With 353 training prompts each fine-tune learns them by heart in its own way; the mean
+    keeps what they share.  It costs nothing at inference: same size, same speed.
+
+    Every floating-point tensor is averaged in float32, BatchNorm's running mean and variance
+    included (Izmailov et al. recompute those instead; the mean of the statistics is close when the
+    models are); integer buffers (BatchNorm's step counters) come from the first checkpoint, as do
+    the history and the recipe.  ``extra["averaged"]`` lists the sources' training commands.
+
+    Raises ``ValueError`` unless there are at least two checkpoints of one architecture and alphabet.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
+    states = [load_checkpoint(p) for p in paths]
+    first = states[0]
+
+    def described(state):   # the config with its defaults filled in: older checkpoints lack newer fields
+        return {"config": DeepSpeech2Config.from_dict(state["config"]).to_dict(), "alphabet": list(state["alphabet"])}
+
+    for path, state in zip(paths[1:], states[1:]):
+        for key, mine in described(state).items():
+            if mine != described(first)[key]:
+                raise ValueError(f"{str(path)!r} has another {key} than {str(paths[0])!r}: only models of one "
+                                 f"architecture and alphabet can be averaged\n  {described(first)[key]}\n  {mine}")
+        if state["state_dict"].keys() != first["state_dict"].keys():
+            raise ValueError(f"{str(path)!r} has other weights than {str(paths[0])!r}")
+    averaged = {}
+    for name, tensor in first["state_dict"].items():
+        if tensor.is_floating_point():
+            averaged[name] = sum(s["state_dict"][name].float() for s in states) / len(states)
+        else:
+            averaged[name] = tensor
+    extra = dict(first.get("extra") or {})
+    extra["averaged"] = [(s.get("extra") or {}).get("command", str(p)) for p, s in zip(paths, states)]
+    return {**first, "state_dict": averaged, "optimizer": None, "extra": extra}
+
+
+def export_checkpoint(src, dst, half: bool = True, average_with=()) -> Path:
     """A small copy of a checkpoint for shipping: no optimizer state, weights in float16.
 
     ``load_model`` reads it like any other (``load_state_dict`` copies float16 into the float32
     parameters).  Halving changes log-probabilities by about 1e-3, not the transcripts'
-    quality; ``history`` and ``extra`` (recipe, results) are kept.
+    quality; ``history`` and ``extra`` (recipe, results) are kept.  With ``average_with`` (more
+    checkpoint paths) the copy holds the mean of all their weights (:func:`average_checkpoints`).
     """
-    state = load_checkpoint(src)
+    state = average_checkpoints([src, *average_with]) if average_with else load_checkpoint(src)
     state["optimizer"] = None
     if half:
         state["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}

@@ -162,16 +162,35 @@ def test_voices_model_is_the_makefile_recipe_and_has_never_heard_a_person():
     assert not any("asterisk" in c for c in [command, *lineage])
 
 
+def _flags(command: str) -> dict:
+    """``--name value...`` pairs of a command line (a flag without a value maps to ``()``); later ones win."""
+    flags, name = {}, None
+    for word in command.split():
+        if word.startswith("--"):
+            name = word
+            flags[name] = ()
+        elif name is not None:
+            flags[name] += (word,)
+    return flags
+
+
 def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_lm(tmp_path):
-    """models/asterisk-ds2.pt: the Makefile's ASTERISK_FT recipe from models/voices-ds2.pt (same architecture),
-    and the command-line tool runs it greedy and with --beam 32 --lm (on the real test prompts when
-    `make asterisk` has run, else on eSpeak clips of prompt-like sentences)."""
+    """models/asterisk-ds2.pt: the Makefile's recipe, the mean of five fine-tunes (ASTERISK_FT) of
+    models/voices-ds2.pt (same architecture): seeds 0-2 at lr 3e-3 from the voices model, two more from
+    seed 0's result at lr 1.5e-3 and 3e-3; and the command-line tool runs it greedy and with --beam 32
+    --lm (on the real test prompts when `make asterisk` has run, else on eSpeak clips of prompt-like
+    sentences)."""
     tuned, encoder, state = load_model(ASTERISK_MODEL)
     base, _, base_state = load_model(VOICES_MODEL)
     assert tuned.config.to_dict() == {**base.config.to_dict(), "extra": tuned.config.extra}
-    recipe = _recipe("ASTERISK_FT", "asterisk-model")
-    assert "--init models/voices-ds2.pt" in recipe
-    assert recipe in state["extra"]["command"], (recipe, state["extra"]["command"])
+    recipe = _flags(_recipe("ASTERISK_FT", "asterisk-model"))
+    averaged = [_flags(c) for c in state["extra"]["averaged"]]
+    assert len(averaged) == 5 and state["extra"]["command"] == state["extra"]["averaged"][0]
+    for flags in averaged:
+        assert {k: v for k, v in flags.items() if k in recipe} == recipe, (recipe, flags)
+    inits = [f["--init"][0] for f in averaged]
+    assert inits[:3] == ["models/voices-ds2.pt"] * 3 and all(i.endswith("asterisk-ds2.pt") or "asterisk-s0" in i for i in inits[3:])
+    assert [(f["--lr"][0], f["--seed"][0]) for f in averaged] == [("3e-3", "0"), ("3e-3", "1"), ("3e-3", "2"), ("1.5e-3", "1"), ("3e-3", "2")]
     assert state["extra"]["lineage"] == [*base_state["extra"].get("lineage", []), base_state["extra"]["command"]]
     if (ASTERISK / "test.jsonl").is_file():
         inputs, lm_path = [str(ASTERISK / "test.jsonl")], ASTERISK / "lm.json"

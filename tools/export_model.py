@@ -1,28 +1,35 @@
-"""Export a trained checkpoint for shipping: ``python -m tools.export_model SRC [DST]``.
+"""Export a trained checkpoint for shipping: ``python -m tools.export_model SRC [DST] [--average-with MORE ...]``.
 
 Drops the optimizer state and stores the weights in float16 (see
-:func:`reference.checkpoint.export_checkpoint`).  The course ships the capstone model made by
+:func:`reference.checkpoint.export_checkpoint`).  With ``--average-with``, the exported weights are
+the mean of SRC's and MORE's (a model soup, :func:`reference.checkpoint.average_checkpoints`).  The
+course ships the capstone model made by
 
-    python benchmarks/bench_capstone.py --runs paper --save runs/capstone
-    python -m tools.export_model runs/capstone/paper.pt models/espeak-ds2.pt
+    python benchmarks/bench_capstone.py --runs spec-augment --seconds 3000 --threads 1 --save runs/capstone
+    python -m tools.export_model runs/capstone/spec-augment.pt models/espeak-ds2.pt
+
+and ``models/asterisk-ds2.pt`` as the mean of three fine-tunes (``make asterisk-model``).
 """
+import argparse
 import sys
 
 from reference.checkpoint import export_checkpoint
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) not in (1, 2):
-        print(__doc__.split("\n\n")[0], file=sys.stderr)
-        return 2
-    src, dst = argv[0], argv[1] if len(argv) == 2 else "models/espeak-ds2.pt"
+    p = argparse.ArgumentParser(prog="python -m tools.export_model", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", help="a checkpoint written by training (runs/NAME/checkpoint.pt)")
+    p.add_argument("dst", nargs="?", default="models/espeak-ds2.pt", help="where to write the small copy")
+    p.add_argument("--average-with", nargs="+", default=[], metavar="MORE",
+                   help="more checkpoints of the same architecture: export the mean of all their weights")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        out = export_checkpoint(src, dst)
+        out = export_checkpoint(args.src, args.dst, average_with=args.average_with)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    shown = f", the mean of {1 + len(args.average_with)} checkpoints" if args.average_with else ""
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB{shown})")
     return 0
 
 
