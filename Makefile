@@ -32,11 +32,11 @@ TORCH_INDEX ?= $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/d
                  && echo https://download.pytorch.org/whl/cpu)
 
 .PHONY: help setup grade test test-fast demo train transcribe lessons lab exercises check-exercises \
-        bench handin grade-class nbgrader-course release gradescope similarity asterisk asterisk-model clean
+        bench handin grade-class nbgrader-course release gradescope similarity asterisk asterisk-model espeak-model clean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
-	@echo "Targets: setup grade test test-fast demo train asterisk lessons lab exercises check-exercises bench handin grade-class nbgrader-course release gradescope similarity asterisk-model clean"
+	@echo "Targets: setup grade test test-fast demo train asterisk lessons lab exercises check-exercises bench handin grade-class nbgrader-course release gradescope similarity asterisk-model espeak-model clean"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,23 @@ asterisk: $(STAMP)  ## a human voice: Debian's Asterisk prompts (apt-get downloa
 
 voices: $(STAMP)  ## many synthesized voices (eSpeak NG + Flite) saying WordNet's examples (apt-get download) -> OUT (default data/voices)
 	$(PY) -m reference.prepare voices $(if $(filter command line,$(origin OUT)),$(OUT),data/voices)
+
+# The recipe of models/espeak-ds2.pt, the capstone model: bench_capstone's spec-augment run (the espeak preset +
+# SpecAugment) for 3000 s on one thread, two runs that go on from it for 2400 s each (lr 2e-3 and 4e-3, side by
+# side, one thread each), and the mean of the three (a model soup), measured and recorded by --load --record
+# (the results, and the alpha and beta that reference.transcribe takes as defaults).  About 95 minutes on 2 cores;
+# the budgets are seconds, so a faster machine takes more steps.
+CAPSTONE = $(PY) benchmarks/bench_capstone.py --runs spec-augment --threads 1
+espeak-model: $(STAMP)  ## train models/espeak-ds2.pt: three runs of the capstone recipe, averaged (about 95 minutes)
+	$(CAPSTONE) --seconds 3000 --save runs/capstone-s0
+	$(PY) -m tools.export_model runs/capstone-s0/spec-augment.pt runs/capstone-s0.pt
+	$(CAPSTONE) --init runs/capstone-s0.pt --lr 2e-3 --seed 1 --seconds 2400 --save runs/capstone-c1 & one=$$!; \
+	$(CAPSTONE) --init runs/capstone-s0.pt --lr 4e-3 --seed 2 --seconds 2400 --save runs/capstone-c2 & two=$$!; \
+	wait $$one && wait $$two
+	$(PY) -m tools.export_model runs/capstone-s0.pt runs/capstone-soup/spec-augment.pt \
+	    --average-with runs/capstone-c1/spec-augment.pt runs/capstone-c2/spec-augment.pt
+	$(PY) benchmarks/bench_capstone.py --runs spec-augment --load runs/capstone-soup --record
+	cp runs/capstone-soup/spec-augment.pt models/espeak-ds2.pt
 
 # The recipe of models/voices-ds2.pt: trained on data/voices only (it has never heard a person), in two
 # stages: 6000 steps from scratch, then 4000 more from that export at half the learning rate (the held-out

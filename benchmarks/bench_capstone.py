@@ -17,6 +17,12 @@ Kneser-Ney trigram of the training transcripts.
     python benchmarks/bench_capstone.py --runs paper --load DIR     # evaluate saved runs again, no training
     python benchmarks/bench_capstone.py --runs paper --seconds 1200 --eval-every 400   # a longer budget, with its learning curve
     python benchmarks/bench_capstone.py --runs paper,bigram,bigram-s6 --seconds 300 --threads 1 --search fast   # chars vs bigrams
+    python benchmarks/bench_capstone.py --runs spec-augment --init models/espeak-ds2.pt --lr 2e-3 --seed 1 --save DIR   # go on from a model
+
+``--init`` starts the run from a checkpoint's weights (same architecture) instead of a fresh model: a
+second stage, or members of a model soup (``python -m tools.export_model A OUT --average-with B``),
+evaluated with ``--load``; ``--load DIR --record`` also writes what it measured (the results, alpha and
+beta, which ``reference.transcribe`` takes as defaults) into the checkpoint.
 
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
@@ -122,9 +128,16 @@ def main():
     p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
     p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save instead of training")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--record", action="store_true",
+                   help="with --load: write the results, alpha and beta into each loaded checkpoint's extra")
+    p.add_argument("--init", help="start each run from this checkpoint's weights (its architecture must be the run's)")
+    p.add_argument("--lr", type=float, help="the peak learning rate (default: the espeak preset's)")
+    p.add_argument("--seed", type=int, default=0, help="the seed of the initial weights, the batch order and the masks")
     p.add_argument("--eval-every", type=int, default=0,
                    help="also measure held-out-sentence WER every N steps and print the learning curve")
     args = p.parse_args()
+    if args.record and not args.load:
+        p.error("--record writes into the checkpoints of --load DIR: give --load")
     global search
     search = SEARCHES[args.search]
     header(f"capstone: eSpeak NG speech, {args.seconds:.0f} s of training per run; beam search: {args.search}", args.threads)
@@ -148,9 +161,16 @@ def main():
             model, enc, state = load_model(Path(args.load) / f"{name}.pt")
             hist = History.from_dict(state["history"])
         else:
-            torch.manual_seed(0)
+            torch.manual_seed(args.seed)
             model = DeepSpeech2(n_freq=161, vocab_size=enc.vocab_size, **{**recipe["model"], **model_kw})
-            fit_args = dict(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+            if args.init:
+                start, _, _ = load_model(args.init)
+                if start.config.to_dict() != model.config.to_dict():
+                    p.error(f"--init {args.init}: its architecture {start.config.to_dict()} is not run {name!r}'s "
+                            f"{model.config.to_dict()}")
+                model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in start.state_dict().items()})
+            fit_args = dict(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=args.lr or recipe["lr"],
+                            seed=args.seed,
                             seconds=args.seconds, eval_every=args.eval_every or 10**9, progress=False,
                             anneal=recipe["anneal"], augment=recipe_augment(recipe))
             hist = fit(model, train, enc, valid_set=valid, **{**fit_args, **fit_kw})
@@ -177,9 +197,16 @@ def main():
                 if split == "voices":
                     row["per_voice_lm_wer"] = per_speaker_wer(refs, hyps, speakers)
         results[name] = row
+        if args.load and args.record:
+            state["extra"] = {**state.get("extra", {}), "results": row, "alpha": row.get("alpha"), "beta": row.get("beta"),
+                              "measured_by": "python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:])}
+            path = Path(args.load) / f"{name}.pt"
+            torch.save(state, path.with_name(path.name + ".tmp"))
+            path.with_name(path.name + ".tmp").replace(path)
         if args.save and not args.load:
             save_checkpoint(Path(args.save) / f"{name}.pt", model, enc, step=row["steps"], history=hist.to_dict(),
                             extra={"recipe": {**recipe, "model": {**recipe["model"], **model_kw}, "seconds": args.seconds,
+                                              "lr": args.lr or recipe["lr"], "seed": args.seed, "init": args.init,
                                               "threads": args.threads,
                                               **{k: v if isinstance(v, (bool, int, float, str)) else repr(v)
                                                  for k, v in fit_kw.items()}},
