@@ -90,8 +90,9 @@ def average_checkpoints(paths) -> dict:
     Models fine-tuned from the same start with different seeds land in one basin of the loss, and
     the mean of their weights is a single model that usually generalises better than each of them
     (Wortsman et al., 2022, "Model soups"; Izmailov et al., 2018, averaged the weights along one
-    run).  With 353 training prompts each fine-tune learns them by heart in its own way; the mean
-    keeps what they share.  It costs nothing at inference: same size, same speed.
+    run).  On a few hundred clips each fine-tune learns them by heart in its own way; the mean keeps
+    what they share.  It costs nothing at inference: same size, same speed.  Two of the shipped
+    models are soups (``make espeak-model``, ``make asterisk-model``; docs/figures.md).
 
     Every floating-point tensor is averaged in float32, BatchNorm's running mean and variance
     included (Izmailov et al. recompute those instead; the mean of the statistics is close when the

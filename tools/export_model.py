@@ -2,13 +2,13 @@
 
 Drops the optimizer state and stores the weights in float16 (see
 :func:`reference.checkpoint.export_checkpoint`).  With ``--average-with``, the exported weights are
-the mean of SRC's and MORE's (a model soup, :func:`reference.checkpoint.average_checkpoints`).  The
-course ships the capstone model made by
+the mean of SRC's and MORE's (a model soup, :func:`reference.checkpoint.average_checkpoints`).  Two of
+the shipped models are soups, and the Makefile holds their whole recipes: ``make espeak-model``
+(``models/espeak-ds2.pt``, three runs of the capstone recipe) ends in
 
-    python benchmarks/bench_capstone.py --runs spec-augment --seconds 3000 --threads 1 --save runs/capstone
-    python -m tools.export_model runs/capstone/spec-augment.pt models/espeak-ds2.pt
+    python -m tools.export_model runs/capstone-s0.pt runs/capstone-soup/spec-augment.pt --average-with runs/capstone-c1/spec-augment.pt runs/capstone-c2/spec-augment.pt
 
-and ``models/asterisk-ds2.pt`` as the mean of three fine-tunes (``make asterisk-model``).
+and ``make asterisk-model`` (``models/asterisk-ds2.pt``) averages five fine-tunes on one person.
 """
 import argparse
 import sys
