@@ -45,7 +45,7 @@ from reference.lm import NGramLM
 from reference.metrics import char_error_rate, word_error_rate
 from reference.text import make_encoder
 from reference.train import PRESETS, load_data, recipe_augment
-from reference.checkpoint import load_model, save_checkpoint
+from reference.checkpoint import load_model, save_checkpoint, write_checkpoint
 from reference.data import collate_batch, sortagrad_batches
 from reference.training import History, fit
 
@@ -168,7 +168,7 @@ def main():
                 if start.config.to_dict() != model.config.to_dict():
                     p.error(f"--init {args.init}: its architecture {start.config.to_dict()} is not run {name!r}'s "
                             f"{model.config.to_dict()}")
-                model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in start.state_dict().items()})
+                model.load_state_dict(start.state_dict())
             fit_args = dict(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=args.lr or recipe["lr"],
                             seed=args.seed,
                             seconds=args.seconds, eval_every=args.eval_every or 10**9, progress=False,
@@ -200,9 +200,7 @@ def main():
         if args.load and args.record:
             state["extra"] = {**state.get("extra", {}), "results": row, "alpha": row.get("alpha"), "beta": row.get("beta"),
                               "measured_by": "python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:])}
-            path = Path(args.load) / f"{name}.pt"
-            torch.save(state, path.with_name(path.name + ".tmp"))
-            path.with_name(path.name + ".tmp").replace(path)
+            write_checkpoint(state, Path(args.load) / f"{name}.pt")
         if args.save and not args.load:
             save_checkpoint(Path(args.save) / f"{name}.pt", model, enc, step=row["steps"], history=hist.to_dict(),
                             extra={"recipe": {**recipe, "model": {**recipe["model"], **model_kw}, "seconds": args.seconds,

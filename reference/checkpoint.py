@@ -17,7 +17,8 @@ import torch
 from .model import DeepSpeech2, DeepSpeech2Config
 from .text import CharEncoder, make_encoder
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "export_checkpoint", "average_checkpoints"]
+__all__ = ["save_checkpoint", "write_checkpoint", "load_checkpoint", "load_model", "export_checkpoint",
+           "average_checkpoints"]
 
 FORMAT, VERSION = "ds2-checkpoint", 1
 
@@ -29,14 +30,21 @@ def save_checkpoint(path, model: DeepSpeech2, encoder: CharEncoder, optimizer=No
     if list(encoder.symbols) != list(expected.symbols) or model.config.vocab_size != encoder.vocab_size:
         raise ValueError(f"the encoder {encoder!r} does not match the model (outputs={model.config.outputs!r}, "
                          f"vocab_size={model.config.vocab_size}): expected {expected!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
         "alphabet": list(encoder.symbols), "language": encoder.language,
         "state_dict": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
         "epoch": int(epoch), "step": int(step), "history": history or {}, "extra": extra or {},
     }
+    return write_checkpoint(state, path)
+
+
+def write_checkpoint(state: dict, path) -> Path:
+    """``torch.save(state, path)`` atomically: into a temp file beside it, renamed into place (a crash never
+    leaves half a file); the folder is made if missing.  ``state`` is a checkpoint dict as read by
+    :func:`load_checkpoint` (e.g. one whose ``extra`` was updated)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -110,11 +118,12 @@ def average_checkpoints(paths) -> dict:
     def described(state):   # the config with its defaults filled in: older checkpoints lack newer fields
         return {"config": DeepSpeech2Config.from_dict(state["config"]).to_dict(), "alphabet": list(state["alphabet"])}
 
+    expected = described(first)
     for path, state in zip(paths[1:], states[1:]):
         for key, mine in described(state).items():
-            if mine != described(first)[key]:
+            if mine != expected[key]:
                 raise ValueError(f"{str(path)!r} has another {key} than {str(paths[0])!r}: only models of one "
-                                 f"architecture and alphabet can be averaged\n  {described(first)[key]}\n  {mine}")
+                                 f"architecture and alphabet can be averaged\n  {expected[key]}\n  {mine}")
         if state["state_dict"].keys() != first["state_dict"].keys():
             raise ValueError(f"{str(path)!r} has other weights than {str(paths[0])!r}")
     averaged = {}
@@ -140,9 +149,4 @@ def export_checkpoint(src, dst, half: bool = True, average_with=()) -> Path:
     state["optimizer"] = None
     if half:
         state["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return write_checkpoint(state, dst)
