@@ -77,7 +77,7 @@ voices: $(STAMP)  ## many synthesized voices (eSpeak NG + Flite) saying WordNet'
 # side, one thread each), and the mean of the three (a model soup), measured and recorded by --load --record
 # (the results, and the alpha and beta that reference.transcribe takes as defaults).  About 95 minutes on 2 cores;
 # the budgets are seconds, so a faster machine takes more steps.
-CAPSTONE = $(PY) benchmarks/bench_capstone.py --runs spec-augment --threads 1
+CAPSTONE = $(PY) benchmarks/bench_capstone.py --runs spec-augment --threads 1 --eval-every 1000
 espeak-model: $(STAMP)  ## train models/espeak-ds2.pt: three runs of the capstone recipe, averaged (about 95 minutes)
 	$(CAPSTONE) --seconds 3000 --save runs/capstone-s0
 	$(PY) -m tools.export_model runs/capstone-s0/spec-augment.pt runs/capstone-s0.pt

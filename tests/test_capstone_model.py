@@ -100,9 +100,13 @@ def test_shipped_model_is_the_makefile_soup_of_three_runs(shipped):
     _, _, state, _ = shipped
     extra = state["extra"]
     averaged = [_flags(c) for c in extra["averaged"]]
+    recipe = _flags(_recipe("CAPSTONE", "espeak-model"))      # --runs spec-augment --threads 1 --eval-every 1000
     assert len(averaged) == 3 and all(f["--runs"] == ("spec-augment",) for f in averaged)
+    for flags in averaged:
+        assert {k: v for k, v in flags.items() if k in recipe} == recipe, (recipe, flags)
+    assert [f["--seconds"][0] for f in averaged] == ["3000", "2400", "2400"]
     assert "--init" not in averaged[0] and [f["--init"][0].endswith(".pt") for f in averaged[1:]] == [True, True]
-    assert [f["--lr"][0] for f in averaged[1:]] == ["2e-3", "4e-3"]
+    assert [(f["--lr"][0], f["--seed"][0]) for f in averaged[1:]] == [("2e-3", "1"), ("4e-3", "2")]
     measured = _flags(extra["measured_by"])
     assert "--record" in measured and measured["--runs"] == ("spec-augment",)
     assert extra["alpha"] == extra["results"]["alpha"] and extra["beta"] == extra["results"]["beta"]
