@@ -8,7 +8,7 @@ the shipped models are soups, and the Makefile holds their whole recipes: ``make
 
     python -m tools.export_model runs/capstone-s0.pt runs/capstone-soup/spec-augment.pt --average-with runs/capstone-c1/spec-augment.pt runs/capstone-c2/spec-augment.pt
 
-and ``make asterisk-model`` (``models/asterisk-ds2.pt``) averages five fine-tunes on one person.
+and ``make asterisk-model`` (``models/asterisk-ds2.pt``) averages nine fine-tunes on one person.
 """
 import argparse
 import sys
