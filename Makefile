@@ -119,7 +119,7 @@ asterisk-model: $(STAMP)  ## fine-tune models/voices-ds2.pt on data/asterisk nin
 	    $(PY) -m tools.export_model runs/asterisk-s$$seed/checkpoint.pt runs/asterisk-s$$seed.pt && \
 	    $(PY) -m reference.train $(ASTERISK_FT) --init runs/asterisk-s$$seed.pt --lr 1.5e-3 --seed 1 --eval-every 400 --out runs/asterisk-s$${seed}c15 && \
 	    $(PY) -m reference.train $(ASTERISK_FT) --init runs/asterisk-s$$seed.pt --lr 3e-3 --seed 2 --eval-every 400 --out runs/asterisk-s$${seed}c30 || exit 1; done
-	$(PY) -m tools.export_model $(firstword $(ASTERISK_RUNS)) models/asterisk-ds2.pt --average-with $(wordlist 2,9,$(ASTERISK_RUNS))
+	$(PY) -m tools.export_model $(firstword $(ASTERISK_RUNS)) models/asterisk-ds2.pt --average-with $(wordlist 2,$(words $(ASTERISK_RUNS)),$(ASTERISK_RUNS))
 
 lessons: $(STAMP)  ## execute every lesson headless and render HTML into build/lessons
 	$(PY) -m tools.run_lessons --html build/lessons

@@ -197,9 +197,9 @@ def test_voices_model_is_the_makefile_recipe_and_has_never_heard_a_person():
 def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_lm(tmp_path):
     """models/asterisk-ds2.pt: the Makefile's recipe, the mean of nine fine-tunes (ASTERISK_FT) of
     models/voices-ds2.pt (same architecture): seeds 0-2 at lr 3e-3 from the voices model, then two more from
-    each seed's result at lr 1.5e-3 (seed 1) and 3e-3 (seed 2), in the Makefile's order; and the command-line tool runs it greedy and with --beam 32
-    --lm (on the real test prompts when `make asterisk` has run, else on eSpeak clips of prompt-like
-    sentences)."""
+    each seed's result at lr 1.5e-3 (seed 1) and 3e-3 (seed 2), in the Makefile's order; and the
+    command-line tool runs it greedy and with --beam 32 --lm (on the real test prompts when `make asterisk`
+    has run, else on eSpeak clips of prompt-like sentences)."""
     tuned, encoder, state = load_model(ASTERISK_MODEL)
     base, _, base_state = load_model(VOICES_MODEL)
     assert tuned.config.to_dict() == {**base.config.to_dict(), "extra": tuned.config.extra}
