@@ -22,7 +22,9 @@ Kneser-Ney trigram of the training transcripts.
 ``--init`` starts the run from a checkpoint's weights (same architecture) instead of a fresh model: a
 second stage, or members of a model soup (``python -m tools.export_model A OUT --average-with B``),
 evaluated with ``--load``; ``--load DIR --record`` also writes what it measured (the results, alpha and
-beta, which ``reference.transcribe`` takes as defaults) into the checkpoint.
+beta, and ``--oov-prefix-logp``, which ``reference.transcribe`` takes as defaults) into the checkpoint.
+The beam search is DS2's plain search unless ``--oov-prefix-logp`` (pyctcdecode's -10) asks for the
+ranking of spellings that begin no word of the LM (``reference.decoding``).
 
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
@@ -109,10 +111,14 @@ SEARCHES = {"readable": prefix_beam_search, "fast": prefix_beam_search_fast}
 search = prefix_beam_search_fast  # --search: the fast search (pyctcdecode's pruning; what reference.transcribe uses), or the readable one
 
 
+oov_prefix_logp = None    # --oov-prefix-logp: DS2's plain search unless asked (reference.decoding)
+
+
 def decode(posts, enc, beam=0, lm=None, alpha=0.5, beta=1.0):
     if beam == 0:
         return [enc.ctc_decode(p.argmax(-1)) for p in posts]
-    return [search(p, enc, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0] for p in posts]
+    return [search(p, enc, beam_width=beam, lm=lm, alpha=alpha, beta=beta, oov_prefix_logp=oov_prefix_logp)[0][0]
+            for p in posts]
 
 
 def main():
@@ -124,6 +130,9 @@ def main():
     p.add_argument("--search", choices=sorted(SEARCHES), default="fast",
                    help="beam search: prefix_beam_search (tries every token above -20 at every frame: with 758 bigram "
                         "tokens and a model still unsure, seconds per utterance) or prefix_beam_search_fast")
+    p.add_argument("--oov-prefix-logp", type=float,
+                   help="rank an open word that begins no word of the LM as if the LM gave it this log probability "
+                        "(times alpha; reference.decoding, pyctcdecode's -10); default: DS2's plain search")
     p.add_argument("--cache", default="data_cache")
     p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
     p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save instead of training")
@@ -138,8 +147,8 @@ def main():
     args = p.parse_args()
     if args.record and not args.load:
         p.error("--record writes into the checkpoints of --load DIR: give --load")
-    global search
-    search = SEARCHES[args.search]
+    global search, oov_prefix_logp
+    search, oov_prefix_logp = SEARCHES[args.search], args.oov_prefix_logp
     header(f"capstone: eSpeak NG speech, {args.seconds:.0f} s of training per run; beam search: {args.search}", args.threads)
     recipe = PRESETS["espeak"]
     t0 = time.perf_counter()
@@ -199,6 +208,7 @@ def main():
         results[name] = row
         if args.load and args.record:
             state["extra"] = {**state.get("extra", {}), "results": row, "alpha": row.get("alpha"), "beta": row.get("beta"),
+                              "oov_prefix_logp": args.oov_prefix_logp,
                               "measured_by": "python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:])}
             write_checkpoint(state, Path(args.load) / f"{name}.pt")
         if args.save and not args.load:

@@ -15,11 +15,14 @@ prompts of one human voice whose text has no digits, fixed by the SHA-1 of their
 
 Two language models: ``OUT/lm.json`` (a trigram of the TRAIN texts only) and, where pocketsphinx is
 installed, that trigram interpolated half and half with pocketsphinx's own general US-English trigram
-(``reference.lm.SphinxLM``): the LM pocketsphinx decodes with, so that row and pocketsphinx's differ in
+(``reference.lm.SphinxLM``; ``InterpolatedLM`` shares the trigram's ``<unk>`` among the words only the
+general model knows): the LM pocketsphinx decodes with, so that row and pocketsphinx's differ in
 their acoustic models.  alpha and beta are chosen for each model and LM on ``OUT/dev.jsonl`` (TRAIN prompts held out from
-fine-tuning, never test prompts) over a small grid; the test split is decoded once.
+fine-tuning, never test prompts) over a small grid; the test split is decoded once.  The beam search
+ranks a prefix whose open word begins no word the LM knows as pyctcdecode does (``oov_prefix_logp``
+-10, ``reference.decoding``); ``--plain-search`` leaves that out.
 
-    python benchmarks/bench_real_speech.py [--data data/asterisk] [--beam 32] [--json FILE]
+    python benchmarks/bench_real_speech.py [--data data/asterisk] [--beam 32] [--plain-search] [--json FILE]
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ import time
 from pathlib import Path
 
 from _common import ROOT, header
+
+from reference.decoding import DEFAULT_OOV_PREFIX_LOGP
 
 GRID = [(a, b) for a in (0.5, 1.0, 1.5, 2.0) for b in (0.0, 2.0, 4.0, 7.0, 10.0)]
 
@@ -60,6 +65,11 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["models/espeak-ds2.pt", "models/voices-ds2.pt", "models/asterisk-ds2.pt"])
     p.add_argument("--beam", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--oov-prefix-logp", type=float, default=DEFAULT_OOV_PREFIX_LOGP,
+                   help="the beam search's ranking of open words that begin no word the LM knows (reference.decoding); "
+                        "--plain-search for DS2's search without it")
+    p.add_argument("--plain-search", dest="oov_prefix_logp", action="store_const", const=None,
+                   help="no oov_prefix_logp: DS2's plain prefix beam search")
     p.add_argument("--json", help="also write the table to this file (lesson 11 reads lessons/data/11_real_speech.json)")
     args = p.parse_args(argv)
     data = Path(args.data)
@@ -109,11 +119,13 @@ def main(argv=None) -> int:
         add(path.name, "greedy", decode_posteriors(lps, encoder), time.perf_counter() - t0)
         dev_lps, dev_refs = posteriors(model, [s.audio for s in dev]), [s.transcript for s in dev]
         for name, model_lm in lms.items():
-            scores = {(a, b): word_error_rate(dev_refs, decode_posteriors(dev_lps, encoder, 16, model_lm, a, b)) for a, b in GRID}
+            oov = args.oov_prefix_logp
+            scores = {(a, b): word_error_rate(dev_refs, decode_posteriors(dev_lps, encoder, 16, model_lm, a, b, oov))
+                      for a, b in GRID}
             alpha, beta = min(scores, key=scores.get)
             t0 = time.perf_counter()
             add(path.name, f"beam {args.beam} + {name} (a={alpha}, b={beta})",
-                decode_posteriors(lps, encoder, args.beam, model_lm, alpha, beta), time.perf_counter() - t0)
+                decode_posteriors(lps, encoder, args.beam, model_lm, alpha, beta, oov), time.perf_counter() - t0)
     t0 = time.perf_counter()
     hyps = pocketsphinx_rows(test)
     if hyps is None:

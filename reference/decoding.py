@@ -43,6 +43,11 @@ the prefix's completed words.  Everything is in log space.
 below a log probability per frame, prefixes far below the best) and a leaner inner loop; with
 its pruning off it returns exactly what :func:`prefix_beam_search` returns (tested).
 
+Because the LM speaks only when a space closes a word, a narrow beam can fill with spellings that
+no word begins with ("axz...") and lose the real word ("exa...") before its space arrives.  Both
+searches can rank such prefixes as pyctcdecode does (``oov_prefix_logp``, off by default): as if
+the LM had already given the open word that log probability.  It only ranks: ``Q`` is unchanged.
+
 Both also decode models whose tokens are longer than one character (DS2 section 3.6's bigram
 outputs, :class:`reference.text.BigramEncoder`): they hand such an encoder to
 :func:`prefix_beam_search_tokens`, the same search keyed by ``(text, last token)``; the
@@ -56,7 +61,8 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["prefix_beam_search", "prefix_beam_search_fast", "prefix_beam_search_tokens", "DEFAULT_CHAR_CUTOFF"]
+__all__ = ["prefix_beam_search", "prefix_beam_search_fast", "prefix_beam_search_tokens", "DEFAULT_CHAR_CUTOFF",
+           "DEFAULT_OOV_PREFIX_LOGP"]
 
 NEG_INF = -math.inf
 
@@ -80,11 +86,24 @@ class _WordScores:
     """The LM and word-count terms of ``Q`` for the fast searches: per completed word
     ``alpha log p_lm(word | history) + beta`` (cached per ``(history, word)``), and the sentence's end."""
 
-    def __init__(self, lm, alpha: float, beta: float):
+    def __init__(self, lm, alpha: float, beta: float, oov_prefix_logp: float | None = None):
         self.lm = lm if lm is not None and alpha != 0.0 else None
         self.alpha = float(alpha) if self.lm is not None else 0.0
         self.beta = float(beta)
         self.cache: dict[tuple[tuple[str, ...], str], float] = {}
+        # alpha * oov_prefix_logp for an open word that begins no word of the LM's lexicon (0: off)
+        self.oov = self.alpha * oov_prefix_logp if oov_prefix_logp is not None and self.lm is not None else 0.0
+        self.prefix_cache: dict[str, float] = {}
+
+    def partial(self, word: str) -> float:
+        """The ranking's term for the open word: ``alpha * oov_prefix_logp`` if no word the LM knows
+        begins with it, else 0.  Not part of ``Q``: a closed word gets its LM score instead."""
+        if not self.oov or not word:
+            return 0.0
+        s = self.prefix_cache.get(word)
+        if s is None:
+            s = self.prefix_cache[word] = 0.0 if self.lm.starts_word(word) else self.oov
+        return s
 
     def word(self, history: tuple[str, ...], word: str) -> float:
         if self.lm is None:
@@ -138,6 +157,7 @@ def prefix_beam_search(
     alpha: float = 0.5,
     beta: float = 1.0,
     char_cutoff: float | None = DEFAULT_CHAR_CUTOFF,
+    oov_prefix_logp: float | None = None,
 ) -> list[tuple[str, float]]:
     """CTC prefix beam search with an optional word language model (DS2 section 3.8).
 
@@ -155,6 +175,12 @@ def prefix_beam_search(
         char_cutoff: symbols with ``log_probs[t, c] < char_cutoff`` are skipped at frame
             ``t`` (the frame's most likely symbol and the blank are always tried); ``None``
             tries every symbol.  See :data:`DEFAULT_CHAR_CUTOFF`.
+        oov_prefix_logp: ``None`` (DS2's search) or a log probability <= 0: while a prefix's open
+            word begins no word of ``lm.lexicon``, the prefix is *ranked* as if the LM had already
+            given that word ``oov_prefix_logp`` (times ``alpha``), so that spellings of known words
+            keep their places in the beam (pyctcdecode's ``unk_score_offset``; see
+            :data:`DEFAULT_OOV_PREFIX_LOGP`).  ``Q`` itself is unchanged: a completed word gets its
+            LM score, and with a beam that keeps every prefix the result is the same.
 
     Returns:
         Up to ``beam_width`` pairs ``(text, Q(text))``, best first (ties by text).  ``text``
@@ -164,13 +190,14 @@ def prefix_beam_search(
         with a beam wide enough to keep every prefix, it is exact.
     """
     lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, char_cutoff)
+    _check_oov_prefix(oov_prefix_logp, lm)
     n_frames, vocab = lp.shape
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
     if any(len(s) > 1 for s in symbols):   # bigram (or longer) tokens: the token-level search
-        return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, char_cutoff, None)
-    scores = _WordScores(lm, alpha, beta)         # alpha log p(word | history) + beta per word, cached
-    word_score = scores.word
+        return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, char_cutoff, None, oov_prefix_logp)
+    scores = _WordScores(lm, alpha, beta, oov_prefix_logp)   # alpha log p(word | history) + beta per word, cached
+    word_score, partial = scores.word, scores.partial
     # Candidate symbols per frame (blank excluded), pruned by char_cutoff (the frame's best always kept).
     candidates = [[(symbols[c], p) for c, p in frame] for frame in _candidates(lp, blank, char_cutoff)]
     rows = lp.tolist()
@@ -211,9 +238,11 @@ def prefix_beam_search(
                     nxt[ext] = [NEG_INF, p_ext, ext_bonus]
                 else:
                     entry[1] = logaddexp(entry[1], p_ext)
-        # Drop impossible prefixes (e.g. "aa" with no blank yet), keep the best beam_width by Q.
+        # Drop impossible prefixes (e.g. "aa" with no blank yet), keep the best beam_width by Q
+        # (and the open word's oov_prefix_logp term, 0 unless asked for).
         scored = [
-            (logaddexp(v[0], v[1]) + v[2], k) for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF
+            (logaddexp(v[0], v[1]) + v[2] + partial(k[k.rfind(" ") + 1:]), k)
+            for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF
         ]
         beam = {k: nxt[k] for _, k in _best(scored, beam_width, None)}
 
@@ -232,6 +261,10 @@ def prefix_beam_search(
 FAST_TOKEN_MIN_LOGP = -5.0
 #: ... and after each frame a prefix whose score is this far below the best prefix's is dropped.
 FAST_BEAM_PRUNE_LOGP = -10.0
+#: pyctcdecode's ``unk_score_offset``: what ``reference.transcribe`` ranks an open word with while it
+#: begins no word the LM knows (``oov_prefix_logp``).  On the Asterisk dev prompts -5 / -10 / -20 gave
+#: CER 8.0 / 7.6 / 8.1 % against 8.6 % without (docs/figures.md).
+DEFAULT_OOV_PREFIX_LOGP = -10.0
 
 
 def prefix_beam_search_fast(
@@ -243,6 +276,7 @@ def prefix_beam_search_fast(
     beta: float = 1.0,
     token_min_logp: float | None = FAST_TOKEN_MIN_LOGP,
     beam_prune_logp: float | None = FAST_BEAM_PRUNE_LOGP,
+    oov_prefix_logp: float | None = None,
 ) -> list[tuple[str, float]]:
     """:func:`prefix_beam_search`'s search and result, faster: the fast path beside the readable one.
 
@@ -259,18 +293,21 @@ def prefix_beam_search_fast(
     * each prefix carries its completed words and its open word, so closing a word never
       re-splits the text, and the language model's scores are cached per ``(history, word)``.
 
-    With ``token_min_logp=c`` and ``beam_prune_logp=None`` the result equals
-    ``prefix_beam_search(..., char_cutoff=c)`` (``None`` for both: the exact search); the tests check it.
+    ``oov_prefix_logp`` ranks prefixes as :func:`prefix_beam_search`'s does.  With ``token_min_logp=c``
+    and ``beam_prune_logp=None`` the result equals ``prefix_beam_search(..., char_cutoff=c)`` (``None``
+    for both: the exact search); the tests check it.
     """
     lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, token_min_logp, "token_min_logp")
     _check_prune(beam_prune_logp)
+    _check_oov_prefix(oov_prefix_logp, lm)
     n_frames, vocab = lp.shape
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
     if any(len(s) > 1 for s in symbols):   # bigram (or longer) tokens: the token-level search
-        return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp)
-    scores = _WordScores(lm, alpha, beta)
-    word_score = scores.word
+        return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp,
+                             oov_prefix_logp)
+    scores = _WordScores(lm, alpha, beta, oov_prefix_logp)
+    word_score, partial, oov = scores.word, scores.partial, scores.oov
     candidates = [[(symbols[c], p) for c, p in frame] for frame in _candidates(lp, blank, token_min_logp)]
     blank_col = lp[:, blank].tolist()
 
@@ -334,7 +371,7 @@ def prefix_beam_search_fast(
             if a < b:
                 a, b = b, a
             if a != NEG_INF:
-                scored.append(((a if b == NEG_INF else a + log1p(exp(b - a))) + v[2], k))
+                scored.append(((a if b == NEG_INF else a + log1p(exp(b - a))) + v[2] + (partial(v[4]) if oov else 0.0), k))
         beam = {k: nxt[k] for _, k in _best(scored, beam_width, beam_prune_logp)}
 
     results = [(prefix, _logaddexp(pb, pnb) + scores.end(bonus, words, word))
@@ -352,6 +389,7 @@ def prefix_beam_search_tokens(
     beta: float = 1.0,
     token_min_logp: float | None = DEFAULT_CHAR_CUTOFF,
     beam_prune_logp: float | None = None,
+    oov_prefix_logp: float | None = None,
 ) -> list[tuple[str, float]]:
     """Prefix beam search over CTC *tokens* that may hold several characters (DS2 section 3.6's bigrams).
 
@@ -387,17 +425,19 @@ def prefix_beam_search_tokens(
     """
     lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, token_min_logp, "token_min_logp")
     _check_prune(beam_prune_logp)
+    _check_oov_prefix(oov_prefix_logp, lm)
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(lp.shape[1])]
-    return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp)
+    return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp, oov_prefix_logp)
 
 
 def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: int, lm, alpha: float, beta: float,
-                  token_min_logp: float | None, beam_prune_logp: float | None) -> list[tuple[str, float]]:
+                  token_min_logp: float | None, beam_prune_logp: float | None,
+                  oov_prefix_logp: float | None = None) -> list[tuple[str, float]]:
     """The search of :func:`prefix_beam_search_tokens` on checked inputs (``symbols[i]``: token i's text)."""
     n_frames = lp.shape[0]
-    scores = _WordScores(lm, alpha, beta)
-    word_score = scores.word
+    scores = _WordScores(lm, alpha, beta, oov_prefix_logp)
+    word_score, partial = scores.word, scores.partial
     logaddexp = _logaddexp
 
     def extend(bonus: float, words: tuple, word: str, text: str):
@@ -440,7 +480,7 @@ def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: in
                     nxt[ext] = [NEG_INF, p_ext, *extend(bonus, words, word, symbols[c])]
                 else:
                     entry[1] = logaddexp(entry[1], p_ext)
-        scored = [(logaddexp(v[0], v[1]) + v[2], k) for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF]
+        scored = [(logaddexp(v[0], v[1]) + v[2] + partial(v[4]), k) for k, v in nxt.items() if v[0] != NEG_INF or v[1] != NEG_INF]
         beam = {k: nxt[k] for _, k in _best(scored, beam_width, beam_prune_logp)}
 
     # merge by text (sum over last tokens), then close the open word and the sentence as prefix_beam_search does
@@ -454,6 +494,16 @@ def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: in
     results = [(text, p + scores.end(bonus, words, word)) for text, (p, bonus, words, word) in by_text.items()]
     results.sort(key=lambda r: (-r[1], r[0]))
     return results[:beam_width]
+
+
+def _check_oov_prefix(oov_prefix_logp, lm) -> None:
+    if oov_prefix_logp is None:
+        return
+    if isinstance(oov_prefix_logp, bool) or not isinstance(oov_prefix_logp, (int, float)) or not oov_prefix_logp <= 0:
+        raise ValueError(f"oov_prefix_logp must be a number <= 0 (a log probability) or None, got {oov_prefix_logp!r}")
+    if lm is not None and getattr(lm, "lexicon", None) is None:
+        raise ValueError(f"oov_prefix_logp needs an lm with a lexicon (the words it knows) to check prefixes against; "
+                         f"{type(lm).__name__} has none: pass oov_prefix_logp=None")
 
 
 def _check_prune(beam_prune_logp) -> None:

@@ -25,6 +25,7 @@ short hypotheses.  Words the model never saw are all mapped to the one symbol ``
 from __future__ import annotations
 
 import abc
+import bisect
 import json
 import math
 from collections import defaultdict
@@ -87,6 +88,8 @@ class LanguageModel(abc.ABC):
     """
 
     order: int
+    #: the words the model can spell, for :meth:`starts_word` (``None``: it cannot tell)
+    lexicon: frozenset | None = None
 
     @abc.abstractmethod
     def score(self, history: Sequence[str], word: str) -> float:
@@ -100,6 +103,28 @@ class LanguageModel(abc.ABC):
     @abc.abstractmethod
     def end_score(self, history: Sequence[str]) -> float:
         """Natural log ``p(</s> | history)``: the probability that the sentence ends here."""
+
+    def starts_word(self, prefix: str) -> bool | None:
+        """Whether some word of :attr:`lexicon` begins with ``prefix`` (``None`` without a lexicon).
+
+        The beam search's ``oov_prefix_logp`` asks this of each prefix's open word: a word that
+        can no longer become one the model knows is ranked lower before its space is reached."""
+        if self.lexicon is None:
+            return None
+        words, cache = self.__dict__.get("_sorted_lexicon"), self.__dict__.setdefault("_prefix_cache", {})
+        if words is None:
+            words = self.__dict__["_sorted_lexicon"] = sorted(self.lexicon)
+        hit = cache.get(prefix)
+        if hit is None:
+            i = bisect.bisect_left(words, prefix)
+            hit = cache[prefix] = i < len(words) and words[i].startswith(prefix)
+        return hit
+
+    def unigram_score(self, word: str) -> float:
+        """Natural log of the model's unigram (history-free) probability of ``word`` (``</s>`` included;
+        an unknown word scores as ``<unk>``).  :class:`InterpolatedLM` shares one model's ``<unk>``
+        mass among the words the others know by these; a model without it is mixed as it is."""
+        raise NotImplementedError(f"{type(self).__name__} has no unigram_score")
 
     def sentence_logprob(self, words: Sequence[str]) -> float:
         """``sum_i score(words[:i], words[i]) + end_score(words)`` (the end of sentence counts)."""
@@ -206,6 +231,7 @@ class NGramLM(LanguageModel):
         self.counts = [dict(c) for c in counts]  # counts[k-1]: k-gram tuple -> adjusted count
         self.discounts = [tuple(float(x) for x in _check_discount_triple(d, k + 1)) for k, d in enumerate(discounts)]
         self.vocab = frozenset(w for (w,) in self.counts[0] if w not in _SPECIALS)
+        self.lexicon = self.vocab
         # |V| for the uniform floor: the words, </s> and <unk>
         self._n_vocab = len(self.vocab) + 2
         # Per history (a (k-1)-gram, k = its order + 1): (sum_v a(h v), gamma(h)).
@@ -334,6 +360,11 @@ class NGramLM(LanguageModel):
         p = self._prob(self._context_of(history), EOS)
         return math.log(p) if p > 0 else -math.inf
 
+    def unigram_score(self, word: str) -> float:
+        """Natural log of the interpolated unigram probability (order 1 of the recursion above)."""
+        p = self._prob((), EOS if word == EOS else self._normalise(_check_word(word)))
+        return math.log(p) if p > 0 else -math.inf
+
     def __repr__(self) -> str:
         sizes = ", ".join(str(len(c)) for c in self.counts)
         return f"NGramLM(order={self.order}, vocab={len(self.vocab)} words, n-grams per order=[{sizes}])"
@@ -417,6 +448,7 @@ class ArpaLM(LanguageModel):
         self._logp = logprobs  # natural logs
         self._bow = backoffs  # natural logs
         self.vocab = frozenset(g[0] for g in logprobs if len(g) == 1 and g[0] not in _SPECIALS)
+        self.lexicon = self.vocab
 
     @classmethod
     def load(cls, path, lowercase: bool = True) -> "ArpaLM":
@@ -478,6 +510,9 @@ class ArpaLM(LanguageModel):
     def end_score(self, history: Sequence[str]) -> float:
         return self._logprob(self._context_of(history), EOS)
 
+    def unigram_score(self, word: str) -> float:
+        return self._logprob((), self._norm(_check_word(word)))
+
 
 class SphinxLM(LanguageModel):
     """A CMU Sphinx n-gram model (``.lm.bin``, ``.DMP`` or ARPA) read and scored by the ``pocketsphinx`` package.
@@ -487,13 +522,15 @@ class SphinxLM(LanguageModel):
     language model of pocketsphinx's own recognizer, so that a course model decoded with it and
     pocketsphinx differ only in their acoustic models.  pocketsphinx computes the back-off
     probabilities in its integer log base 1.0001; they come back here as natural logs.  A word outside
-    its vocabulary (it has no ``<unk>``) scores ``unk_logprob``.  Optional: ``pip install pocketsphinx``.
+    its vocabulary (it has no ``<unk>``) scores ``unk_logprob``.  Its :attr:`lexicon` holds the words of
+    ``dictionary`` (a pocketsphinx pronunciation dictionary; ``us_english`` passes the bundled one) that
+    the model knows; without one it has none.  Optional: ``pip install pocketsphinx``.
     """
 
     LOG_BASE = math.log(1.0001)         # pocketsphinx's default logmath base
     _ZERO = -(1 << 28)                  # anything below this is pocketsphinx's log of zero
 
-    def __init__(self, path, unk_logprob: float = math.log(1e-8)):
+    def __init__(self, path, unk_logprob: float = math.log(1e-8), dictionary=None):
         try:
             import pocketsphinx
         except ImportError:
@@ -505,6 +542,12 @@ class SphinxLM(LanguageModel):
         self.order = int(self._model.size())
         self.unk_logprob = float(unk_logprob)
         self._cache: dict[tuple[str, ...], float] = {}
+        if dictionary is not None:
+            if not Path(dictionary).is_file():
+                raise FileNotFoundError(f"pronunciation dictionary {str(dictionary)!r} does not exist")
+            with open(dictionary, encoding="utf-8") as f:          # "word(2) PHONES": alternatives numbered
+                words = {line.split(None, 1)[0].split("(")[0].lower() for line in f if line.strip()}
+            self.lexicon = frozenset(w for w in words if self._model.prob([w]) > self._ZERO)
 
     @classmethod
     def us_english(cls, **kw) -> "SphinxLM":
@@ -513,6 +556,7 @@ class SphinxLM(LanguageModel):
             import pocketsphinx
         except ImportError:
             raise ImportError("the US-English LM comes with the pocketsphinx package: pip install pocketsphinx") from None
+        kw.setdefault("dictionary", pocketsphinx.get_model_path("en-us/cmudict-en-us.dict"))
         return cls(pocketsphinx.get_model_path("en-us/en-us.lm.bin"), **kw)
 
     def _logprob(self, words: tuple[str, ...]) -> float:     # (word, newest history word, ..., oldest)
@@ -534,6 +578,9 @@ class SphinxLM(LanguageModel):
     def end_score(self, history: Sequence[str]) -> float:
         return self._logprob((EOS,) + self._reversed_context(history))
 
+    def unigram_score(self, word: str) -> float:
+        return self._logprob((_check_word(word).lower(),))
+
 
 class InterpolatedLM(LanguageModel):
     """``p(w | h) = sum_k weight_k * p_k(w | h)``: linear interpolation of language models.
@@ -541,9 +588,26 @@ class InterpolatedLM(LanguageModel):
     The standard way to join a small in-domain model (here: the Asterisk TRAIN texts) with a large
     general one (Jelinek & Mercer; Chen & Goodman 1998, section 2.3): the domain model knows the
     phrasing, the general one the words the domain model never saw.  ``weights`` sum to 1.
+
+    Vocabularies differ, and a model with a closed vocabulary (:class:`NGramLM`, :class:`ArpaLM`) gives
+    *every* word outside it the one probability of ``<unk>``: mixed as they are, "exactly" (a word of
+    general English the domain texts lack) and "axzackly" (no word at all) would score the same, and
+    the domain model's ``<unk>`` mass (1e-4 here) would drown what the general model knows.  So the
+    mixture shares each closed model's ``<unk>`` mass among the words outside its vocabulary, in
+    proportion to how likely the *other* models find them (their unigram probabilities, weighted):
+
+        p_k(w | h) = p_k(<unk> | h) * u_k(w) / Z_k        for w outside V_k
+        u_k = sum_{j != k} weight_j * p_j(w) / sum_{j != k} weight_j        (unigram probabilities)
+        Z_k = 1 - u_k(</s>) - sum_{v in V_k} u_k(v)      (the others' mass on words V_k lacks)
+
+    A word no model knows gets ``<unk>``'s share ``u_k(w) / Z_k`` as each string that maps to ``<unk>``;
+    with closed models whose vocabularies cover V_k, model k then sums to exactly 1 over the known words,
+    ``</s>`` and ``<unk>`` (tests/test_lm.py).  Models without a vocabulary (:class:`SphinxLM`), or
+    without :meth:`~LanguageModel.unigram_score`, are mixed as they are.  ``share_unknown=False``
+    is the plain weighted sum.
     """
 
-    def __init__(self, models: Sequence[LanguageModel], weights: Sequence[float]):
+    def __init__(self, models: Sequence[LanguageModel], weights: Sequence[float], share_unknown: bool = True):
         models, weights = list(models), [float(w) for w in weights]
         if not models or len(models) != len(weights):
             raise ValueError(f"need one weight per model, got {len(models)} models and {len(weights)} weights")
@@ -552,6 +616,34 @@ class InterpolatedLM(LanguageModel):
         self.models, self.weights = models, weights
         self.order = max(m.order for m in models)
         self.vocab = frozenset().union(*(getattr(m, "vocab", frozenset()) for m in models))
+        lexicons = [m.lexicon for m in models if getattr(m, "lexicon", None) is not None]
+        self.lexicon = frozenset().union(*lexicons) if lexicons else None
+        # per model: None (scored as it is) or (its vocabulary, the others with their weights, log Z_k)
+        self._share: list = [None] * len(models)
+        if share_unknown:
+            for k, m in enumerate(models):
+                others = [(j, w) for j, w in enumerate(weights) if j != k and w > 0]
+                vocab = getattr(m, "vocab", None)
+                if not vocab or not others or not self._has_unigrams([models[j] for j, _ in others]):
+                    continue
+                total = sum(w for _, w in others)
+                others = [(models[j], w / total) for j, w in others]
+                z = 1.0 - self._unigram(others, EOS) - sum(self._unigram(others, v) for v in vocab)
+                if z > 1e-12:
+                    self._share[k] = (vocab, others, math.log(z))
+
+    @staticmethod
+    def _has_unigrams(models) -> bool:
+        try:
+            for m in models:
+                m.unigram_score(EOS)
+        except NotImplementedError:
+            return False
+        return True
+
+    @staticmethod
+    def _unigram(others, word: str) -> float:
+        return sum(w * math.exp(m.unigram_score(word)) for m, w in others)
 
     def _mix(self, logps: Iterable[float]) -> float:
         terms = [math.log(w) + lp for w, lp in zip(self.weights, logps) if w > 0 and lp > -math.inf]
@@ -560,11 +652,27 @@ class InterpolatedLM(LanguageModel):
         top = max(terms)
         return top + math.log(sum(math.exp(t - top) for t in terms))
 
+    def _component(self, k: int, history: Sequence[str], word: str) -> float:
+        lp = self.models[k].score(history, word)
+        share = self._share[k]
+        if share is None or word == EOS:
+            return lp
+        vocab, others, log_z = share
+        key = word.lower() if getattr(self.models[k], "lowercase", True) else word
+        if key in vocab:
+            return lp
+        u = self._unigram(others, word)
+        return lp + math.log(u) - log_z if u > 0 else -math.inf
+
     def score(self, history: Sequence[str], word: str) -> float:
-        return self._mix(m.score(history, word) for m in self.models)
+        _check_word(word)
+        return self._mix(self._component(k, history, word) for k in range(len(self.models)))
 
     def end_score(self, history: Sequence[str]) -> float:
         return self._mix(m.end_score(history) for m in self.models)
+
+    def unigram_score(self, word: str) -> float:
+        return self._mix(m.unigram_score(word) for m in self.models)
 
 
 def _check_discount_triple(d, k: int) -> tuple[float, float, float]:

@@ -12,7 +12,8 @@ closing line ``WER x % (words), CER y % (characters) on N recordings``.  Greedy 
 default; ``--beam N`` uses CTC prefix beam search, with an n-gram language model (``--lm``,
 from ``reference.lm``; ``--lm A --lm B`` interpolates them with equal weights) weighted by ``--alpha`` and a word bonus ``--beta`` (DS2 section 3.8;
 by default the values tuned for the checkpoint where it stores them, as
-``models/espeak-ds2.pt`` does).  Prints ``path<TAB>text`` per recording, in input order.
+``models/espeak-ds2.pt`` does; ``--oov-prefix-logp``: pyctcdecode's ranking of spellings that begin
+no known word, -10 unless the checkpoint's tuned alpha and beta were measured without it).  Prints ``path<TAB>text`` per recording, in input order.
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ import torch
 from .audio import load_audio
 from .checkpoint import load_model
 from .data import pad_features
+from .decoding import DEFAULT_OOV_PREFIX_LOGP
 from .features import compute_spectrogram, window_and_hop
 
-__all__ = ["posteriors", "decode_posteriors", "transcribe_audio", "main"]
+__all__ = ["posteriors", "decode_posteriors", "transcribe_audio", "default_oov_prefix_logp", "main"]
 
 
 @torch.no_grad()
@@ -57,25 +59,48 @@ def posteriors(model, audios, batch_size: int = 16, progress: bool = False) -> l
     return out
 
 
-def decode_posteriors(log_probs, encoder, beam: int = 0, lm=None, alpha: float = 0.5, beta: float = 1.0) -> list[str]:
+def decode_posteriors(log_probs, encoder, beam: int = 0, lm=None, alpha: float = 0.5, beta: float = 1.0,
+                      oov_prefix_logp: float | None = None) -> list[str]:
     """Transcripts of per-recording ``(T', V)`` log-probabilities: greedy (``beam=0``) or prefix beam search + LM.
 
     The beam search is :func:`~reference.decoding.prefix_beam_search_fast`: the readable search's
     objective with pyctcdecode's pruning (tests/test_decoding.py ties the two together), about 10x
-    faster on a trained model (``benchmarks/bench_beam_search.py``)."""
+    faster on a trained model (``benchmarks/bench_beam_search.py``); ``oov_prefix_logp`` as there."""
     from .ctc import greedy_decode
     from .decoding import prefix_beam_search_fast
 
     if beam <= 0:
         return [greedy_decode(lp.unsqueeze(1), encoder)[0] for lp in log_probs]
-    return [" ".join(prefix_beam_search_fast(lp, encoder, beam_width=beam, lm=lm, alpha=alpha, beta=beta)[0][0].split())
+    return [" ".join(prefix_beam_search_fast(lp, encoder, beam_width=beam, lm=lm, alpha=alpha, beta=beta,
+                                             oov_prefix_logp=oov_prefix_logp)[0][0].split())
             for lp in log_probs]
 
 
 def transcribe_audio(model, encoder, audios, beam: int = 0, lm=None, alpha: float = 0.5, beta: float = 1.0,
-                     batch_size: int = 16) -> list[str]:
+                     batch_size: int = 16, oov_prefix_logp: float | None = None) -> list[str]:
     """Transcripts of 16 kHz ``audios`` (1-D tensors), greedy (``beam=0``) or by beam search."""
-    return decode_posteriors(posteriors(model, audios, batch_size), encoder, beam, lm, alpha, beta)
+    return decode_posteriors(posteriors(model, audios, batch_size), encoder, beam, lm, alpha, beta, oov_prefix_logp)
+
+
+def default_oov_prefix_logp(tuned: dict, lm) -> float | None:
+    """The beam search's ``oov_prefix_logp`` when none is asked for: a checkpoint's tuned alpha and beta come
+    with the search they were tuned with (``bench_capstone --record`` stores it; absent or ``None``: DS2's
+    plain search); otherwise pyctcdecode's -10, where the LM has a lexicon to check prefixes against."""
+    if getattr(lm, "lexicon", None) is None:
+        return None
+    return tuned.get("oov_prefix_logp") if "alpha" in tuned else DEFAULT_OOV_PREFIX_LOGP
+
+
+_UNSET = object()     # --oov-prefix-logp not given
+
+
+def _logp_or_none(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a log probability <= 0 or 'none', got {text!r}") from None
 
 
 _MANIFEST_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
@@ -119,6 +144,10 @@ def main(argv=None) -> int:
                    "file, or en-us (pocketsphinx's US-English trigram); given twice or more: interpolated with equal weights")
     p.add_argument("--alpha", type=float, help="LM weight (default: the checkpoint's tuned value, else 0.5)")
     p.add_argument("--beta", type=float, help="word insertion bonus (default: the checkpoint's tuned value, else 1.0)")
+    p.add_argument("--oov-prefix-logp", type=_logp_or_none, default=_UNSET,
+                   help="rank a beam's open word that begins no word the LM knows as if the LM gave it this log "
+                        "probability (times alpha), or 'none' for DS2's plain search (default: the search the "
+                        "checkpoint's alpha and beta were tuned with, else -10 where the LM has a vocabulary)")
     args = p.parse_args(argv)
     try:
         model, encoder, state = load_model(args.checkpoint)
@@ -130,6 +159,9 @@ def main(argv=None) -> int:
             from .lm import InterpolatedLM, load_lm
             lms = [load_lm(path) for path in args.lm]
             lm = lms[0] if len(lms) == 1 else InterpolatedLM(lms, [1.0 / len(lms)] * len(lms))
+        oov_prefix_logp = args.oov_prefix_logp
+        if oov_prefix_logp is _UNSET:
+            oov_prefix_logp = default_oov_prefix_logp(tuned, lm)
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         names, audios, refs = read_inputs(args.inputs)
@@ -137,7 +169,11 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     lps = posteriors(model, audios, args.batch_size, progress=not args.quiet)
-    hyps = decode_posteriors(lps, encoder, args.beam, lm, alpha, beta)
+    try:
+        hyps = decode_posteriors(lps, encoder, args.beam, lm, alpha, beta, oov_prefix_logp)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for name, text in zip(names, hyps):
         print(f"{name}\t{text}")
     scored = [(r, h) for r, h in zip(refs, hyps) if r is not None]

@@ -151,6 +151,29 @@ def test_cli_beam_search_defaults_to_the_checkpoints_tuned_alpha_and_beta(shippe
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     assert outputs[2] != outputs[0]          # alpha = beta = 0 really is another objective (tuned beta is 13)
+    # its alpha and beta were tuned with DS2's plain search, so that is the default search too
+    assert state["extra"].get("oov_prefix_logp") is None
+    assert main(["--checkpoint", str(MODEL), "--beam", "8", "--lm", str(lm_path), "--oov-prefix-logp", "none", *wavs]) == 0
+    assert capsys.readouterr().out == outputs[0]
+
+
+def test_default_oov_prefix_follows_what_the_checkpoint_was_tuned_with():
+    from reference.decoding import DEFAULT_OOV_PREFIX_LOGP
+    from reference.lm import LanguageModel
+    from reference.transcribe import default_oov_prefix_logp
+    lm = NGramLM.train(["please enter your password"], order=2)
+
+    class NoLexicon(LanguageModel):
+        order = 1
+        def score(self, history, word):
+            return -1.0
+        def end_score(self, history):
+            return -1.0
+
+    assert default_oov_prefix_logp({}, lm) == DEFAULT_OOV_PREFIX_LOGP                       # nothing tuned
+    assert default_oov_prefix_logp({"alpha": 1.2, "beta": 10.0}, lm) is None                # tuned, plain search
+    assert default_oov_prefix_logp({"alpha": 1.8, "beta": 10.0, "oov_prefix_logp": -10.0}, lm) == -10.0
+    assert default_oov_prefix_logp({}, NoLexicon()) is None and default_oov_prefix_logp({}, None) is None
 
 
 def test_cli_interpolates_language_models_given_twice(shipped, round_trip, tmp_path, capsys):

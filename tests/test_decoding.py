@@ -446,3 +446,73 @@ def test_fast_path_blank_only_frames_shift_every_score_alike(kn_lm):
 def test_fast_path_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         prefix_beam_search_fast(torch.zeros(4, V).log_softmax(-1), ENC, **kwargs)
+
+
+# --------------------------------------------------------------------------- oov_prefix_logp
+from reference.decoding import prefix_beam_search_tokens  # noqa: E402
+
+SEARCHES = {
+    "readable": lambda lp, **kw: prefix_beam_search(lp, ENC, char_cutoff=None, **kw),
+    "fast": lambda lp, **kw: prefix_beam_search_fast(lp, ENC, **NO_PRUNING, **kw),
+    "tokens": lambda lp, **kw: prefix_beam_search_tokens(lp, ENC, token_min_logp=None, **kw),
+}
+
+
+@pytest.mark.parametrize("search", sorted(SEARCHES))
+@pytest.mark.parametrize("T", [3, 5, 6])
+def test_oov_prefix_ranking_leaves_the_objective_and_the_exact_search_unchanged(search, T, kn_lm):
+    """The penalty only ranks prefixes while their open word spells nothing the LM knows: a beam that
+    keeps every prefix returns every labelling with its brute-force Q, as without it."""
+    lp = few_symbol_log_probs(T, seed=40 + T)
+    for oov in (-3.0, -10.0):
+        expected = brute_force_q(lp, kn_lm, alpha=0.9, beta=0.4)
+        got = SEARCHES[search](lp, beam_width=EVERYTHING, lm=kn_lm, alpha=0.9, beta=0.4, oov_prefix_logp=oov)
+        assert mismatch(got, expected) is None, (oov, mismatch(got, expected))
+
+
+def known_word_behind_a_non_word() -> torch.Tensor:
+    """Frame 0 prefers "b" (0.6) to "a" (0.4); frame 1 says "b".  The LM knows "ab" and never saw "b"
+    alone, so Q prefers "ab", but a beam of one keeps "b" after frame 0 and can never reach it."""
+    lp = torch.full((2, V), -60.0, dtype=torch.float64)
+    lp[0, A], lp[0, B] = math.log(0.4), math.log(0.6)
+    lp[1, B], lp[1, ENC.blank_idx] = math.log(0.98), math.log(0.02)
+    return lp.log_softmax(-1)
+
+
+@pytest.mark.parametrize("search", sorted(SEARCHES))
+def test_oov_prefix_keeps_the_spelling_of_a_known_word_in_a_narrow_beam(search):
+    lm = NGramLM.train(["ab", "ab ab", "ab ab ab"], order=2)
+    assert lm.vocab == {"ab"}
+    lp = known_word_behind_a_non_word()
+    q = brute_force_q(lp, lm, alpha=1.0, beta=0.5)
+    best = max(q, key=q.get)
+    assert best == "ab"
+    plain = SEARCHES[search](lp, beam_width=1, lm=lm, alpha=1.0, beta=0.5)
+    ranked = SEARCHES[search](lp, beam_width=1, lm=lm, alpha=1.0, beta=0.5, oov_prefix_logp=-10.0)
+    assert plain[0][0] == "b"                                        # DS2's search loses it at frame 0
+    assert ranked[0][0] == "ab" and ranked[0][1] == pytest.approx(q["ab"], abs=1e-9)   # its score is still Q
+
+
+@pytest.mark.parametrize("oov", [-2.0, -10.0])
+def test_fast_path_equals_the_readable_search_with_oov_prefix(oov):
+    lm = NGramLM.train(["ab ba", "ba ba ab", "abc cab", "b ab a", "ba"], order=2)
+    for seed in range(4):
+        lp = peaky(60, 200 + seed)
+        for width in (1, 4, 16):
+            kw = dict(beam_width=width, lm=lm, alpha=0.9, beta=0.4, oov_prefix_logp=oov)
+            a = prefix_beam_search(lp, ENC, char_cutoff=-20.0, **kw)
+            b = prefix_beam_search_fast(lp, ENC, token_min_logp=-20.0, beam_prune_logp=None, **kw)
+            c = prefix_beam_search_tokens(lp, ENC, token_min_logp=-20.0, **kw)
+            assert [t for t, _ in a] == [t for t, _ in b] == [t for t, _ in c], (seed, width)
+            assert np.allclose([s for _, s in a], [s for _, s in b], rtol=0, atol=1e-9), (seed, width)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(oov_prefix_logp=2.0), "oov_prefix_logp"),
+    (dict(oov_prefix_logp="x"), "oov_prefix_logp"),
+    (dict(oov_prefix_logp=-5.0, lm=HistoryLM()), "lexicon"),
+])
+def test_oov_prefix_rejects_bad_values_and_lms_without_a_lexicon(kwargs, match):
+    for search in (prefix_beam_search, prefix_beam_search_fast):
+        with pytest.raises(ValueError, match=match):
+            search(torch.zeros(4, V).log_softmax(-1), ENC, **kwargs)

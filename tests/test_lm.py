@@ -260,15 +260,82 @@ def test_the_us_english_sphinx_lm_is_a_general_trigram():
 def test_interpolated_lm_is_the_weighted_sum_of_probabilities():
     from reference.lm import InterpolatedLM
     a, b = NGramLM.train(toy_corpus(200, seed=1), order=2), NGramLM.train(toy_corpus(200, seed=2), order=3)
-    mix = InterpolatedLM([a, b], [0.3, 0.7])
-    assert mix.order == 3 and mix.vocab == a.vocab | b.vocab
-    for h, w in [((), "the"), (("the",), "cat"), (("a", "red"), "dog"), (("x",), "unseen")]:
-        expected = math.log(0.3 * math.exp(a.score(h, w)) + 0.7 * math.exp(b.score(h, w)))
-        assert mix.score(h, w) == pytest.approx(expected, abs=1e-12)
-    assert mix.end_score(("the",)) == pytest.approx(math.log(0.3 * math.exp(a.end_score(("the",))) + 0.7 * math.exp(b.end_score(("the",)))))
+    assert a.vocab == b.vocab        # one grammar: nothing to share, the plain weighted sum
+    for share in (True, False):
+        mix = InterpolatedLM([a, b], [0.3, 0.7], share_unknown=share)
+        assert mix.order == 3 and mix.vocab == a.vocab | b.vocab
+        for h, w in [((), "the"), (("the",), "cat"), (("a", "red"), "dog"), (("x",), "unseen")]:
+            expected = math.log(0.3 * math.exp(a.score(h, w)) + 0.7 * math.exp(b.score(h, w)))
+            if share and w == "unseen":   # each model's <unk> share: u(unseen) / Z = p_other(<unk>) / (1 - sum over V)
+                za, zb = (1 - sum(math.exp(o.unigram_score(v)) for v in list(a.vocab) + [EOS]) for o in (b, a))
+                expected = math.log(0.3 * math.exp(a.score(h, w) + b.unigram_score(w)) / za
+                                    + 0.7 * math.exp(b.score(h, w) + a.unigram_score(w)) / zb)
+            assert mix.score(h, w) == pytest.approx(expected, abs=1e-12)
+        assert mix.end_score(("the",)) == pytest.approx(math.log(0.3 * math.exp(a.end_score(("the",))) + 0.7 * math.exp(b.end_score(("the",)))))
     for bad in ([0.5, 0.6], [1.0], [-0.5, 1.5]):
         with pytest.raises(ValueError, match="weight"):
             InterpolatedLM([a, b], bad)
+
+
+def test_unigram_scores_are_the_hand_computed_unigrams(hand_lm):
+    for w in ("a", "b", EOS):
+        assert hand_lm.unigram_score(w) == pytest.approx(math.log(P_UNI[w]), abs=1e-12)
+    assert hand_lm.unigram_score("qqq") == pytest.approx(math.log(P_UNI["<unk>"]), abs=1e-12)
+
+
+def test_interpolation_shares_unknown_mass_by_what_the_other_model_knows():
+    """A domain model that lacks words of a general one: mixed, the distribution over the general model's
+    words, </s> and one unknown string sums to 1 (brute force), where the plain sum gives every word
+    the domain model lacks its whole <unk> probability (and sums to more than 1)."""
+    from reference.lm import InterpolatedLM
+    general = toy_corpus(400, seed=5) + ["a zebra sees the violin", "my violin hears every zebra quickly"]
+    domain = NGramLM.train([s for s in toy_corpus(300, seed=6) if "bird" not in s.split()], order=3)
+    big = NGramLM.train(general, order=2)
+    assert {"bird", "zebra", "violin"} <= big.vocab - domain.vocab and domain.vocab <= big.vocab
+    shared, plain = InterpolatedLM([domain, big], [0.5, 0.5]), InterpolatedLM([domain, big], [0.5, 0.5], share_unknown=False)
+    for h in [(), ("the",), ("my", "old"), ("a", "zebra"), ("qqq",)]:
+        total = sum(math.exp(shared.score(h, w)) for w in big.vocab) + math.exp(shared.end_score(h))
+        assert total + math.exp(shared.score(h, "qqq")) == pytest.approx(1.0, abs=1e-9), h
+        n_lacking, unk_d, unk_b = len(big.vocab - domain.vocab), math.exp(domain.score(h, "qqq")), math.exp(big.score(h, "qqq"))
+        plain_total = sum(math.exp(plain.score(h, w)) for w in big.vocab) + math.exp(plain.end_score(h))
+        assert plain_total == pytest.approx(1 + 0.5 * (n_lacking - 1) * unk_d - 0.5 * unk_b, abs=1e-9), h
+        # among words the domain model lacks, the general model's knowledge now shows
+        for w in ("zebra", "bird"):
+            margin = shared.score(h, w) - shared.score(h, "qqq")
+            assert margin > 0.25 and margin > plain.score(h, w) - plain.score(h, "qqq") + 0.1, (h, w)
+        assert plain.score(h, "bird") == pytest.approx(math.log(0.5 * math.exp(domain.score(h, "qqq")) + 0.5 * math.exp(big.score(h, "bird"))))
+    for w in domain.vocab:          # words both know are scored as before
+        assert shared.score(("the",), w) == pytest.approx(plain.score(("the",), w), abs=1e-12)
+
+
+def test_a_domain_model_mixed_with_us_english_prefers_real_words_to_non_words():
+    """The case that asked for the sharing: the Asterisk model's trigram lacks "exactly"; the plain
+    sum scored it almost as a non-word, since the domain model's <unk> outweighs the general model."""
+    pytest.importorskip("pocketsphinx")
+    from reference.lm import InterpolatedLM, SphinxLM
+    domain = NGramLM.train(["please enter your password", "the time will be", "at the tone"], order=3)
+    general = SphinxLM.us_english()
+    shared, plain = InterpolatedLM([domain, general], [0.5, 0.5]), InterpolatedLM([domain, general], [0.5, 0.5], share_unknown=False)
+    h = ("the", "time", "will", "be")
+    assert plain.score(h, "exactly") - plain.score(h, "axzackly") < 0.05
+    assert shared.score(h, "exactly") > shared.score(h, "axzackly") + 3.0
+    assert shared.score(h, "here") > shared.score(h, "exactly") > shared.score(h, "precisely") > shared.score(h, "axzackly") + 3.0
+    assert shared.score(("at",), "the") == pytest.approx(plain.score(("at",), "the"), abs=1e-12)
+
+
+def test_interpolation_mixes_models_without_unigrams_as_they_are():
+    from reference.lm import InterpolatedLM, LanguageModel
+
+    class Flat(LanguageModel):
+        order = 1
+        def score(self, history, word):
+            return math.log(0.01)
+        def end_score(self, history):
+            return math.log(0.01)
+
+    domain = NGramLM.train(toy_corpus(100, seed=7), order=2)
+    mix = InterpolatedLM([domain, Flat()], [0.5, 0.5])
+    assert mix.score(("the",), "zebra") == pytest.approx(math.log(0.5 * math.exp(domain.score(("the",), "zebra")) + 0.005))
 
 
 # --------------------------------------------------------------------------- errors
@@ -313,3 +380,31 @@ def test_load_rejects_other_files(tmp_path):
     p.write_text('{"hello": 1}')
     with pytest.raises(ValueError, match="NGramLM.save"):
         NGramLM.load(p)
+
+
+def test_starts_word_is_any_word_of_the_lexicon_beginning_with_the_prefix():
+    from reference.lm import InterpolatedLM
+    a = NGramLM.train(toy_corpus(100, seed=8), order=2)
+    b = NGramLM.train(["a zebra plays the violin", "violins play"], order=2)
+    mix = InterpolatedLM([a, b], [0.5, 0.5])
+    assert mix.lexicon == a.vocab | b.vocab
+    rng = random.Random(3)
+    queries = {w[:k] for w in mix.lexicon for k in range(len(w) + 1)}
+    queries |= {"".join(rng.choice("aeioustvz") for _ in range(rng.randint(1, 5))) for _ in range(300)}
+    for lm in (a, b, mix):
+        for q in queries:
+            assert lm.starts_word(q) == any(w.startswith(q) for w in lm.lexicon), (lm, q)
+
+
+def test_sphinx_lexicon_is_the_dictionary_words_the_model_knows(tmp_path):
+    pytest.importorskip("pocketsphinx")
+    from reference.lm import SphinxLM
+    lm = NGramLM.train(toy_corpus(300, seed=4), order=3)
+    lm.to_arpa(tmp_path / "lm.arpa")
+    (tmp_path / "dict").write_text("cat K AE T\ncat(2) K AA T\ndog D AO G\nzebra Z IY B R AH\n")
+    assert SphinxLM(tmp_path / "lm.arpa").lexicon is None
+    sphinx = SphinxLM(tmp_path / "lm.arpa", dictionary=tmp_path / "dict")
+    assert sphinx.lexicon == {"cat", "dog"}          # "zebra" is not in the model
+    assert sphinx.starts_word("ca") and not sphinx.starts_word("ze")
+    with pytest.raises(FileNotFoundError, match="dictionary"):
+        SphinxLM(tmp_path / "lm.arpa", dictionary=tmp_path / "missing.dict")
