@@ -403,14 +403,16 @@ def test_interrupted_grading_leaves_no_report_and_is_graded_again(tmp_path, how)
     subs.mkdir()
     tmp.mkdir()
     (subs / "a_slow").mkdir()
-    # slow but never past the per-call limit: each call sleeps 8 s, so grading it takes minutes
+    # slow but never past the per-call limit (--timeout 60 below): each call sleeps 30 s, so grading it takes
+    # minutes, far longer than finding its worker on a loaded machine (with 8 s calls a CI run once graded it
+    # whole, in 61 s, before the interrupt came)
     (subs / "a_slow" / f"{ROW}.py").write_text((SOL / f"{ROW}.py").read_text() + "\n_fast = row_conv\n\n\n"
                                                "def row_conv(x, weight, lengths):\n    import time\n"
-                                               "    time.sleep(8)\n    return _fast(x, weight, lengths)\n")
+                                               "    time.sleep(30)\n    return _fast(x, weight, lengths)\n")
     (subs / "b_ok").mkdir()
     (subs / "b_ok" / f"{ROW}.py").write_text((SOL / f"{ROW}.py").read_text())
     cmd = [PY, "-m", "autograder", "batch", str(subs), "--csv", str(tmp_path / "g.csv"), "--only", "ex11",
-           "--no-progress"] + ([] if BWRAP else ["--no-sandbox"])
+           "--no-progress", "--timeout", "60"] + ([] if BWRAP else ["--no-sandbox"])
     p = subprocess.Popen(cmd, cwd=ROOT, env=_batch_env(tmp), start_new_session=True, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
