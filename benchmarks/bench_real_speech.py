@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     train_minutes = sum(float(json.loads(line)["duration"]) for line in (data / "train.jsonl").read_text().splitlines()
                         if line.strip()) / 60
     lm = load_lm(data / "lm.json")
-    lms = {"lm.json": lm}
+    lms, oov = {"lm.json": lm}, args.oov_prefix_logp
     try:
         from reference.lm import InterpolatedLM, SphinxLM
         lms["lm.json + en-us"] = InterpolatedLM([lm, SphinxLM.us_english()], [0.5, 0.5])
@@ -119,7 +119,6 @@ def main(argv=None) -> int:
         add(path.name, "greedy", decode_posteriors(lps, encoder), time.perf_counter() - t0)
         dev_lps, dev_refs = posteriors(model, [s.audio for s in dev]), [s.transcript for s in dev]
         for name, model_lm in lms.items():
-            oov = args.oov_prefix_logp
             scores = {(a, b): word_error_rate(dev_refs, decode_posteriors(dev_lps, encoder, 16, model_lm, a, b, oov))
                       for a, b in GRID}
             alpha, beta = min(scores, key=scores.get)

@@ -62,7 +62,7 @@ import numpy as np
 import torch
 
 __all__ = ["prefix_beam_search", "prefix_beam_search_fast", "prefix_beam_search_tokens", "DEFAULT_CHAR_CUTOFF",
-           "DEFAULT_OOV_PREFIX_LOGP"]
+           "DEFAULT_OOV_PREFIX_LOGP", "check_oov_prefix"]
 
 NEG_INF = -math.inf
 
@@ -91,7 +91,8 @@ class _WordScores:
         self.alpha = float(alpha) if self.lm is not None else 0.0
         self.beta = float(beta)
         self.cache: dict[tuple[tuple[str, ...], str], float] = {}
-        # alpha * oov_prefix_logp for an open word that begins no word of the LM's lexicon (0: off)
+        # alpha * oov_prefix_logp for an open word that begins no word of the LM's lexicon (0: off),
+        # cached per open word for this search
         self.oov = self.alpha * oov_prefix_logp if oov_prefix_logp is not None and self.lm is not None else 0.0
         self.prefix_cache: dict[str, float] = {}
 
@@ -190,7 +191,7 @@ def prefix_beam_search(
         with a beam wide enough to keep every prefix, it is exact.
     """
     lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, char_cutoff)
-    _check_oov_prefix(oov_prefix_logp, lm)
+    check_oov_prefix(oov_prefix_logp, lm)
     n_frames, vocab = lp.shape
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
@@ -299,7 +300,7 @@ def prefix_beam_search_fast(
     """
     lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, token_min_logp, "token_min_logp")
     _check_prune(beam_prune_logp)
-    _check_oov_prefix(oov_prefix_logp, lm)
+    check_oov_prefix(oov_prefix_logp, lm)
     n_frames, vocab = lp.shape
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(vocab)]
@@ -425,7 +426,7 @@ def prefix_beam_search_tokens(
     """
     lp = _check_inputs(log_probs, encoder, beam_width, lm, alpha, beta, token_min_logp, "token_min_logp")
     _check_prune(beam_prune_logp)
-    _check_oov_prefix(oov_prefix_logp, lm)
+    check_oov_prefix(oov_prefix_logp, lm)
     blank = int(encoder.blank_idx)
     symbols = [encoder.decode([i]) if i != blank else "" for i in range(lp.shape[1])]
     return _token_search(lp, symbols, blank, beam_width, lm, alpha, beta, token_min_logp, beam_prune_logp, oov_prefix_logp)
@@ -496,7 +497,8 @@ def _token_search(lp: np.ndarray, symbols: list[str], blank: int, beam_width: in
     return results[:beam_width]
 
 
-def _check_oov_prefix(oov_prefix_logp, lm) -> None:
+def check_oov_prefix(oov_prefix_logp, lm) -> None:
+    """``ValueError`` unless ``oov_prefix_logp`` is ``None`` or a log probability <= 0 and ``lm`` has a lexicon."""
     if oov_prefix_logp is None:
         return
     if isinstance(oov_prefix_logp, bool) or not isinstance(oov_prefix_logp, (int, float)) or not oov_prefix_logp <= 0:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import bisect
+import functools
 import json
 import math
 from collections import defaultdict
@@ -111,14 +112,13 @@ class LanguageModel(abc.ABC):
         can no longer become one the model knows is ranked lower before its space is reached."""
         if self.lexicon is None:
             return None
-        words, cache = self.__dict__.get("_sorted_lexicon"), self.__dict__.setdefault("_prefix_cache", {})
-        if words is None:
-            words = self.__dict__["_sorted_lexicon"] = sorted(self.lexicon)
-        hit = cache.get(prefix)
-        if hit is None:
-            i = bisect.bisect_left(words, prefix)
-            hit = cache[prefix] = i < len(words) and words[i].startswith(prefix)
-        return hit
+        words = self._sorted_lexicon
+        i = bisect.bisect_left(words, prefix)
+        return i < len(words) and words[i].startswith(prefix)
+
+    @functools.cached_property
+    def _sorted_lexicon(self) -> list[str]:
+        return sorted(self.lexicon)
 
     def unigram_score(self, word: str) -> float:
         """Natural log of the model's unigram (history-free) probability of ``word`` (``</s>`` included;

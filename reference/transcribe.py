@@ -26,7 +26,7 @@ import torch
 from .audio import load_audio
 from .checkpoint import load_model
 from .data import pad_features
-from .decoding import DEFAULT_OOV_PREFIX_LOGP
+from .decoding import DEFAULT_OOV_PREFIX_LOGP, check_oov_prefix
 from .features import compute_spectrogram, window_and_hop
 
 __all__ = ["posteriors", "decode_posteriors", "transcribe_audio", "default_oov_prefix_logp", "main"]
@@ -162,6 +162,8 @@ def main(argv=None) -> int:
         oov_prefix_logp = args.oov_prefix_logp
         if oov_prefix_logp is _UNSET:
             oov_prefix_logp = default_oov_prefix_logp(tuned, lm)
+        elif args.beam > 0:
+            check_oov_prefix(oov_prefix_logp, lm)       # before the forward passes, not after
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         names, audios, refs = read_inputs(args.inputs)
@@ -169,11 +171,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     lps = posteriors(model, audios, args.batch_size, progress=not args.quiet)
-    try:
-        hyps = decode_posteriors(lps, encoder, args.beam, lm, alpha, beta, oov_prefix_logp)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    hyps = decode_posteriors(lps, encoder, args.beam, lm, alpha, beta, oov_prefix_logp)
     for name, text in zip(names, hyps):
         print(f"{name}\t{text}")
     scored = [(r, h) for r, h in zip(refs, hyps) if r is not None]

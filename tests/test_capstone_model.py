@@ -157,6 +157,21 @@ def test_cli_beam_search_defaults_to_the_checkpoints_tuned_alpha_and_beta(shippe
     assert capsys.readouterr().out == outputs[0]
 
 
+def test_cli_rejects_a_bad_oov_prefix_logp_before_transcribing(tmp_path, capsys):
+    """A positive value, or one for an LM with no lexicon, exits 2 with the reason, before any forward pass
+    (the input here does not even exist)."""
+    pytest.importorskip("pocketsphinx")
+    import pocketsphinx
+    from reference.transcribe import main
+    lm_path = tmp_path / "lm.json"
+    NGramLM.train(["please enter your password"], order=2).save(lm_path)
+    no_lexicon = pocketsphinx.get_model_path("en-us/en-us.lm.bin")       # a SphinxLM without its dictionary
+    for lm, value, why in ((lm_path, "3", "<= 0"), (no_lexicon, "-10", "lexicon")):
+        assert main(["--checkpoint", str(MODEL), "--beam", "4", "--lm", str(lm), "--oov-prefix-logp", value,
+                     str(tmp_path / "missing.wav")]) == 2
+        assert why in capsys.readouterr().err
+
+
 def test_default_oov_prefix_follows_what_the_checkpoint_was_tuned_with():
     from reference.decoding import DEFAULT_OOV_PREFIX_LOGP
     from reference.lm import LanguageModel
