@@ -18,6 +18,8 @@ Modules, one concept each (paper sections in their docstrings):
 ``checkpoint``  save / load a trained model
 ``datasets``    recordings in the layouts people have (``--data PATH``)
 ``prepare``     real recordings from packages (``python -m reference.prepare asterisk``)
+``voices``      many synthesized voices saying WordNet's examples (``python -m reference.prepare voices``)
+``tts``         SVOX Pico and RHVoice, two more synthesizers, through ``ctypes``
 ``devices``     ``--device`` and mixed precision (:class:`~reference.devices.Amp`)
 ``distributed`` torchrun: DDP, shares of minibatches, synchronised BatchNorm
 ``loading``     minibatches from DataLoader workers and a feature cache

@@ -99,14 +99,87 @@ def _run(cmd: list[str], cwd=None) -> None:
         raise RuntimeError(f"`{' '.join(cmd)}` failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-500:]}")
 
 
-def download(dest: Path, packages=PACKAGES) -> list[Path]:
-    """``apt-get download`` the ``packages`` into ``dest``; the ``.deb`` paths."""
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+APT_SOURCES = ("/etc/apt/sources.list", "/etc/apt/sources.list.d")
+
+
+def download(dest: Path, packages=PACKAGES, non_free: bool = False) -> list[Path]:
+    """``apt-get download`` the ``packages`` into ``dest``; the ``.deb`` paths.
+
+    ``non_free``: some of them are in Debian's ``non-free`` component, which this machine's apt may not
+    list.  apt then reads a private sources list (``main`` and ``non-free`` of this Debian release, signed
+    by Debian's keyring) with its own package lists under ``dest``: no root, and the system's apt is not
+    touched.
+    """
     if shutil.which("apt-get") is None:
         raise RuntimeError("apt-get is not available here (this step needs Debian/Ubuntu's apt). Download the .deb "
                            f"files of {' and '.join(packages)} elsewhere and pass --debs DIR; or skip this data: "
                            + _OTHER_DATA)
-    _run(["apt-get", "download", *packages], cwd=dest)
+    options = _private_apt(Path(dest)) if non_free else []
+    if options:
+        _run(["apt-get", *options, "update"], cwd=dest)
+    _run(["apt-get", *options, "download", *packages], cwd=dest)
     return find_debs(dest, packages)
+
+
+def _private_apt(dest: Path) -> list[str]:
+    """apt options for a sources list of this Debian release's ``main`` and ``non-free``, kept under ``dest``:
+    the same archive (URI) as the machine's own sources for the release's ``main``, another component."""
+    release = {}
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            key, _, value = line.partition("=")
+            release[key] = value.strip().strip('"')
+    except OSError:
+        pass
+    codename = release.get("VERSION_CODENAME")
+    if release.get("ID") != "debian" or not codename:
+        raise RuntimeError(f"the non-free packages are fetched from Debian's archive, and this is not Debian "
+                           f"({release.get('PRETTY_NAME', 'no /etc/os-release')}); download the .deb files of the "
+                           "packages named in reference/tts.py elsewhere and pass --debs DIR")
+    mirror = debian_archive(codename)
+    if mirror is None:
+        raise RuntimeError(f"no apt source for Debian {codename} main in {' or '.join(APT_SOURCES)}: apt cannot reach "
+                           "Debian's archive here; download the .deb files elsewhere and pass --debs DIR")
+    if not Path(DEBIAN_KEYRING).is_file():
+        raise RuntimeError(f"{DEBIAN_KEYRING} is missing (package debian-archive-keyring): apt cannot check Debian's archive")
+    apt = dest / "apt"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (apt / sub).mkdir(parents=True, exist_ok=True)
+    sources = apt / "sources.list"
+    sources.write_text(f"deb [signed-by={DEBIAN_KEYRING}] {mirror} {codename} main non-free\n")
+    return ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache={apt / 'cache'}",
+            "-o", "Debug::NoLocking=1"]
+
+
+def debian_archive(codename: str, sources=APT_SOURCES) -> str | None:
+    """The URI of the first apt source for ``codename``'s ``main`` (one-line ``deb`` entries and deb822
+    ``.sources`` stanzas, under the files or folders ``sources``), or ``None``."""
+    files = []
+    for place in map(Path, sources):
+        files += sorted(place.glob("*.list")) + sorted(place.glob("*.sources")) if place.is_dir() else [place]
+    for f in files:
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        if f.suffix == ".sources":
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = {}
+                for line in stanza.splitlines():
+                    key, sep, value = line.partition(":")
+                    if sep and not line.startswith(("#", " ")):
+                        fields[key.strip().lower()] = value.split()
+                if ("deb" in fields.get("types", []) and codename in fields.get("suites", [])
+                        and "main" in fields.get("components", []) and fields.get("uris")):
+                    return fields["uris"][0].rstrip("/")
+        else:
+            for line in text.splitlines():
+                words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
+                if len(words) >= 4 and words[0] == "deb" and words[2] == codename and "main" in words[3:]:
+                    return words[1].rstrip("/")
+    return None
 
 
 def find_debs(folder: Path, packages=PACKAGES) -> list[Path]:
@@ -283,13 +356,15 @@ def main(argv=None) -> int:
     v.add_argument("--sentences", type=int, default=None, help="use only this many WordNet examples (default: all)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--workers", type=int, default=2, help="synthesizer processes at once")
+    v.add_argument("--free-only", action="store_true",
+                   help="leave out the Pico and RHVoice clips (Debian non-free; the corpus of models/voices-ds2.pt's first two stages)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
         if args.corpus == "voices":
             from .voices import prepare_voices
             prepare_voices(args.out, root=args.root, debs=args.debs, n_sentences=args.sentences, seed=args.seed,
-                           workers=args.workers, progress=not args.quiet)
+                           workers=args.workers, progress=not args.quiet, non_free=not args.free_only)
         else:
             prepare_asterisk(args.out, root=args.root, debs=args.debs, progress=not args.quiet)
     except (RuntimeError, FileNotFoundError, ValueError, ImportError) as err:

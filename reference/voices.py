@@ -17,6 +17,11 @@ Debian packages bring it closer:
   parametric voices trained on the CMU ARCTIC recordings of three speakers, ``kal16`` and ``kal``
   (8 kHz: telephone-band) concatenate diphones cut from one speaker's recordings.  Each Flite clip
   gets a random speaking rate (duration stretch 0.8-1.25) and mean pitch (:data:`FLITE_PITCH`).
+- **More voices** (Debian ``non-free``, :mod:`reference.tts`): SVOX Pico's ``en-US`` and ``en-GB``
+  and RHVoice's ``alan``, ``bdl``, ``clb`` and ``slt``, six voices built from recordings of people,
+  say :data:`NON_FREE_SHARE` as many clips again as there are sentences (an equal share each, the
+  sentences drawn at random), at a random pitch and speed.  Their generator is separate from the one
+  above, so ``--free-only`` leaves them out and writes the other clips unchanged.
 - **Noise**: white, pink or brown noise at 10-30 dB SNR on 40 % of the clips, as DS2 section 5.2
   adds noise to 40 % of its training utterances.  Speed perturbation and SpecAugment are left to
   training (``--speed-perturb``, ``--spec-augment``).
@@ -44,17 +49,27 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import SAMPLE_RATE
+from .tts import PICO_PACKAGES, PICO_VOICES, RHVOICE_PACKAGES, RHVOICE_VOICES, synthesize_many
 
-__all__ = ["PACKAGES", "FLITE_VOICES", "FLITE_PITCH", "MIN_WORDS", "wordnet_examples", "split_of_text",
-           "flite_synthesize", "prepare_voices"]
+__all__ = ["PACKAGES", "NON_FREE_PACKAGES", "FLITE_VOICES", "FLITE_PITCH", "NON_FREE_VOICES", "NON_FREE_SHARE",
+           "MIN_WORDS", "wordnet_examples", "split_of_text", "flite_synthesize", "prepare_voices"]
 
 PACKAGES = ("wordnet-base", "flite", "libflite1")
+NON_FREE_PACKAGES = PICO_PACKAGES + RHVOICE_PACKAGES
 WORDNET = "usr/share/wordnet"
 FLITE = "usr/bin/flite"
 FLITE_LIBS = "usr/lib/x86_64-linux-gnu"
 FLITE_VOICES = ("slt", "rms", "awb", "kal16", "kal")
 FLITE_PITCH = {"slt": (150, 230), "rms": (80, 140), "awb": (85, 145), "kal16": (80, 140), "kal": (80, 140)}  # Hz
 FLITE_STRETCH = (0.8, 1.25)
+# The six voices of reference.tts, each saying an equal share of NON_FREE_SHARE * (number of sentences)
+# more clips, at a random pitch and speed: Pico's in percent of the voice's own, RHVoice's on its
+# [-1, 1] scale (rate r: duration x 2 ** -r, so +-0.32 is Flite's 0.8-1.25 stretch; pitch p: f0 x 2 ** p).
+NON_FREE_VOICES = tuple(("pico", lang) for lang in PICO_VOICES) + tuple(("rhvoice", v) for v in RHVOICE_VOICES)
+NON_FREE_SHARE = 0.25
+_NON_FREE_ENGINES = ("pico:", "rhvoice:")
+PICO_PITCH, PICO_SPEED = (80, 125), (85, 115)
+RHVOICE_RATE, RHVOICE_PITCH = (-0.32, 0.32), (-0.4, 0.4)
 MIN_WORDS = 2
 MAX_WORDS = 16
 _EXAMPLE = re.compile(r'"([^"]+)"')
@@ -100,24 +115,31 @@ def flite_synthesize(flite: str, text: str, voice: str, stretch: float, pitch: f
 
 
 def _flite_clip(flite: str, env: dict, text: str, voice: str, stretch: float, pitch: float) -> np.ndarray:
+    audio, rate = flite_synthesize(flite, text, voice, stretch, pitch, env)
+    return _to_16k(audio, rate)
+
+
+def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
+    """A synthesizer's float samples, leading and trailing silence cut, at 16 kHz (float32)."""
     import torch
 
     from .audio import resample, trim_silence
 
-    audio, rate = flite_synthesize(flite, text, voice, stretch, pitch, env)
-    x = trim_silence(torch.from_numpy(audio), rate, threshold_db=-40.0, margin_ms=50.0)
+    x = trim_silence(torch.from_numpy(np.asarray(audio, dtype=np.float32)), rate, threshold_db=-40.0, margin_ms=50.0)
     if rate != SAMPLE_RATE:
         x = resample(x, rate, SAMPLE_RATE)
     return x.numpy().astype(np.float32)
 
 
 def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, seed: int = 0, workers: int = 2,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, non_free: bool = True) -> dict:
     """Build the corpus in ``out`` (see the module docstring); returns the counts it prints.
 
-    ``root``: a folder the three packages are extracted into; ``debs``: a folder holding their ``.deb``
+    ``root``: a folder the packages are extracted into; ``debs``: a folder holding their ``.deb``
     files; neither: download them with ``apt-get download``.  ``n_sentences``: use only the first
-    that many examples (after shuffling), for a smaller corpus.
+    that many examples (after shuffling), for a smaller corpus.  ``non_free=False``: leave out the
+    Pico and RHVoice clips (:data:`NON_FREE_PACKAGES`); the other clips are the same either way,
+    sample for sample, because the non-free clips are drawn from a generator of their own.
     """
     import soundfile as sf
     from tqdm.auto import tqdm
@@ -129,8 +151,14 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
     out = Path(out)
     rng = np.random.Generator(np.random.PCG64(seed))
     with tempfile.TemporaryDirectory(prefix="voices-") as tmp:
+        packages = PACKAGES + (NON_FREE_PACKAGES if non_free else ())
         if root is None:
-            deb_files = find_debs(Path(debs), PACKAGES) if debs is not None else download(Path(tmp), PACKAGES)
+            if debs is not None:
+                deb_files = find_debs(Path(debs), packages)
+            else:
+                deb_files = download(Path(tmp), PACKAGES)
+                if non_free:
+                    deb_files += download(Path(tmp) / "non-free", NON_FREE_PACKAGES, non_free=True)
             root = extract(deb_files, Path(tmp) / "root")
         root = Path(root)
         flite = root / FLITE
@@ -138,7 +166,7 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
             raise FileNotFoundError(f"{str(flite)!r} is missing: is the flite package extracted in {str(root)!r}?")
         env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(
             p for p in (str(root / FLITE_LIBS), os.environ.get("LD_LIBRARY_PATH", "")) if p))
-        versions = package_versions(root, PACKAGES)
+        versions = package_versions(root, packages)
 
         texts, outside, short = [], [], []
         for example in wordnet_examples(root / WORDNET):
@@ -191,9 +219,40 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
                 clips[i] = clip
                 speakers[i] = f"flite:{FLITE_VOICES[flite_voice[i]]}"
 
+        if non_free:
+            # More clips of the same sentences (train and dev alike, so the split stays the text's), an
+            # equal share per voice, from a generator of their own: the clips above do not change.
+            nf = np.random.Generator(np.random.PCG64([seed, 1]))
+            m = int(round(NON_FREE_SHARE * n))
+            which = nf.choice(n, size=m, replace=False) if m else np.zeros(0, dtype=int)
+            voice = nf.permutation(np.arange(m) % len(NON_FREE_VOICES))
+            u, v = nf.uniform(0.0, 1.0, size=m), nf.uniform(0.0, 1.0, size=m)
+            nf_noisy = np.zeros(m, dtype=bool)
+            nf_noisy[nf.permutation(m)[: int(round(0.4 * m))]] = True
+            jobs, labels = [], []
+            for k in range(m):
+                engine, name = NON_FREE_VOICES[voice[k]]
+                if engine == "pico":
+                    a = int(round(PICO_PITCH[0] + (PICO_PITCH[1] - PICO_PITCH[0]) * u[k]))
+                    b = int(round(PICO_SPEED[0] + (PICO_SPEED[1] - PICO_SPEED[0]) * v[k]))
+                else:
+                    a = round(RHVOICE_RATE[0] + (RHVOICE_RATE[1] - RHVOICE_RATE[0]) * float(u[k]), 3)
+                    b = round(RHVOICE_PITCH[0] + (RHVOICE_PITCH[1] - RHVOICE_PITCH[0]) * float(v[k]), 3)
+                jobs.append((engine, name, texts[which[k]], a, b))
+                labels.append(f"{engine}:{name}")
+            said = synthesize_many(root, jobs, workers=workers, progress=progress)
+            texts = texts + [texts[i] for i in which]
+            clips += [_to_16k(audio.astype(np.float32) / np.float32(32768.0), rate) for audio, rate in said]
+            speakers += labels
+            noisy = np.concatenate([noisy, nf_noisy])
+            kinds = np.concatenate([kinds, nf.integers(0, 3, size=m)])
+            snrs = np.concatenate([snrs, nf.uniform(10.0, 30.0, size=m)])
+            noise_seeds = np.concatenate([noise_seeds, nf.integers(0, 2**62, size=m)])
+            del said
+
     kind_names = ("white", "pink", "brown")
     rows = {"train": [], "dev": []}
-    for i in tqdm(range(n), desc="writing FLAC", unit="clip", disable=not progress, leave=False):
+    for i in tqdm(range(len(clips)), desc="writing FLAC", unit="clip", disable=not progress, leave=False):
         y = noisy_within_range(clips[i].astype(np.float64), kind_names[kinds[i]] if noisy[i] else "", float(snrs[i]),
                                int(noise_seeds[i]))
         clips[i] = None
@@ -204,27 +263,46 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
         rows[split_of_text(texts[i])].append({"audio_filepath": flac.relative_to(out).as_posix(),
                                               "duration": round(y.size / SAMPLE_RATE, 3), "text": texts[i],
                                               "speaker": speakers[i], "noise": kind_names[kinds[i]] if noisy[i] else ""})
-    for split, split_rows in rows.items():
-        write_nemo_manifest(out / f"{split}.jsonl", split_rows)
-    hours = {k: sum(r["duration"] for r in v) / 3600 for k, v in rows.items()}
+    # SPLIT.jsonl: the eSpeak and Flite clips (Debian main), the corpus of the voices model's first two stages;
+    # SPLIT-all.jsonl: every clip, the Pico and RHVoice ones too (its third stage).
+    free = {k: [r for r in v if not r["speaker"].startswith(_NON_FREE_ENGINES)] for k, v in rows.items()}
+    for split in rows:
+        write_nemo_manifest(out / f"{split}.jsonl", free[split])
+        if non_free:
+            write_nemo_manifest(out / f"{split}-all.jsonl", rows[split])
+        else:
+            (out / f"{split}-all.jsonl").unlink(missing_ok=True)
+    hours = {f"{k}{tag}": sum(r["duration"] for r in v) / 3600 for tag, part in (("", free), ("-all", rows))
+             for k, v in part.items()}
     words = {w for t in texts for w in t.split()}
-    (out / "README.txt").write_text(_readme(versions, rows, hours, len(words)))
-    counts = {"clips": n, "train": len(rows["train"]), "dev": len(rows["dev"]), "train_hours": hours["train"],
-              "dev_hours": hours["dev"], "words": len(words), "flite_clips": int(use_flite.sum()),
+    (out / "README.txt").write_text(_readme(versions, free, rows if non_free else None, hours, len(words)))
+    n_non_free = len(clips) - n
+    counts = {"clips": len(clips), "sentences": n, "train": len(free["train"]), "dev": len(free["dev"]),
+              "train_all": len(rows["train"]), "dev_all": len(rows["dev"]), "train_hours": hours["train"],
+              "dev_hours": hours["dev"], "train_all_hours": hours["train-all"], "words": len(words),
+              "flite_clips": int(use_flite.sum()), "non_free_clips": n_non_free,
               "outside_alphabet": len(outside), "too_short_or_long": len(short), "versions": versions}
-    print(f"voices: {n} clips ({sum(hours.values()):.1f} h, {len(words)} different words; "
-          f"{counts['flite_clips']} by Flite, {n - counts['flite_clips']} by eSpeak): train {len(rows['train'])} "
-          f"({hours['train']:.1f} h), dev {len(rows['dev'])} ({hours['dev'] * 60:.0f} min)")
+    print(f"voices: {len(clips)} clips of {n} sentences ({hours['train-all'] + hours['dev-all']:.1f} h, {len(words)} "
+          f"different words; {counts['flite_clips']} by Flite, {n - counts['flite_clips']} by eSpeak, {n_non_free} by "
+          f"Pico and RHVoice): train {len(rows['train'])} ({hours['train-all']:.1f} h), dev {len(rows['dev'])} "
+          f"({hours['dev-all'] * 60:.0f} min)")
     skipped = [f"{len(outside)} with characters outside the alphabet (e.g. {outside[0]!r})" if outside else "",
                f"{len(short)} under {MIN_WORDS} or over {MAX_WORDS} words (e.g. {short[0]!r})" if short else ""]
     if any(skipped):
         print("voices: skipped WordNet examples: " + ", ".join(s for s in skipped if s))
-    print(f"voices: wrote {out / 'train.jsonl'}, {out / 'dev.jsonl'}, {out / 'README.txt'}")
+    print(f"voices: wrote {out / 'train.jsonl'}, {out / 'dev.jsonl'} (eSpeak and Flite)"
+          + (f", {out / 'train-all.jsonl'}, {out / 'dev-all.jsonl'} (all six engines)" if non_free else "")
+          + f", {out / 'README.txt'}")
     return counts
 
 
-def _readme(versions: dict, rows: dict, hours: dict, n_words: int) -> str:
+def _readme(versions: dict, free: dict, every: dict | None, hours: dict, n_words: int) -> str:
     pkgs = "\n".join(f"  {k} {v}" for k, v in sorted(versions.items()))
+    manifests = (f"train.jsonl: {len(free['train'])} clips, {hours['train']:.2f} hours (eSpeak NG and Flite)\n"
+                 f"dev.jsonl:   {len(free['dev'])} clips, {hours['dev']:.2f} hours (sentences never in train)\n")
+    if every is not None:
+        manifests += (f"train-all.jsonl: {len(every['train'])} clips, {hours['train-all']:.2f} hours (and SVOX Pico "
+                      f"and RHVoice)\ndev-all.jsonl:   {len(every['dev'])} clips, {hours['dev-all']:.2f} hours\n")
     return f"""Many synthesized voices saying WordNet's usage examples (python -m reference.prepare voices).
 
 Made from these Debian packages (never committed: the command makes it again, the same, sample for sample):
@@ -233,9 +311,10 @@ Made from these Debian packages (never committed: the command makes it again, th
 Texts: WordNet's usage examples. "WordNet 3.0 Copyright 2006 by Princeton University.  All rights reserved."
 Used under the WordNet 3.0 licence, whose notice and disclaimer are in usr/share/doc/wordnet-base/copyright
 of the package.  Voices: Flite (Carnegie Mellon University; licence in usr/share/doc/libflite1/copyright)
-and eSpeak NG (GPL-3.0-or-later).
+and eSpeak NG (GPL-3.0-or-later).  Where the packages list them: SVOX Pico (libttspico0, libttspico-data;
+Apache-2.0, in Debian non-free because the voice data comes without its sources) and RHVoice (librhvoice5,
+rhvoice-english; LGPL-2.1-or-later, in non-free because its voices are trained models without their
+training scripts; only its alan, bdl, clb and slt voices are used).  Licences in usr/share/doc/PACKAGE/copyright.
 
-train.jsonl: {len(rows['train'])} clips, {hours['train']:.2f} hours
-dev.jsonl:   {len(rows['dev'])} clips, {hours['dev']:.2f} hours (sentences never in train)
-{n_words} different words.  Each row: audio_filepath, duration, text, speaker (engine:voice), noise.
+{manifests}{n_words} different words.  Each row: audio_filepath, duration, text, speaker (engine:voice), noise.
 """

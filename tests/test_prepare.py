@@ -214,3 +214,22 @@ def test_real_prepare_asterisk(tmp_path):
     assert "test 131" in r.stdout
     first = torch.from_numpy(sf.read(tmp_path / "ast" / test[0]["audio_filepath"], dtype="float32")[0])
     assert first.abs().max() > 0.05                                   # speech, not silence
+
+
+def test_the_non_free_sources_list_reuses_the_machines_archive_for_the_release(tmp_path):
+    """``download(..., non_free=True)`` writes a private sources list for the archive the machine's own apt
+    uses for the release's ``main`` (one-line and deb822 formats); security and other suites do not count."""
+    from reference.prepare import debian_archive
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "a.sources").write_text("Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
+                                 "Components: main\n\n# a comment\nTypes: deb deb-src\nURIs: http://mirror.example/debian/\n"
+                                 "Suites: bookworm bookworm-updates\nComponents: main contrib\nSigned-By: /k.gpg\n")
+    one = tmp_path / "sources.list"
+    one.write_text("# deb http://old.example/debian bookworm main\n"
+                   "deb [arch=amd64 signed-by=/k.gpg] http://list.example/debian bookworm-updates main\n"
+                   "deb [signed-by=/k.gpg] http://list.example/debian trixie contrib main\n")
+    assert debian_archive("bookworm", [str(one), str(d)]) == "http://mirror.example/debian"
+    assert debian_archive("trixie", [str(one), str(d)]) == "http://list.example/debian"
+    assert debian_archive("sid", [str(one), str(d)]) is None
+    assert debian_archive("bookworm", [str(tmp_path / "missing")]) is None

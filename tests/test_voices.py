@@ -1,8 +1,10 @@
-"""``python -m reference.prepare voices`` (reference/voices.py): WordNet's examples said by eSpeak and Flite.
+"""``python -m reference.prepare voices`` (reference/voices.py): WordNet's examples said by eSpeak, Flite,
+SVOX Pico and RHVoice (reference/tts.py).
 
 WordNet's data files are faked here (a few lines in the real format, with the licence header the parser
-must skip); Flite is the real one, from Debian's packages (``apt-get download flite libflite1``, about
-13 MB, no root), and the tests that need it skip with the reason where apt cannot fetch it.
+must skip); the synthesizers are the real ones, from Debian's packages (``apt-get download flite
+libflite1``, about 13 MB, and Pico's and RHVoice's from ``non-free`` through a private sources list,
+about 40 MB; no root), and the tests that need them skip with the reason where apt cannot fetch them.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ sf = pytest.importorskip("soundfile")
 pytest.importorskip("num2words")
 
 from reference.espeak import espeak_available  # noqa: E402
-from reference.voices import FLITE, FLITE_VOICES, flite_synthesize, prepare_voices, split_of_text, wordnet_examples  # noqa: E402
+from reference.voices import (FLITE, FLITE_VOICES, NON_FREE_PACKAGES, NON_FREE_SHARE, NON_FREE_VOICES,  # noqa: E402
+                              flite_synthesize, prepare_voices, split_of_text, wordnet_examples)
 
 HEADER = "  1 This software and database is being provided to you, the LICENSEE, by  \n"
 DATA = {
@@ -86,6 +89,19 @@ def flite_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def all_root(flite_root, tmp_path_factory):
+    """Flite's root with Pico's and RHVoice's packages (Debian non-free) extracted into it too."""
+    from reference.prepare import download, extract
+    root = tmp_path_factory.mktemp("allroot")
+    shutil.copytree(flite_root, root, dirs_exist_ok=True)
+    try:
+        debs = download(tmp_path_factory.mktemp("non-free-debs"), NON_FREE_PACKAGES, non_free=True)
+    except RuntimeError as err:
+        pytest.skip(f"apt-get cannot fetch Debian's non-free packages here: {str(err)[:200]}")
+    return extract(debs, root)
+
+
 def _env(root: Path) -> dict:
     import os
     return dict(os.environ, LD_LIBRARY_PATH=str(root / "usr/lib/x86_64-linux-gnu"))
@@ -108,11 +124,11 @@ def test_an_unknown_flite_voice_is_named_not_replaced_by_the_default(flite_root)
 
 
 @pytest.fixture(scope="module")
-def prepared(flite_root, tmp_path_factory):
+def prepared(all_root, tmp_path_factory):
     if not espeak_available():
         pytest.skip("espeakng-loader is not installed")
     root = tmp_path_factory.mktemp("fakeroot")
-    shutil.copytree(flite_root, root, dirs_exist_ok=True)
+    shutil.copytree(all_root, root, dirs_exist_ok=True)
     _write_wordnet(root)
     out = tmp_path_factory.mktemp("voices")
     counts = prepare_voices(out, root=root, progress=False)
@@ -123,16 +139,22 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_prepare_voices_writes_every_spoken_example_once_by_both_engines(prepared):
+def test_prepare_voices_writes_every_spoken_example_once_by_eSpeak_or_Flite_and_some_again(prepared):
     out, counts, _ = prepared
-    rows = _rows(out / "train.jsonl") + _rows(out / "dev.jsonl")
-    assert sorted(r["text"] for r in rows) == sorted(SPOKEN)       # 'ok' too short, f(x) outside the alphabet
+    free = _rows(out / "train.jsonl") + _rows(out / "dev.jsonl")
+    assert sorted(r["text"] for r in free) == sorted(SPOKEN)       # 'ok' too short, f(x) outside the alphabet
     assert counts["outside_alphabet"] == 1 and counts["too_short_or_long"] == 1
-    engines = [r["speaker"].split(":")[0] for r in rows]
+    engines = [r["speaker"].split(":")[0] for r in free]
     assert engines.count("flite") == len(SPOKEN) // 2 and engines.count("espeak") == len(SPOKEN) - len(SPOKEN) // 2
-    assert sum(bool(r["noise"]) for r in rows) == round(0.4 * len(SPOKEN))
+    assert sum(bool(r["noise"]) for r in free) == round(0.4 * len(SPOKEN))
+    rows = _rows(out / "train-all.jsonl") + _rows(out / "dev-all.jsonl")
+    again = [r for r in rows if r not in free]
+    assert len(rows) == len(free) + len(again) and len(again) == counts["non_free_clips"] == round(NON_FREE_SHARE * len(SPOKEN))
+    assert len({r["text"] for r in again}) == len(again) and {r["text"] for r in again} <= set(SPOKEN)
+    labels = {f"{engine}:{voice}" for engine, voice in NON_FREE_VOICES}
+    assert {r["speaker"] for r in again} <= labels and len({r["speaker"] for r in again}) == len(again)   # one each
     for split in ("train", "dev"):
-        assert all(split_of_text(r["text"]) == split for r in _rows(out / f"{split}.jsonl"))
+        assert all(split_of_text(r["text"]) == split for r in _rows(out / f"{split}-all.jsonl"))
     for r in rows:
         audio, rate = sf.read(out / r["audio_filepath"], dtype="float32")
         assert rate == 16000 and abs(len(audio) / rate - r["duration"]) < 1e-3
@@ -142,7 +164,23 @@ def test_prepare_voices_writes_every_spoken_example_once_by_both_engines(prepare
 def test_prepare_voices_is_deterministic(prepared, tmp_path):
     out, _, root = prepared
     prepare_voices(tmp_path, root=root, progress=False)
-    for r in _rows(out / "train.jsonl")[:3]:
+    assert _rows(tmp_path / "train-all.jsonl") == _rows(out / "train-all.jsonl")
+    for r in _rows(out / "train-all.jsonl") + _rows(out / "dev-all.jsonl"):        # every engine's clips
+        a, _ = sf.read(out / r["audio_filepath"], dtype="int16")
+        b, _ = sf.read(tmp_path / r["audio_filepath"], dtype="int16")
+        assert np.array_equal(a, b)
+
+
+def test_the_eSpeak_and_Flite_clips_do_not_depend_on_the_non_free_ones(prepared, tmp_path):
+    """``--free-only`` writes the same eSpeak and Flite clips (``train.jsonl``, ``dev.jsonl``), sample for
+    sample: the non-free clips come from a generator of their own, so the voices model's first two stages
+    read the same corpus either way."""
+    out, _, root = prepared
+    counts = prepare_voices(tmp_path, root=root, progress=False, non_free=False)
+    assert counts["non_free_clips"] == 0 and not (tmp_path / "train-all.jsonl").exists()
+    for split in ("train", "dev"):
+        assert _rows(tmp_path / f"{split}.jsonl") == _rows(out / f"{split}.jsonl")
+    for r in _rows(tmp_path / "train.jsonl"):
         a, _ = sf.read(out / r["audio_filepath"], dtype="int16")
         b, _ = sf.read(tmp_path / r["audio_filepath"], dtype="int16")
         assert np.array_equal(a, b)
