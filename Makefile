@@ -89,22 +89,32 @@ espeak-model: $(STAMP)  ## train models/espeak-ds2.pt: three runs of the capston
 	$(PY) benchmarks/bench_capstone.py --runs spec-augment --load runs/capstone-soup --record
 	cp runs/capstone-soup/spec-augment.pt models/espeak-ds2.pt
 
-# The recipe of models/voices-ds2.pt: trained on data/voices only (it has never heard a person), in two
-# stages: 6000 steps from scratch, then 4000 more from that export at half the learning rate (the held-out
-# WER was still falling at step 6000). The second stage ran beside another training job, hence one thread.
+# The recipe of models/voices-ds2.pt: trained on data/voices only (it has never heard a person), in three
+# stages: 6000 steps from scratch on the eSpeak and Flite clips, then 4000 more from that export at half the
+# learning rate (the held-out WER was still falling at step 6000), then 2500 at lr 1e-3 with the six Pico
+# and RHVoice voices mixed in (train-all.jsonl; docs/figures.md: what they bought a person's voice).  The
+# second stage ran beside another training job, hence one thread.  models/asterisk-ds2.pt is fine-tuned
+# from the second stage's export, runs/voices-two-stage.pt.
 VOICES_TRAIN = --preset espeak --data data/voices/train.jsonl --valid-data data/voices/dev.jsonl --max-seconds 10 \
                --rnn-hidden 192 --conv-channels 16 --spec-augment --batch-size 32 --lr 4e-3 --anneal 0.1 \
                --steps 6000 --seconds 0 --epochs 100 --eval-every 2000 --feature-cache data_cache/voices-features --workers 0 --seed 0
 VOICES_MORE = --init models/voices-ds2.pt --data data/voices/train.jsonl --valid-data data/voices/dev.jsonl --max-seconds 10 \
               --spec-augment --batch-size 32 --lr 2e-3 --anneal 0.1 --steps 4000 --seconds 0 --epochs 100 --eval-every 2000 \
               --feature-cache data_cache/voices-features --workers 0 --seed 1 --threads 1
-voices-model: $(STAMP)  ## train models/voices-ds2.pt on data/voices (make voices first; about 100 minutes on 2 cores)
+VOICES_THIRD = --init models/voices-ds2.pt --data data/voices/train-all.jsonl --valid-data data/voices/dev.jsonl --max-seconds 10 \
+               --spec-augment --batch-size 32 --lr 1e-3 --anneal 0.1 --steps 2500 --seconds 0 --epochs 100 --eval-every 2500 \
+               --feature-cache data_cache/voices-features --workers 0 --seed 2
+voices-model: $(STAMP)  ## train models/voices-ds2.pt on data/voices (make voices first; about two hours on 2 cores)
 	$(PY) -m reference.train $(VOICES_TRAIN) --out runs/voices
 	$(PY) -m tools.export_model runs/voices/checkpoint.pt models/voices-ds2.pt
 	$(PY) -m reference.train $(VOICES_MORE) --out runs/voices2
 	$(PY) -m tools.export_model runs/voices2/checkpoint.pt models/voices-ds2.pt
+	cp models/voices-ds2.pt runs/voices-two-stage.pt
+	$(PY) -m reference.train $(VOICES_THIRD) --out runs/voices3
+	$(PY) -m tools.export_model runs/voices3/checkpoint.pt models/voices-ds2.pt
 
-# The recipe of models/asterisk-ds2.pt: the voices model fine-tuned on the Asterisk TRAIN prompts (one person),
+# The recipe of models/asterisk-ds2.pt: the voices model's second stage (runs/voices-two-stage.pt of
+# make voices-model) fine-tuned on the Asterisk TRAIN prompts (one person),
 # nine times, and the mean of the nine models' weights shipped (a model soup: reference.checkpoint.average_checkpoints):
 # three fine-tunes with seeds 0, 1 and 2, and from each of them two that go on for another 40 epochs at lr 1.5e-3
 # (seed 1) and 3e-3 (seed 2).  Each is 2680 steps, about 14 minutes on 2 idle cores: two hours in all.
@@ -112,9 +122,9 @@ ASTERISK_FT = --data data/asterisk/train.jsonl --valid-data data/asterisk/dev.js
               --speed-perturb 0.9 1.1 --spec-augment --batch-size 16 --anneal 0.1 --epochs 40 --seconds 0
 ASTERISK_RUNS = $(foreach s,0 1 2,runs/asterisk-s$(s)/checkpoint.pt) \
                 $(foreach s,0 1 2,runs/asterisk-s$(s)c15/checkpoint.pt runs/asterisk-s$(s)c30/checkpoint.pt)
-asterisk-model: $(STAMP)  ## fine-tune models/voices-ds2.pt on data/asterisk nine times, average -> models/asterisk-ds2.pt (two hours)
+asterisk-model: $(STAMP)  ## fine-tune the voices model's second stage on data/asterisk nine times, average -> models/asterisk-ds2.pt (two hours)
 	for seed in 0 1 2; do \
-	    $(PY) -m reference.train $(ASTERISK_FT) --init models/voices-ds2.pt --lr 3e-3 --seed $$seed --eval-every 200 --out runs/asterisk-s$$seed || exit 1; done
+	    $(PY) -m reference.train $(ASTERISK_FT) --init runs/voices-two-stage.pt --lr 3e-3 --seed $$seed --eval-every 200 --out runs/asterisk-s$$seed || exit 1; done
 	for seed in 0 1 2; do \
 	    $(PY) -m tools.export_model runs/asterisk-s$$seed/checkpoint.pt runs/asterisk-s$$seed.pt && \
 	    $(PY) -m reference.train $(ASTERISK_FT) --init runs/asterisk-s$$seed.pt --lr 1.5e-3 --seed 1 --eval-every 400 --out runs/asterisk-s$${seed}c15 && \

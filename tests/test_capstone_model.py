@@ -210,11 +210,16 @@ VOICES_MODEL = ROOT / "models" / "voices-ds2.pt"
 ASTERISK = ROOT / "data" / "asterisk"
 
 
+def _makefile_target(target: str) -> str:
+    """The commands of a Makefile target, up to the next blank line."""
+    return (ROOT / "Makefile").read_text().split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+
+
 def _recipe(name: str, target: str) -> str:
     """The Makefile's ``NAME = ...`` flags (the line and its backslash continuations), on one line;
     ``target`` must use them."""
     makefile = (ROOT / "Makefile").read_text()
-    assert f"$({name})" in makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0], (name, target)
+    assert f"$({name})" in _makefile_target(target), (name, target)
     lines = iter(makefile.split(f"\n{name} = ", 1)[1].splitlines())
     recipe = [next(lines)]
     while recipe[-1].endswith("\\"):
@@ -223,18 +228,21 @@ def _recipe(name: str, target: str) -> str:
 
 
 def test_voices_model_is_the_makefile_recipe_and_has_never_heard_a_person():
-    """models/voices-ds2.pt: the Makefile's two stages on data/voices (synthesized voices only): VOICES_TRAIN
-    from scratch, then VOICES_MORE from its export; the checkpoint records both commands."""
+    """models/voices-ds2.pt: the Makefile's three stages on data/voices (synthesized voices only): VOICES_TRAIN
+    from scratch, VOICES_MORE from its export, VOICES_THIRD (with the Pico and RHVoice clips) from that; the
+    checkpoint records the three commands."""
     _, _, state = load_model(VOICES_MODEL)
     command, lineage = state["extra"]["command"], state["extra"].get("lineage", [])
-    assert _recipe("VOICES_MORE", "voices-model") in command, command
-    assert len(lineage) == 1 and _recipe("VOICES_TRAIN", "voices-model") in lineage[0], lineage
+    assert _recipe("VOICES_THIRD", "voices-model") in command, command
+    assert len(lineage) == 2, lineage
+    assert _recipe("VOICES_TRAIN", "voices-model") in lineage[0] and _recipe("VOICES_MORE", "voices-model") in lineage[1]
     assert not any("asterisk" in c for c in [command, *lineage])
 
 
 def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_lm(tmp_path):
-    """models/asterisk-ds2.pt: the Makefile's recipe, the mean of nine fine-tunes (ASTERISK_FT) of
-    models/voices-ds2.pt (same architecture): seeds 0-2 at lr 3e-3 from the voices model, then two more from
+    """models/asterisk-ds2.pt: the Makefile's recipe, the mean of nine fine-tunes (ASTERISK_FT) of the voices
+    model's second stage (same architecture; shipped as models/voices-ds2.pt when they ran, now
+    runs/voices-two-stage.pt of `make voices-model`): seeds 0-2 at lr 3e-3 from it, then two more from
     each seed's result at lr 1.5e-3 (seed 1) and 3e-3 (seed 2), in the Makefile's order; and the
     command-line tool runs it greedy and with --beam 32 --lm (on the real test prompts when `make asterisk`
     has run, else on eSpeak clips of prompt-like sentences)."""
@@ -247,13 +255,15 @@ def test_asterisk_model_is_the_fine_tuning_recipe_and_transcribes_with_beam_and_
     for flags in averaged:
         assert {k: v for k, v in flags.items() if k in recipe} == recipe, (recipe, flags)
     inits = [f["--init"][0] for f in averaged]
-    assert inits[:3] == ["models/voices-ds2.pt"] * 3, inits
+    assert "--init runs/voices-two-stage.pt" in _makefile_target("asterisk-model")
+    assert inits[:3] == ["models/voices-ds2.pt"] * 3, inits      # the second stage's name when they ran
     # seed 0's second stages started from its export when it was the shipped model (models/asterisk-ds2.pt then)
     for seed, (a, b) in enumerate(zip(inits[3::2], inits[4::2])):
         assert a == b and (a.endswith(f"asterisk-s{seed}.pt") or (seed == 0 and a.endswith("asterisk-ds2.pt"))), inits
     assert [(f["--lr"][0], f["--seed"][0]) for f in averaged] == [("3e-3", "0"), ("3e-3", "1"), ("3e-3", "2"),
                                                                    *[("1.5e-3", "1"), ("3e-3", "2")] * 3]
-    assert state["extra"]["lineage"] == [*base_state["extra"].get("lineage", []), base_state["extra"]["command"]]
+    two_stage = base_state["extra"]["lineage"][:2]                # VOICES_TRAIN, VOICES_MORE
+    assert state["extra"]["lineage"] == two_stage and _recipe("VOICES_MORE", "voices-model") in two_stage[1]
     if (ASTERISK / "test.jsonl").is_file():
         inputs, lm_path = [str(ASTERISK / "test.jsonl")], ASTERISK / "lm.json"
     else:
