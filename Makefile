@@ -69,7 +69,7 @@ train: $(STAMP)  ## the capstone: train on synthesized eSpeak speech (ARGS=... f
 asterisk: $(STAMP)  ## a human voice: Debian's Asterisk prompts (apt-get download) as FLAC + NeMo manifests in OUT (default data/asterisk)
 	$(PY) -m reference.prepare asterisk $(if $(filter command line,$(origin OUT)),$(OUT),data/asterisk)
 
-voices: $(STAMP)  ## many synthesized voices (eSpeak NG + Flite) saying WordNet's examples (apt-get download) -> OUT (default data/voices)
+voices: $(STAMP)  ## many synthesized voices (eSpeak NG, Flite; Pico and RHVoice from Debian non-free) saying WordNet's examples (apt-get download) -> OUT (default data/voices)
 	$(PY) -m reference.prepare voices $(if $(filter command line,$(origin OUT)),$(OUT),data/voices)
 
 # The recipe of models/espeak-ds2.pt, the capstone model: bench_capstone's spec-augment run (the espeak preset +

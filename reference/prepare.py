@@ -347,12 +347,13 @@ def main(argv=None) -> int:
     src.add_argument("--debs", help=f"a folder holding the .deb files of {' and '.join(PACKAGES)} (no download)")
     src.add_argument("--root", help="a folder the two packages are already extracted into (no download)")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
-    from .voices import PACKAGES as VOICE_PACKAGES
-    v = sub.add_parser("voices", help="WordNet's usage examples said by eSpeak NG and Flite voices (reference/voices.py)")
+    from .voices import NON_FREE_PACKAGES, PACKAGES as VOICE_PACKAGES
+    v = sub.add_parser("voices", help="WordNet's usage examples said by eSpeak NG, Flite, SVOX Pico and RHVoice voices (reference/voices.py)")
     v.add_argument("out", nargs="?", default="data/voices", help="output folder")
     vsrc = v.add_mutually_exclusive_group()
-    vsrc.add_argument("--debs", help=f"a folder holding the .deb files of {', '.join(VOICE_PACKAGES)} (no download)")
-    vsrc.add_argument("--root", help="a folder the three packages are already extracted into (no download)")
+    vsrc.add_argument("--debs", help=f"a folder holding the .deb files of {', '.join(VOICE_PACKAGES)} and (without "
+                                      f"--free-only) {', '.join(NON_FREE_PACKAGES)} (no download)")
+    vsrc.add_argument("--root", help="a folder those packages are already extracted into (no download)")
     v.add_argument("--sentences", type=int, default=None, help="use only this many WordNet examples (default: all)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--workers", type=int, default=2, help="synthesizer processes at once")
