@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["PICO_PACKAGES", "RHVOICE_PACKAGES", "PICO_VOICES", "RHVOICE_VOICES", "PicoVoice", "RHVoiceEngine",
-           "synthesize_many"]
+           "missing_files", "synthesize_many"]
 
 LIBS = "usr/lib/x86_64-linux-gnu"
 PICO_PACKAGES = ("libttspico0", "libttspico-data")
@@ -50,6 +50,16 @@ PICO_RATE = 16000
 _PICO_MEMORY = 20_000_000           # bytes for pico_initialize: two resources and one engine fit
 _PICO_STEP_BUSY = 201
 _PICO_RESET_FULL = 0
+
+
+def missing_files(root) -> list[str]:
+    """The files of both synthesizers that are not under ``root`` (empty when both can run)."""
+    root = Path(root)
+    need = [root / LIBS / name for name in ("libttspico.so.0", "libsonic.so.0", "libRHVoice_core.so.7", "libRHVoice.so.5")]
+    for language, speaker in PICO_VOICES.items():
+        need += [root / PICO_LANG / f"{language}_ta.bin", root / PICO_LANG / f"{language}_{speaker}_sg.bin"]
+    need += [root / RHVOICE_DATA / "languages" / "English"] + [root / RHVOICE_DATA / "voices" / v for v in RHVOICE_VOICES]
+    return [str(p) for p in need if not p.exists()]
 
 
 def _load(path: Path, mode: int = C.DEFAULT_MODE) -> C.CDLL:

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import SAMPLE_RATE
-from .tts import PICO_PACKAGES, PICO_VOICES, RHVOICE_PACKAGES, RHVOICE_VOICES, synthesize_many
+from .tts import PICO_PACKAGES, PICO_VOICES, RHVOICE_PACKAGES, RHVOICE_VOICES, missing_files, synthesize_many
 
 __all__ = ["PACKAGES", "NON_FREE_PACKAGES", "FLITE_VOICES", "FLITE_PITCH", "NON_FREE_VOICES", "NON_FREE_SHARE",
            "MIN_WORDS", "wordnet_examples", "split_of_text", "flite_synthesize", "prepare_voices"]
@@ -164,6 +164,10 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
         flite = root / FLITE
         if not flite.is_file():
             raise FileNotFoundError(f"{str(flite)!r} is missing: is the flite package extracted in {str(root)!r}?")
+        missing = missing_files(root) if non_free else []
+        if missing:         # before any clip is made, not after minutes of eSpeak and Flite
+            raise FileNotFoundError(f"{len(missing)} files of SVOX Pico and RHVoice are missing under {str(root)!r} (e.g. "
+                                    f"{missing[0]!r}): extract {', '.join(NON_FREE_PACKAGES)} there, or pass --free-only")
         env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(
             p for p in (str(root / FLITE_LIBS), os.environ.get("LD_LIBRARY_PATH", "")) if p))
         versions = package_versions(root, packages)

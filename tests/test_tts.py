@@ -107,3 +107,10 @@ def test_synthesize_many_keeps_the_order_and_does_not_depend_on_the_workers(root
         synthesize_many(root, [("espeak", "en", "hi", 0, 0)])
     with pytest.raises(ValueError, match="lyubov"):
         synthesize_many(root, [("rhvoice", "lyubov", "hi", 0, 0)])
+
+
+def test_missing_files_lists_what_is_not_there(root, tmp_path):
+    from reference.tts import missing_files
+    assert missing_files(root) == []
+    missing = missing_files(tmp_path)
+    assert any(m.endswith("libttspico.so.0") for m in missing) and any(m.endswith("voices/bdl") for m in missing)

@@ -193,6 +193,16 @@ def test_the_manifest_trains_through_the_datasets_module(prepared):
     assert len(data) == len(_rows(out / "train.jsonl")) and data[0].sample_rate == 16000
 
 
+def test_missing_non_free_packages_are_named_before_any_clip_is_made(flite_root, tmp_path, capsys):
+    from reference.prepare import main
+    root = tmp_path / "root"
+    shutil.copytree(flite_root, root)
+    _write_wordnet(root)
+    assert main(["voices", str(tmp_path / "out"), "--root", str(root), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "libttspico" in err and "--free-only" in err and not (tmp_path / "out").exists()
+
+
 def test_cli_without_packages_says_what_is_missing(tmp_path, capsys):
     from reference.prepare import main
     assert main(["voices", str(tmp_path / "out"), "--root", str(tmp_path)]) == 2
