@@ -439,3 +439,39 @@ def test_flat_lms_files_are_gathered_only_in_a_folder_of_our_own(tmp_path):
     assert (tmp_path / "out-lms" / STAGING_MARKER).is_file()
     assert cf.lms["smithjane_12345"] == {"lms": "canvas", "id": "12345", "late": False}
     assert find_class(str(subs), str(tmp_path / "out-lms")).students == cf.students  # rebuilt, same place
+
+
+def test_an_interrupt_that_lands_on_a_grading_thread_stops_the_batch_at_once():
+    """The batch's main thread waits for graded students; a Ctrl-C that the kernel delivers to a grading thread
+    is handled in the main thread only when it runs again. Waiting with as_completed, that was when the next
+    student ended (a CI run: a grading the interrupt should have cut off finished and wrote its report)."""
+    import signal
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from autograder.classroom.batch import _completed
+
+    def seconds_to_interrupt(wait_for) -> float:
+        started = threading.Event()
+        idents = []
+
+        def grading():
+            idents.append(threading.get_ident())
+            started.set()
+            time.sleep(4.0)
+
+        with ThreadPoolExecutor(1) as pool:
+            futures = [pool.submit(grading)]
+            started.wait()
+            t0 = time.monotonic()
+            threading.Timer(0.3, lambda: signal.pthread_kill(idents[0], signal.SIGINT)).start()
+            try:
+                for fut in wait_for(futures):
+                    fut.result()
+            except KeyboardInterrupt:
+                return time.monotonic() - t0
+        raise AssertionError("no KeyboardInterrupt")
+
+    assert seconds_to_interrupt(as_completed) > 3.0            # the bug, as the standard library has it
+    assert seconds_to_interrupt(_completed) < 2.0               # wakes every 0.5 s
