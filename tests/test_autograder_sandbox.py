@@ -386,6 +386,13 @@ def _batch_env(tmp: Path) -> dict:
     return dict(os.environ, TMPDIR=str(tmp), AUTOGRADER_SANDBOX="auto")
 
 
+def _sigint_default() -> None:
+    """In the batch's child before exec: Ctrl-C as a terminal's foreground job has it.  A test run started in
+    the background by a script (``cmd &``) inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored:
+    the batch would then finish a grading the interrupt should have cut off (two local CI tries did)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_until_grading(tmp: Path, proc, timeout=120.0) -> None:
     """Until a worker (or its zygote) of this batch runs: the batch is then mid-pytest."""
     deadline = time.monotonic() + timeout
@@ -413,7 +420,8 @@ def test_interrupted_grading_leaves_no_report_and_is_graded_again(tmp_path, how)
     (subs / "b_ok" / f"{ROW}.py").write_text((SOL / f"{ROW}.py").read_text())
     cmd = [PY, "-m", "autograder", "batch", str(subs), "--csv", str(tmp_path / "g.csv"), "--only", "ex11",
            "--no-progress", "--timeout", "60"] + ([] if BWRAP else ["--no-sandbox"])
-    p = subprocess.Popen(cmd, cwd=ROOT, env=_batch_env(tmp), start_new_session=True, stdout=subprocess.PIPE,
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_batch_env(tmp), start_new_session=True, preexec_fn=_sigint_default,
+                         stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
         _wait_until_grading(tmp, p)
