@@ -31,6 +31,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import platform
 import re
 import shutil
 import subprocess
@@ -125,13 +126,10 @@ def download(dest: Path, packages=PACKAGES, non_free: bool = False) -> list[Path
 def _private_apt(dest: Path) -> list[str]:
     """apt options for a sources list of this Debian release's ``main`` and ``non-free``, kept under ``dest``:
     the same archive (URI) as the machine's own sources for the release's ``main``, another component."""
-    release = {}
     try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            key, _, value = line.partition("=")
-            release[key] = value.strip().strip('"')
+        release = platform.freedesktop_os_release()
     except OSError:
-        pass
+        release = {}
     codename = release.get("VERSION_CODENAME")
     if release.get("ID") != "debian" or not codename:
         raise RuntimeError(f"the non-free packages are fetched from Debian's archive, and this is not Debian "

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import SAMPLE_RATE
-from .tts import PICO_PACKAGES, PICO_VOICES, RHVOICE_PACKAGES, RHVOICE_VOICES, missing_files, synthesize_many
+from .tts import LIBS, PICO_PACKAGES, PICO_VOICES, RHVOICE_PACKAGES, RHVOICE_VOICES, missing_files, synthesize_many
 
 __all__ = ["PACKAGES", "NON_FREE_PACKAGES", "FLITE_VOICES", "FLITE_PITCH", "NON_FREE_VOICES", "NON_FREE_SHARE",
            "MIN_WORDS", "wordnet_examples", "split_of_text", "flite_synthesize", "prepare_voices"]
@@ -58,7 +58,7 @@ PACKAGES = ("wordnet-base", "flite", "libflite1")
 NON_FREE_PACKAGES = PICO_PACKAGES + RHVOICE_PACKAGES
 WORDNET = "usr/share/wordnet"
 FLITE = "usr/bin/flite"
-FLITE_LIBS = "usr/lib/x86_64-linux-gnu"
+FLITE_LIBS = LIBS          # the packages' shared libraries (Flite's, Pico's and RHVoice's alike)
 FLITE_VOICES = ("slt", "rms", "awb", "kal16", "kal")
 FLITE_PITCH = {"slt": (150, 230), "rms": (80, 140), "awb": (85, 145), "kal16": (80, 140), "kal": (80, 140)}  # Hz
 FLITE_STRETCH = (0.8, 1.25)
@@ -67,7 +67,6 @@ FLITE_STRETCH = (0.8, 1.25)
 # [-1, 1] scale (rate r: duration x 2 ** -r, so +-0.32 is Flite's 0.8-1.25 stretch; pitch p: f0 x 2 ** p).
 NON_FREE_VOICES = tuple(("pico", lang) for lang in PICO_VOICES) + tuple(("rhvoice", v) for v in RHVOICE_VOICES)
 NON_FREE_SHARE = 0.25
-_NON_FREE_ENGINES = ("pico:", "rhvoice:")
 PICO_PITCH, PICO_SPEED = (80, 125), (85, 115)
 RHVOICE_RATE, RHVOICE_PITCH = (-0.32, 0.32), (-0.4, 0.4)
 MIN_WORDS = 2
@@ -256,6 +255,7 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
 
     kind_names = ("white", "pink", "brown")
     rows = {"train": [], "dev": []}
+    free = {"train": [], "dev": []}         # the first n clips: eSpeak and Flite (Debian main)
     for i in tqdm(range(len(clips)), desc="writing FLAC", unit="clip", disable=not progress, leave=False):
         y = noisy_within_range(clips[i].astype(np.float64), kind_names[kinds[i]] if noisy[i] else "", float(snrs[i]),
                                int(noise_seeds[i]))
@@ -264,12 +264,13 @@ def prepare_voices(out, root=None, debs=None, n_sentences: int | None = None, se
         flac = out / "audio" / name[:2] / f"{name}.flac"
         flac.parent.mkdir(parents=True, exist_ok=True)
         sf.write(flac, y.astype(np.float32), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        rows[split_of_text(texts[i])].append({"audio_filepath": flac.relative_to(out).as_posix(),
-                                              "duration": round(y.size / SAMPLE_RATE, 3), "text": texts[i],
-                                              "speaker": speakers[i], "noise": kind_names[kinds[i]] if noisy[i] else ""})
+        row = {"audio_filepath": flac.relative_to(out).as_posix(), "duration": round(y.size / SAMPLE_RATE, 3),
+               "text": texts[i], "speaker": speakers[i], "noise": kind_names[kinds[i]] if noisy[i] else ""}
+        rows[split_of_text(texts[i])].append(row)
+        if i < n:
+            free[split_of_text(texts[i])].append(row)
     # SPLIT.jsonl: the eSpeak and Flite clips (Debian main), the corpus of the voices model's first two stages;
     # SPLIT-all.jsonl: every clip, the Pico and RHVoice ones too (its third stage).
-    free = {k: [r for r in v if not r["speaker"].startswith(_NON_FREE_ENGINES)] for k, v in rows.items()}
     for split in rows:
         write_nemo_manifest(out / f"{split}.jsonl", free[split])
         if non_free:
