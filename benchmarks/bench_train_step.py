@@ -19,7 +19,10 @@ lesson runner sets ``PASSIVE`` and the benchmarks do not.
 
     python benchmarks/bench_train_step.py [--steps 40] [--threads 2] [--quick]
 
-``--quick``: the default policy, one process, only.  ``--clock cpu`` (with ``--threads 1``) times
+``--quick``: the default policy, one process, only.  ``--profile``: each process also profiles up to ten steps
+(torch's profiler) and prints where the time goes: the operators that do the FLOPs (matrix products and
+convolutions), each other operator, and the *ceiling*, the step's FLOPs over the FLOP operators' time alone as a %
+of the peak: what no removal of other work can beat.  ``--clock cpu`` (with ``--threads 1``) times
 steps and the sgemm peak by the thread's CPU time instead of the wall clock: on a machine shared
 with busier processes the wall clock measures the waiting, CPU time the work.
 
@@ -64,7 +67,7 @@ def step_flops(model, batch) -> int:
     return counter.get_total_flops()
 
 
-def measure(steps: int, threads: int, batch_size: int, clock_name: str = "wall") -> None:
+def measure(steps: int, threads: int, batch_size: int, clock_name: str = "wall", profile: bool = False) -> None:
     """Child: time ``train_step`` on the capstone recipe; prints ``ms_per_step utt_per_s gflop_per_s peak``."""
     import torch
 
@@ -93,14 +96,48 @@ def measure(steps: int, threads: int, batch_size: int, clock_name: str = "wall")
             times.append(clock() - t0)
     peak = max(peak, sgemm_peak(clock=clock))
     ms = 1000 * statistics.median(times)
+    if profile:
+        where_the_time_goes(model, batches[5:5 + min(steps, 10)], opt, peak, clock)
     print(f"{ms:.1f} {batch_size / ms * 1000:.1f} {flops / sum(times) / 1e9:.2f} {peak:.1f}")
+
+
+#: the operators that do the step's FLOPs (what FlopCounterMode counts: matrix products and convolutions)
+FLOP_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+            "aten::convolution_backward", "aten::_convolution", "aten::conv2d")
+
+
+def where_the_time_goes(model, batches, opt, peak: float, clock) -> None:
+    """Child, ``--profile``: the steps again under torch's profiler; prints the time per step of the operators that
+    do the FLOPs, of the compiled kernels' own loops and of the rest, and the ceiling: the step's FLOP rate if every
+    other operator took no time (its FLOPs over the FLOP operators' time alone), as a % of the sgemm peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from reference.training import train_step
+
+    flops = sum(step_flops(model, b) for b in batches)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = clock()
+        for b in batches:
+            train_step(model, b, opt)
+        total = (clock() - t0) / len(batches)
+    self_s = {}
+    for e in prof.key_averages():
+        self_s[e.key] = self_s.get(e.key, 0.0) + e.self_cpu_time_total / 1e6 / len(batches)
+    flop_s = sum(v for k, v in self_s.items() if k in FLOP_OPS)
+    rest = sorted(((v, k) for k, v in self_s.items() if k not in FLOP_OPS), reverse=True)
+    print(f"# profile of {len(batches)} steps (profiler overhead included): {1000 * total:.0f} ms per step; "
+          f"matrix products and convolutions {1000 * flop_s:.0f} ms ({100 * flop_s / total:.0f} %) at "
+          f"{flops / len(batches) / flop_s / 1e9:.0f} GFLOP/s; the ceiling if the rest took no time: "
+          f"{100 * flops / len(batches) / flop_s / 1e9 / peak:.0f} % of sgemm peak", file=sys.stderr)
+    print("# the rest, ms per step: " + ", ".join(f"{k.replace('aten::', '')} {1000 * v:.1f}" for v, k in rest[:10]),
+          file=sys.stderr, flush=True)
 
 
 def run(env_extra: dict, copies: int, args) -> list[tuple[float, ...]]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env.update(env_extra)
     cmd = [sys.executable, __file__, "--child", "--steps", str(args.steps), "--threads", str(args.threads),
-           "--batch-size", str(args.batch_size), "--clock", args.clock]
+           "--batch-size", str(args.batch_size), "--clock", args.clock] + (["--profile"] if args.profile else [])
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(copies)]
     out = []
     for p in procs:
@@ -119,13 +156,15 @@ def main():
     p.add_argument("--quick", action="store_true", help="the default policy, one process, only")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="time by the wall clock or (one thread only) by the thread's CPU time")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile some steps: where the time goes, and the ceiling if only the FLOPs took time")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ.setdefault("DS2_GRU_KERNEL", "1")                   # the compiled kernel unless told otherwise
     if args.clock == "cpu" and args.threads != 1:
         p.error("--clock cpu needs --threads 1 (other threads' work would not be counted)")
     if args.child:
-        measure(args.steps, args.threads, args.batch_size, args.clock)
+        measure(args.steps, args.threads, args.batch_size, args.clock, args.profile)
         return
     header(f"training step of the espeak preset, minibatches of {args.batch_size}, {args.clock} clock", args.threads)
     from reference.train import PRESETS, load_data

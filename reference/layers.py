@@ -12,12 +12,14 @@
 Fast paths beside the readable code, same maths, tested equal to it: the GRU recurrence of a
 layer's directions together with a hand-written backward (:func:`_fused_gru`, ``fused=True``), and
 BatchNorm as torch's kernel on the valid frames only (``fast = True``; ``False`` runs the
-readable masked formula, :meth:`_MaskedBatchNorm._normalize`).  Training on the CPU, the fused
-recurrence runs as a third path, compiled: its whole time loop, forward and backward, is one C++ call
-(:mod:`reference._gru_kernel`, built on first use; ``RecurrentLayer.compiled = False`` or
-``DS2_GRU_KERNEL=0`` turns it off, and without a compiler it falls back to the Python fast path).
-Why: a CPU step of these small models spends its time in the dispatch of thousands of per-time-step
-operations, not in arithmetic; DS2 wrote its own kernels for the same reason (section 4).
+readable masked formula, :meth:`_MaskedBatchNorm._normalize`).  Training on the CPU with
+``DS2_GRU_KERNEL=1`` in the environment (opt-in), both run as a third path, compiled
+(:mod:`reference._gru_kernel`, built on first use; without a compiler the Python fast paths run): the
+recurrence's whole time loop, forward and backward, is one C++ call, and BatchNorm reads the valid frames
+where they lie instead of gathering them (``compiled = False`` on a ``RecurrentLayer`` or a BatchNorm turns
+its own off).  Why: a CPU step of these small models spends its time in the dispatch of thousands of
+per-time-step operations and in passes over memory, not in arithmetic; DS2 wrote its own kernels for the
+same reason (section 4).
 * :class:`RecurrentLayer` — ``h_t = f(B(W x_t) + U h_{t-1})``: one DS2 recurrent layer.
 * :func:`row_conv`, :class:`RowConv` — lookahead convolution for unidirectional models (section 3.7).
 """
@@ -164,6 +166,35 @@ class _MaskedBatchNorm(nn.Module):
         return F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias,
                             self.training, factor, self.eps)
 
+    #: training on the CPU, the statistics and the normalisation run compiled (:meth:`_normalize_compiled`) where the
+    #: GRU kernel's extension is on (``DS2_GRU_KERNEL=1``); ``False``: torch's kernel on the gathered valid frames
+    compiled: bool = True
+
+    def _normalize_compiled(self, x: torch.Tensor, lengths: torch.Tensor, rows: bool) -> torch.Tensor | None:
+        """Training on the CPU: :meth:`_batch_norm_rows` of the valid frames of ``x`` (``(T, B, C)`` if ``rows``, else
+        ``(B, C, F, T)``), padding 0, by the compiled kernel (:class:`reference._gru_kernel.CompiledMaskedBatchNorm`)
+        without gathering the frames; the same buffer updates.  ``None`` where it does not apply (as
+        :meth:`_normalize_valid_rows`, and: not training, not float32/float64 on the CPU, autocast, the extension off)."""
+        T = x.shape[0] if rows else x.shape[-1]
+        if not (self.compiled and self.training and self.all_reduce is None and x.device.type == "cpu"
+                and x.dtype in (torch.float32, torch.float64) and self.weight.dtype == x.dtype
+                and lengths.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+                and _gru_kernel.load() is not None):
+            return None
+        lengths = lengths.long()
+        if int(lengths.min()) < 0 or int(lengths.max()) > T:
+            return None
+        n = int(lengths.sum()) * (1 if rows else x.shape[2])         # valid values per channel
+        if n < 2:
+            return None
+        y, mean, var = _gru_kernel.CompiledMaskedBatchNorm.apply(x, lengths, self.weight, self.bias, rows, self.eps)
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
+            self.running_var.mul_(1 - m).add_((var * (n / (n - 1))).to(self.running_var.dtype), alpha=m)
+        return y
+
     def _normalize_valid_rows(self, rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
         """:meth:`_batch_norm_rows` of the rows of ``rows`` ``(N, ...)`` where ``valid`` ``(N,)`` is True, the
         others 0; ``None`` where the kernel does not apply: training on fewer than 2 valid rows, statistics
@@ -204,6 +235,9 @@ class SequenceWiseBatchNorm(_MaskedBatchNorm):
         lengths = check_lengths(lengths, B, T)
         valid = time_mask(lengths.to(x.device), T).transpose(0, 1).unsqueeze(2)   # (T, B, 1)
         if self.fast and not self.include_padding:
+            out = self._normalize_compiled(x, lengths, rows=True)
+            if out is not None:
+                return out
             out = self._normalize_valid_rows(x.reshape(T * B, H), valid.reshape(T * B))
             if out is not None:
                 return out.view(T, B, H)
@@ -216,8 +250,11 @@ class MaskedBatchNorm2d(_MaskedBatchNorm):
     """BatchNorm of conv feature maps ``(B, C, F, T)``: per channel over valid (batch, freq, time)."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.fast:                                # frames as rows: (B, C, F, T) -> (B * T, C, F)
-            B, C, Fq, T = x.shape
+        if self.fast:
+            out = self._normalize_compiled(x, lengths, rows=False)
+            if out is not None:
+                return out
+            B, C, Fq, T = x.shape                    # frames as rows: (B, C, F, T) -> (B * T, C, F)
             rows = x.permute(0, 3, 1, 2).reshape(B * T, C, Fq)
             out = self._normalize_valid_rows(rows, time_mask(lengths.to(x.device), T).reshape(B * T))
             if out is not None:

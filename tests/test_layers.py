@@ -353,6 +353,101 @@ def test_compiled_recurrence_gradcheck_and_python_fast_path(directions, monkeypa
         torch.testing.assert_close(g_ours, g_theirs)
 
 
+def _valid_frames_oracle(cls, x, lengths, momentum, weight, bias, steps):
+    """nn.BatchNorm1d (torch's own) on the valid frames of ``x``, gathered: ``(T, B, C)`` frames as rows, or
+    ``(B, C, F, T)`` frames as ``(N, C, F)``; returns the outputs scattered back (padding 0), its module, and the
+    gradient of ``x`` for the loss ``(y * w).sum()`` of each step (``w`` fixed)."""
+    C = x.shape[-1] if cls is SequenceWiseBatchNorm else x.shape[1]
+    ref = nn.BatchNorm1d(C, momentum=momentum).to(x.dtype)
+    with torch.no_grad():
+        ref.weight.copy_(weight), ref.bias.copy_(bias)
+    outs = []
+    for w in steps:
+        xr = x.clone().requires_grad_()
+        if cls is SequenceWiseBatchNorm:
+            valid = torch.arange(x.shape[0])[:, None] < lengths[None, :]          # (T, B)
+            y = torch.zeros_like(x).index_put((valid.nonzero(as_tuple=True)), ref(xr[valid]))
+        else:
+            valid = torch.arange(x.shape[-1])[None, :] < lengths[:, None]         # (B, T)
+            rows = xr.permute(0, 3, 1, 2)[valid]                                   # (N, C, F)
+            y = torch.zeros_like(x).permute(0, 3, 1, 2).index_put(valid.nonzero(as_tuple=True), ref(rows))
+            y = y.permute(0, 2, 3, 1)
+        (y * w).sum().backward()
+        outs.append((y.detach(), xr.grad))
+    return outs, ref
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_compiled_batchnorm_equals_torch_on_the_valid_frames(dtype, momentum, monkeypatch):
+    """The compiled BatchNorm of both layouts (``DS2_GRU_KERNEL=1``, training on the CPU) against nn.BatchNorm1d
+    on the gathered valid frames, two steps: outputs (0 at padding, even where padding holds inf and nan), input
+    and parameter gradients (0 at padding), running statistics.  Sizes cross the kernel's blocks: 70 channels
+    (blocks of 64), 150 valid rows (chunks of 64), runs of 37 frames (16 lanes)."""
+    kernel = compiled_kernel(monkeypatch)
+    calls = []
+    monkeypatch.setattr(kernel.CompiledMaskedBatchNorm, "apply",
+                        lambda *a, f=kernel.CompiledMaskedBatchNorm.apply: calls.append(1) or f(*a))
+    torch.manual_seed(14)
+    cases = [(SequenceWiseBatchNorm, torch.randn(37, 5, 70, dtype=dtype) * 3 + 2, torch.tensor([37, 30, 1, 36, 20])),
+             (MaskedBatchNorm2d, torch.randn(5, 3, 4, 37, dtype=dtype) * 3 + 2, torch.tensor([37, 17, 1, 33, 16]))]
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    for cls, x, lengths in cases:
+        if cls is SequenceWiseBatchNorm:
+            x[lengths[2]:, 2] = float("inf"); x[-1, 4] = float("nan")
+        else:
+            x[2, ..., lengths[2]:] = float("inf"); x[4, ..., -1] = float("nan")
+        ours = cls(x.shape[-1] if cls is SequenceWiseBatchNorm else x.shape[1], momentum=momentum).to(dtype)
+        with torch.no_grad():
+            ours.weight.uniform_(0.5, 1.5), ours.bias.uniform_(-1, 1)
+        steps = [torch.randn_like(x), torch.randn_like(x)]
+        expected, ref = _valid_frames_oracle(cls, x, lengths, momentum, ours.weight.detach(), ours.bias.detach(), steps)
+        calls.clear()
+        for w, (y_ref, grad_ref) in zip(steps, expected):
+            xo = x.clone().requires_grad_()
+            y = ours(xo, lengths)
+            (y * w).sum().backward()
+            torch.testing.assert_close(y, y_ref, **tol)
+            torch.testing.assert_close(xo.grad, grad_ref, **tol)
+        assert len(calls) == 2, f"{cls.__name__}: the compiled BatchNorm did not run"
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, **tol)
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad, **tol)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(ours, name), getattr(ref, name), **tol, msg=name)
+
+
+@pytest.mark.parametrize("rows", [True, False])
+def test_compiled_batchnorm_gradcheck(rows, monkeypatch):
+    """The compiled BatchNorm's backward by finite differences, ragged lengths, both layouts."""
+    kernel = compiled_kernel(monkeypatch)
+    torch.manual_seed(15)
+    lengths = torch.tensor([5, 2, 4])
+    x = torch.randn(*((5, 3, 4) if rows else (3, 2, 3, 5)), dtype=torch.float64, requires_grad=True)
+    C = x.shape[-1] if rows else x.shape[1]
+    w = torch.rand(C, dtype=torch.float64).add(0.5).requires_grad_()
+    b = torch.randn(C, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: kernel.CompiledMaskedBatchNorm.apply(x, lengths, w, b, rows, 1e-5)[0], (x, w, b))
+
+
+def test_compiled_batchnorm_is_not_used_where_it_does_not_apply(monkeypatch):
+    """Evaluation, ``compiled = False``, a single valid frame, and the extension off: torch's BatchNorm or the
+    readable formula runs, never the compiled one (and nothing is built)."""
+    from reference import _gru_kernel
+    monkeypatch.setattr(_gru_kernel, "load", lambda: pytest.fail("the compiled kernel was asked for"))
+    bn = SequenceWiseBatchNorm(4)
+    x = torch.randn(7, 4, 4)
+    bn.eval()
+    bn(x, LENGTHS)
+    bn.train()
+    bn.compiled = False
+    bn(x, LENGTHS)
+    monkeypatch.setattr(_gru_kernel, "load", lambda: None)        # the extension off or unavailable
+    bn.compiled = True
+    bn(x, LENGTHS)
+    MaskedBatchNorm2d(3)(torch.randn(4, 3, 5, 7), LENGTHS)
+
+
 def test_compiled_recurrence_is_not_used_where_it_does_not_apply(monkeypatch):
     """Evaluation (no autograd) keeps torch's GRU kernel, ``compiled = False`` the Python fast path, and
     autocast bfloat16 the Python fast path in the weights' precision: none calls the compiled kernel."""
@@ -360,6 +455,7 @@ def test_compiled_recurrence_is_not_used_where_it_does_not_apply(monkeypatch):
     monkeypatch.setattr(_gru_kernel, "load", lambda: pytest.fail("the compiled kernel was asked for"))
     torch.manual_seed(13)
     layer = RecurrentLayer(5, 4)
+    layer.bn.compiled = False                      # the BatchNorm's own compiled path has its test below
     x = torch.randn(7, 4, 5)
     with torch.no_grad():
         layer(x, LENGTHS)
