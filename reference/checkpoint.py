@@ -105,7 +105,8 @@ def average_checkpoints(paths) -> dict:
     Every floating-point tensor is averaged in float32, BatchNorm's running mean and variance
     included (Izmailov et al. recompute those instead; the mean of the statistics is close when the
     models are); integer buffers (BatchNorm's step counters) come from the first checkpoint, as do
-    the history and the recipe.  ``extra["averaged"]`` lists the sources' training commands.
+    the history and the recipe.  ``extra["averaged"]`` lists the sources' training commands; a source that is
+itself a soup appears as the list of its own (a soup of soups keeps its whole lineage).
 
     Raises ``ValueError`` unless there are at least two checkpoints of one architecture and alphabet.
     """
@@ -133,8 +134,14 @@ def average_checkpoints(paths) -> dict:
         else:
             averaged[name] = tensor
     extra = dict(first.get("extra") or {})
-    extra["averaged"] = [(s.get("extra") or {}).get("command", str(p)) for p, s in zip(paths, states)]
+    extra["averaged"] = [_lineage(s, p) for p, s in zip(paths, states)]
     return {**first, "state_dict": averaged, "optimizer": None, "extra": extra}
+
+
+def _lineage(state: dict, path) -> str | list:
+    """What one source of a soup was: its training command (its path if it has none), or, for a soup, its sources'."""
+    extra = state.get("extra") or {}
+    return extra["averaged"] if "averaged" in extra else extra.get("command", str(path))
 
 
 def export_checkpoint(src, dst, half: bool = True, average_with=()) -> Path:

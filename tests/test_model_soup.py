@@ -43,6 +43,16 @@ def test_the_average_is_the_mean_of_every_float_tensor(tmp_path):
     assert any("running_var" in name for name in soup["state_dict"]) and n_float > 10
 
 
+def test_a_soup_of_a_soup_keeps_the_whole_lineage(tmp_path):
+    """A soup averaged again with further runs (``make espeak-model``'s second round) lists the first soup's sources
+    as one nested entry, not the first soup's own first command as if it had been a single run."""
+    first = export_checkpoint(trained_tiny(0, tmp_path), tmp_path / "soup.pt", half=False,
+                              average_with=[trained_tiny(1, tmp_path)])
+    again = average_checkpoints([first, trained_tiny(2, tmp_path), trained_tiny(3, tmp_path)])
+    assert again["extra"]["averaged"] == [["python -m reference.train --seed 0", "python -m reference.train --seed 1"],
+                                          "python -m reference.train --seed 2", "python -m reference.train --seed 3"]
+
+
 def test_the_soup_of_one_model_with_itself_is_that_model(tmp_path):
     path = trained_tiny(0, tmp_path)
     soup = export_checkpoint(path, tmp_path / "soup.pt", half=False, average_with=[path])
