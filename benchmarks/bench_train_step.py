@@ -86,19 +86,20 @@ def measure(steps: int, threads: int, batch_size: int, clock_name: str = "wall",
     opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     clock = time.thread_time if clock_name == "cpu" else time.perf_counter
     peak = sgemm_peak(clock=clock)
-    times, flops = [], 0
+    times, flops = [], []
     for i, batch in enumerate(batches):
         if i >= 5:                                    # the first 5 steps warm up
-            flops += step_flops(model, batch)
+            flops.append(step_flops(model, batch))
         t0 = clock()
         train_step(model, batch, opt)
         if i >= 5:
             times.append(clock() - t0)
     peak = max(peak, sgemm_peak(clock=clock))
     ms = 1000 * statistics.median(times)
-    if profile:
-        where_the_time_goes(model, batches[5:5 + min(steps, 10)], opt, peak, clock)
-    print(f"{ms:.1f} {batch_size / ms * 1000:.1f} {flops / sum(times) / 1e9:.2f} {peak:.1f}")
+    if profile:                                       # the first ten timed minibatches again, their FLOPs counted
+        k = min(len(flops), 10)
+        where_the_time_goes(model, batches[5:5 + k], sum(flops[:k]), opt, peak, clock)
+    print(f"{ms:.1f} {batch_size / ms * 1000:.1f} {sum(flops) / sum(times) / 1e9:.2f} {peak:.1f}")
 
 
 #: the operators that do the step's FLOPs (what FlopCounterMode counts: matrix products and convolutions)
@@ -106,15 +107,15 @@ FLOP_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkld
             "aten::convolution_backward", "aten::_convolution", "aten::conv2d")
 
 
-def where_the_time_goes(model, batches, opt, peak: float, clock) -> None:
+def where_the_time_goes(model, batches, flops: int, opt, peak: float, clock) -> None:
     """Child, ``--profile``: the steps again under torch's profiler; prints the time per step of the operators that
     do the FLOPs, of the compiled kernels' own loops and of the rest, and the ceiling: the step's FLOP rate if every
-    other operator took no time (its FLOPs over the FLOP operators' time alone), as a % of the sgemm peak."""
+    other operator took no time (``flops``, the minibatches' count, over the FLOP operators' time alone), as a % of
+    the sgemm peak."""
     from torch.profiler import ProfilerActivity, profile
 
     from reference.training import train_step
 
-    flops = sum(step_flops(model, b) for b in batches)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = clock()
         for b in batches:

@@ -231,6 +231,23 @@ template <typename T> void flush(std::vector<double>& s, std::vector<T>& acc) {
   for (size_t j = 0; j < s.size(); ++j) { s[j] += acc[j]; acc[j] = T(0); }
 }
 
+// One channel's y = x scale + shift from its mean and q, the sum of squared deviations about m (the mean rounded to
+// T), corrected to the exact mean: var = q / n - (mean - m)^2 (biased).
+template <typename T> void channel_affine(double mean, T m, double q, int64_t n, double eps, T w, T b, double& var,
+                                          T& scale, T& shift) {
+  const double dm = mean - double(m);
+  var = std::max(q / n - dm * dm, 0.0);
+  const double is = 1.0 / std::sqrt(var + eps);
+  scale = T(w * is); shift = T(b - mean * w * is);
+}
+
+// One channel's gradients from sg = sum dy, sgx = sum dy (x - mean): dweight, dbias, and dx = k dy - a (x - m) - c0.
+template <typename T> void channel_grads(double sg, double sgx, double is, T w, int64_t n, T& dw, T& db, T& k, T& a,
+                                         T& c0) {
+  dw = T(sgx * is); db = T(sg);
+  k = T(w * is); a = T(w * is * is * is * sgx / n); c0 = T(w * is * sg / n);
+}
+
 // Channels [lo, hi) of x (T, B, C): sums over the valid frames of (x - m)^2 (m given) or of x (m null).
 template <typename T> std::vector<double> rows_sum(const T* x, const int64_t* len, int64_t Tn, int64_t B, int64_t C,
                                                    int64_t lo, int64_t hi, const T* m) {
@@ -266,13 +283,8 @@ std::vector<at::Tensor> bn_forward_impl(const at::Tensor& x, const int64_t* len,
       std::vector<double> s = rows_sum<T>(xp, len, Tn, B, C, lo, hi, nullptr);
       for (int64_t j = 0; j < w_; ++j) { mp[lo + j] = s[j] / n; m[j] = T(mp[lo + j]); }
       std::vector<double> q = rows_sum<T>(xp, len, Tn, B, C, lo, hi, m.data());
-      for (int64_t j = 0; j < w_; ++j) {
-        // sum (x - m)^2 about the float mean m, corrected to the exact mean: - n (mean - m)^2
-        const double dm = mp[lo + j] - double(m[j]);
-        vp[lo + j] = std::max(q[j] / n - dm * dm, 0.0);
-        const double is = 1.0 / std::sqrt(vp[lo + j] + eps);
-        scale[j] = T(w[lo + j] * is); shift[j] = T(bb[lo + j] - mp[lo + j] * w[lo + j] * is);
-      }
+      for (int64_t j = 0; j < w_; ++j)
+        channel_affine(mp[lo + j], m[j], q[j], n, eps, w[lo + j], bb[lo + j], vp[lo + j], scale[j], shift[j]);
       for (int64_t t = 0; t < Tn; ++t)
         for (int64_t b = 0; b < B; ++b) {
           const T* __restrict__ r = xp + (t * B + b) * C + lo;
@@ -294,10 +306,8 @@ std::vector<at::Tensor> bn_forward_impl(const at::Tensor& x, const int64_t* len,
         const T m = T(mp[c]);
         for (int64_t b = 0; b < B; ++b)
           for (int64_t f = 0; f < Fq; ++f) q += sum_run(xp + ((b * C + c) * Fq + f) * Tn, len[b], m, true);
-        const double dm = mp[c] - double(m);
-        vp[c] = std::max(q / n - dm * dm, 0.0);
-        const double is = 1.0 / std::sqrt(vp[c] + eps);
-        const T scale = T(w[c] * is), shift = T(bb[c] - mp[c] * w[c] * is);
+        T scale, shift;
+        channel_affine(mp[c], m, q, n, eps, w[c], bb[c], vp[c], scale, shift);
         for (int64_t b = 0; b < B; ++b)
           for (int64_t f = 0; f < Fq; ++f) {
             const T* __restrict__ r = xp + ((b * C + c) * Fq + f) * Tn;
@@ -342,13 +352,8 @@ std::vector<at::Tensor> bn_backward_impl(const at::Tensor& dy, const at::Tensor&
           if (++cnt % CHUNK == 0) { flush(sg, a); flush(sgx, bacc); }
         }
       flush(sg, a); flush(sgx, bacc);
-      for (int64_t j = 0; j < w_; ++j) {              // dx = k dy - ax (x - m) - c0
-        const double is = ip[lo + j];
-        dwp[lo + j] = T(sgx[j] * is); dbp[lo + j] = T(sg[j]);
-        k[j] = T(w[lo + j] * is);
-        ax[j] = T(w[lo + j] * is * is * is * sgx[j] / n);
-        c0[j] = T(w[lo + j] * is * sg[j] / n);
-      }
+      for (int64_t j = 0; j < w_; ++j)
+        channel_grads(sg[j], sgx[j], ip[lo + j], w[lo + j], n, dwp[lo + j], dbp[lo + j], k[j], ax[j], c0[j]);
       for (int64_t t = 0; t < Tn; ++t)
         for (int64_t b = 0; b < B; ++b) {
           const T* __restrict__ g = gp + (t * B + b) * C + lo;
@@ -373,9 +378,8 @@ std::vector<at::Tensor> bn_backward_impl(const at::Tensor& dy, const at::Tensor&
             const int64_t o = ((b * C + c) * Fq + f) * Tn;
             dot_run(gp + o, xp + o, len[b], m, sg, sgx);
           }
-        const double is = ip[c];
-        dwp[c] = T(sgx * is); dbp[c] = T(sg);
-        const T k = T(w[c] * is), a = T(w[c] * is * is * is * sgx / n), c0 = T(w[c] * is * sg / n);
+        T k, a, c0;
+        channel_grads(sg, sgx, ip[c], w[c], n, dwp[c], dbp[c], k, a, c0);
         for (int64_t b = 0; b < B; ++b)
           for (int64_t f = 0; f < Fq; ++f) {
             const int64_t o = ((b * C + c) * Fq + f) * Tn;
@@ -390,6 +394,13 @@ std::vector<at::Tensor> bn_backward_impl(const at::Tensor& dy, const at::Tensor&
     });
   }
   return {dx, dw, db};
+}
+
+// Values per channel over the valid frames: sum of lengths, times the frequency bins of a 'maps' frame.
+int64_t valid_values(const int64_t* len, int64_t B, int64_t per_frame) {
+  int64_t n = 0;
+  for (int64_t b = 0; b < B; ++b) n += len[b];
+  return n * per_frame;
 }
 
 }  // namespace
@@ -449,9 +460,7 @@ std::vector<at::Tensor> bn_forward(at::Tensor x, at::Tensor lengths, bool rows, 
   TORCH_CHECK(weight.is_contiguous() && bias.is_contiguous() && weight.numel() == C && bias.numel() == C
               && weight.scalar_type() == x.scalar_type() && bias.scalar_type() == x.scalar_type(), "weight, bias (C,) of x's dtype");
   const int64_t* len = checked_lengths(lengths, B, Tn);
-  int64_t n = 0;
-  for (int64_t b = 0; b < B; ++b) n += len[b];
-  if (!rows) n *= x.size(2);
+  const int64_t n = valid_values(len, B, rows ? 1 : x.size(2));
   TORCH_CHECK(n >= 2, "training BatchNorm needs at least 2 valid values per channel");
   std::vector<at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bn_forward", [&] { out = bn_forward_impl<scalar_t>(x, len, rows, weight, bias, eps, n); });
@@ -463,9 +472,7 @@ std::vector<at::Tensor> bn_backward(at::Tensor dy, at::Tensor x, at::Tensor leng
   TORCH_CHECK(dy.is_contiguous() && dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type(), "dy must be contiguous, as x");
   const int64_t B = rows ? x.size(1) : x.size(0), Tn = rows ? x.size(0) : x.size(3);
   const int64_t* len = checked_lengths(lengths, B, Tn);
-  int64_t n = 0;
-  for (int64_t b = 0; b < B; ++b) n += len[b];
-  if (!rows) n *= x.size(2);
+  const int64_t n = valid_values(len, B, rows ? 1 : x.size(2));
   std::vector<at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bn_backward", [&] {
     out = bn_backward_impl<scalar_t>(dy, x, len, rows, weight, mean, invstd, n);

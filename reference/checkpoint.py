@@ -17,7 +17,7 @@ import torch
 from .model import DeepSpeech2, DeepSpeech2Config
 from .text import CharEncoder, make_encoder
 
-__all__ = ["save_checkpoint", "write_checkpoint", "load_checkpoint", "load_model", "export_checkpoint",
+__all__ = ["save_checkpoint", "write_checkpoint", "load_checkpoint", "load_model", "export_checkpoint", "soup_runs",
            "average_checkpoints"]
 
 FORMAT, VERSION = "ds2-checkpoint", 1
@@ -106,7 +106,7 @@ def average_checkpoints(paths) -> dict:
     included (Izmailov et al. recompute those instead; the mean of the statistics is close when the
     models are); integer buffers (BatchNorm's step counters) come from the first checkpoint, as do
     the history and the recipe.  ``extra["averaged"]`` lists the sources' training commands; a source that is
-itself a soup appears as the list of its own (a soup of soups keeps its whole lineage).
+    itself a soup appears as the list of its own (a soup of soups keeps its whole lineage: :func:`soup_runs`).
 
     Raises ``ValueError`` unless there are at least two checkpoints of one architecture and alphabet.
     """
@@ -142,6 +142,12 @@ def _lineage(state: dict, path) -> str | list:
     """What one source of a soup was: its training command (its path if it has none), or, for a soup, its sources'."""
     extra = state.get("extra") or {}
     return extra["averaged"] if "averaged" in extra else extra.get("command", str(path))
+
+
+def soup_runs(lineage) -> list[str]:
+    """The training commands of a soup's ``extra["averaged"]`` in order, an earlier round's soup (a nested list)
+    unfolded into its own runs."""
+    return [run for entry in lineage for run in (soup_runs(entry) if isinstance(entry, list) else [entry])]
 
 
 def export_checkpoint(src, dst, half: bool = True, average_with=()) -> Path:

@@ -126,16 +126,25 @@ class _MaskedBatchNorm(nn.Module):
                 var = (x - mean.view(shape)).square().masked_fill(~mask, 0.0).sum(dims) / n  # biased, to normalise
             else:
                 mean, var, n = self._synced_moments(x, mask, dims)
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                unbiased = var * n / (n - 1).clamp_min(1.0)
-                self.running_mean.mul_(1 - m).add_(m * mean.detach())
-                self.running_var.mul_(1 - m).add_(m * unbiased.detach())
+            self._update_running(mean, var * n / (n - 1).clamp_min(1.0))
         else:
             mean, var = self.running_mean, self.running_var
         x_hat = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
         return (x_hat * self.weight.view(shape) + self.bias.view(shape)).masked_fill(~mask, 0.0).to(dtype)
+
+    def _track_batch(self) -> float:
+        """Count one more training batch; returns the running estimates' update factor (``momentum``, or
+        ``1 / batches`` for a cumulative average when ``momentum`` is None), ``nn.BatchNorm1d``'s rule."""
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+
+    def _update_running(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
+        """One training batch's update of the running estimates from its mean and unbiased variance."""
+        m = self._track_batch()
+        with torch.no_grad():
+            self.running_mean.mul_(1 - m).add_(m * mean.detach().to(self.running_mean.dtype))
+            self.running_var.mul_(1 - m).add_(m * unbiased_var.detach().to(self.running_var.dtype))
 
     def _synced_moments(self, x, mask, dims):
         """``(mean, biased variance, frame count)`` over the valid frames of *every* process.
@@ -158,11 +167,7 @@ class _MaskedBatchNorm(nn.Module):
         The same statistics, output and buffer updates as :meth:`_normalize` (``nn.BatchNorm1d``'s
         rule; tested equal), in a few passes over the data instead of a dozen, forward and backward.
         """
-        factor = 0.0
-        if self.training:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        factor = self._track_batch() if self.training else 0.0
         return F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias,
                             self.training, factor, self.eps)
 
@@ -188,11 +193,7 @@ class _MaskedBatchNorm(nn.Module):
         if n < 2:
             return None
         y, mean, var = _gru_kernel.CompiledMaskedBatchNorm.apply(x, lengths, self.weight, self.bias, rows, self.eps)
-        with torch.no_grad():
-            self.num_batches_tracked += 1
-            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
-            self.running_var.mul_(1 - m).add_((var * (n / (n - 1))).to(self.running_var.dtype), alpha=m)
+        self._update_running(mean, var * (n / (n - 1)))
         return y
 
     def _normalize_valid_rows(self, rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:

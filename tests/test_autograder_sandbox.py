@@ -421,8 +421,7 @@ def test_interrupted_grading_leaves_no_report_and_is_graded_again(tmp_path, how)
     cmd = [PY, "-m", "autograder", "batch", str(subs), "--csv", str(tmp_path / "g.csv"), "--only", "ex11",
            "--no-progress", "--timeout", "60"] + ([] if BWRAP else ["--no-sandbox"])
     p = subprocess.Popen(cmd, cwd=ROOT, env=_batch_env(tmp), start_new_session=True, preexec_fn=_sigint_default,
-                         stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_until_grading(tmp, p)
         if how == "ctrl-c":

@@ -20,7 +20,7 @@ import torch
 
 from reference import espeak
 from reference.audio import write_wav
-from reference.checkpoint import load_model
+from reference.checkpoint import load_model, soup_runs
 from reference.corpus import plan_corpus, render_utterances
 from reference.lm import NGramLM
 from reference.train import PRESETS
@@ -95,11 +95,6 @@ def test_shipped_model_is_the_espeak_recipe(shipped):
     assert not model.training
 
 
-def _runs(lineage) -> list:
-    """The training commands of a soup's lineage in order (a nested entry is an earlier round's soup)."""
-    return [c for entry in lineage for c in (_runs(entry) if isinstance(entry, list) else [entry])]
-
-
 def _depth(lineage) -> int:
     return 1 + max((_depth(e) for e in lineage if isinstance(e, list)), default=0)
 
@@ -114,7 +109,7 @@ def test_shipped_model_is_the_makefile_recipe(shipped):
     recipe = _flags(_recipe("CAPSTONE", "espeak-model"))      # --runs spec-augment --threads 1 --eval-every 1000
     target = _makefile_target("espeak-model")
     made = [_flags(line.split("$(CAPSTONE)", 1)[1]) for line in target.splitlines() if "$(CAPSTONE)" in line]
-    ran = [_flags(c) for c in _runs(extra["averaged"])]
+    ran = [_flags(c) for c in soup_runs(extra["averaged"])]
     assert len(ran) == len(made) >= 3, (len(ran), len(made))
     assert _depth(extra["averaged"]) == target.count("--average-with")
     for i, (m, r) in enumerate(zip(made, ran)):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from reference import DeepSpeech2
-from reference.checkpoint import average_checkpoints, export_checkpoint, load_checkpoint, load_model, save_checkpoint
+from reference.checkpoint import (average_checkpoints, export_checkpoint, load_checkpoint, load_model, save_checkpoint,
+                                 soup_runs)
 from reference.text import CharEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,7 @@ def test_a_soup_of_a_soup_keeps_the_whole_lineage(tmp_path):
     again = average_checkpoints([first, trained_tiny(2, tmp_path), trained_tiny(3, tmp_path)])
     assert again["extra"]["averaged"] == [["python -m reference.train --seed 0", "python -m reference.train --seed 1"],
                                           "python -m reference.train --seed 2", "python -m reference.train --seed 3"]
+    assert soup_runs(again["extra"]["averaged"]) == [f"python -m reference.train --seed {k}" for k in range(4)]
 
 
 def test_the_soup_of_one_model_with_itself_is_that_model(tmp_path):
