@@ -35,3 +35,28 @@ def timeit(fn, repeat: int = 10, warmup: int = 2) -> float:
         times.append(time.perf_counter() - t0)
     times.sort()
     return times[len(times) // 2]
+
+
+def wer_interval(refs, hyps, level: float = 0.95, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A bootstrap interval of the corpus WER (word errors over reference words) of ``hyps`` against ``refs``.
+
+    The utterances are resampled with replacement, each keeping its own errors and words together, ``reps``
+    times; the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the resamples' WER.
+    It says how far another draw of as many sentences could move the figure (a split of 400 sentences
+    cannot tell 3.0 % from 3.6 %), not how good the model is.
+    """
+    import numpy as np
+
+    from reference.metrics import edit_distance
+
+    if len(refs) != len(hyps) or not refs:
+        raise ValueError(f"need as many hypotheses as references, at least one: got {len(refs)} and {len(hyps)}")
+    errors = np.array([edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)], dtype=np.float64)
+    words = np.array([len(r.split()) for r in refs], dtype=np.float64)
+    if words.sum() == 0:
+        raise ValueError("the references have no words")
+    pick = np.random.default_rng(seed).integers(0, len(refs), size=(reps, len(refs)))
+    totals = words[pick].sum(axis=1)
+    rates = errors[pick].sum(axis=1) / np.maximum(totals, 1.0)     # a resample of empty references only: 0 of 0
+    lo, hi = np.quantile(rates, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

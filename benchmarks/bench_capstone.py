@@ -26,6 +26,13 @@ beta, and ``--oov-prefix-logp``, which ``reference.transcribe`` takes as default
 The beam search is DS2's plain search unless ``--oov-prefix-logp`` (pyctcdecode's -10) asks for the
 ranking of spellings that begin no word of the LM (``reference.decoding``).
 
+Every WER comes with a 95 % bootstrap interval over the utterances (``_common.wer_interval``): the 400 clips of
+a split cannot tell 3.0 % from 3.6 % with the LM.  ``--fresh N`` also measures on N more new sentences by the
+training voices and by the held-out voices (the corpus drawn with another seed, less the sentences the splits
+hold), where the interval is narrower:
+
+    python benchmarks/bench_capstone.py --runs spec-augment --load DIR --fresh 2000   # ~1 minute for a loaded model
+
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
 """
@@ -36,7 +43,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import header
+from _common import header, wer_interval
 
 import torch
 
@@ -114,6 +121,31 @@ search = prefix_beam_search_fast  # --search: the fast search (pyctcdecode's pru
 oov_prefix_logp = None    # --oov-prefix-logp: DS2's plain search unless asked (reference.decoding)
 
 
+FRESH_SEED = 11   # --fresh: the corpus of another seed (0 draws the splits), so other sentences
+
+
+def fresh_splits(cache: str, n: int, seen) -> dict:
+    """``--fresh``: n more new sentences by the training voices and by the held-out voices (the corpus of seed
+    ``FRESH_SEED``), less any sentence that the splits already hold (short ones recur)."""
+    from reference.corpus import build_corpus
+
+    known = {s.transcript for s in seen}
+    splits = build_corpus(cache, n_train=10, n_test=n, seed=FRESH_SEED, progress=True)
+    fresh = {f"fresh_{name}": [s for s in splits[f"test_{name}"] if s.transcript not in known]
+             for name in ("sentences", "voices")}
+    print("fresh: " + ", ".join(f"{len(v)} {k[6:]} (of {n})" for k, v in fresh.items()))
+    return fresh
+
+
+def command_line() -> str:
+    """This run's command, as a checkpoint records it; prefixed by ``DS2_GRU_KERNEL=1`` when the compiled kernels
+    trained it (the budgets are seconds: the kernels change how many steps a run takes)."""
+    from reference import _gru_kernel
+
+    kernel = "DS2_GRU_KERNEL=1 " if _gru_kernel.load() is not None else ""
+    return f"{kernel}python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:])
+
+
 def decode(posts, enc, beam=0, lm=None, alpha=0.5, beta=1.0):
     if beam == 0:
         return [enc.ctc_decode(p.argmax(-1)) for p in posts]
@@ -134,6 +166,9 @@ def main():
                    help="rank an open word that begins no word of the LM as if the LM gave it this log probability "
                         "(times alpha; reference.decoding, pyctcdecode's -10); default: DS2's plain search")
     p.add_argument("--cache", default="data_cache")
+    p.add_argument("--fresh", type=int, default=0, metavar="N",
+                   help="also measure on N more new sentences per voice set (the corpus drawn with seed "
+                        f"{FRESH_SEED}, less any sentence of the splits): figures with narrower intervals")
     p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
     p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save instead of training")
     p.add_argument("--json", help="also write the results here")
@@ -158,6 +193,7 @@ def main():
     print(f"corpus: {len(train)} train, {len(dev)} dev, {len(valid)} held-out sentences, "
           f"{len(voices)} held-out voices (loaded in {time.perf_counter() - t0:.1f} s)")
     lm = NGramLM.train([s.transcript for s in train], order=3)
+    fresh = fresh_splits(args.cache, args.fresh, train + dev + valid + voices) if args.fresh else {}
     names = list(RUNS) if args.runs == "all" else args.runs.split(",")
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
@@ -184,14 +220,17 @@ def main():
                             anneal=recipe["anneal"], augment=recipe_augment(recipe))
             hist = fit(model, train, enc, valid_set=valid, **{**fit_args, **fit_kw})
         row = {"steps": hist.step[-1], "params": model.num_parameters(),
+               **({"fresh_n": {k: len(v) for k, v in fresh.items()}} if fresh else {}),
                "steps_per_s": hist.step[-1] / hist.seconds[-1] if hist.seconds and hist.seconds[-1] > 0 else 0.0}
         if args.eval_every:
             print(f"{name:>14}: learning curve (training seconds: held-out sentences greedy WER) " + ", ".join(
                 f"{s:.0f} s: {100 * w:.1f} %" for s, w in zip(hist.eval_seconds, hist.eval_wer)), flush=True)
-        posts = {"sentences": posteriors(model, valid, enc), "voices": posteriors(model, voices, enc)}
+        posts = {"sentences": posteriors(model, valid, enc), "voices": posteriors(model, voices, enc),
+                 **{split: posteriors(model, samples, enc) for split, samples in fresh.items()}}
         for split, (lp, refs, speakers) in posts.items():
             hyps = decode(lp, enc)
             row[f"{split}_greedy_wer"], row[f"{split}_greedy_cer"] = word_error_rate(refs, hyps), char_error_rate(refs, hyps)
+            row[f"{split}_greedy_wer_95"] = wer_interval(refs, hyps)
             if split == "voices":
                 row["per_voice_greedy_wer"] = per_speaker_wer(refs, hyps, speakers)
         if args.beam and name in LM_RUNS:
@@ -203,13 +242,14 @@ def main():
                 hyps = decode(lp, enc, args.beam, lm, alpha, beta)
                 row["beam_ms_per_utt"] = 1000 * (time.perf_counter() - t1) / len(lp)
                 row[f"{split}_lm_wer"] = word_error_rate(refs, hyps)
+                row[f"{split}_lm_wer_95"] = wer_interval(refs, hyps)
                 if split == "voices":
                     row["per_voice_lm_wer"] = per_speaker_wer(refs, hyps, speakers)
         results[name] = row
         if args.load and args.record:
             state["extra"] = {**state.get("extra", {}), "results": row, "alpha": row.get("alpha"), "beta": row.get("beta"),
                               "oov_prefix_logp": args.oov_prefix_logp,
-                              "measured_by": "python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:])}
+                              "measured_by": command_line()}
             write_checkpoint(state, Path(args.load) / f"{name}.pt")
         if args.save and not args.load:
             save_checkpoint(Path(args.save) / f"{name}.pt", model, enc, step=row["steps"], history=hist.to_dict(),
@@ -218,10 +258,12 @@ def main():
                                               "threads": args.threads,
                                               **{k: v if isinstance(v, (bool, int, float, str)) else repr(v)
                                                  for k, v in fit_kw.items()}},
-                                   "command": "python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:]),
+                                   "command": command_line(),
                                    "results": row, "alpha": row.get("alpha"), "beta": row.get("beta")})
         print(f"{name:>14}: " + ", ".join(
-            f"{k} (" + ", ".join(f"{s} {100 * w:.1f} %" for s, w in v.items()) + ")" if isinstance(v, dict) else
+            f"{k} (" + ", ".join(f"{s} {w}" if isinstance(w, int) else f"{s} {100 * w:.1f} %" for s, w in v.items()) + ")"
+            if isinstance(v, dict) else
+            f"{k} [{100 * v[0]:.2f}-{100 * v[1]:.2f}] %" if isinstance(v, (tuple, list)) else
             f"{k} {100 * v:.2f} %" if k.endswith(("wer", "cer")) else f"{k} {v:g}"
             for k, v in row.items()), flush=True)
     print(f"\n{'run':>14} {'steps':>6} {'steps/s':>8} {'sent. WER':>10} {'+LM':>7} {'voices WER':>11} {'+LM':>7} "
@@ -232,6 +274,13 @@ def main():
         ms = f"{r['beam_ms_per_utt']:.1f}" if "beam_ms_per_utt" in r else "-"
         print(f"{name:>14} {r['steps']:>6} {r['steps_per_s']:>8.2f} {100 * r['sentences_greedy_wer']:>10.2f} {lm_s:>7} "
               f"{100 * r['voices_greedy_wer']:>11.2f} {lm_v:>7} {100 * r['sentences_greedy_cer']:>10.2f} {ms:>8}")
+    for name, r in results.items():                     # 95 % bootstrap intervals over the utterances
+        for split in ("sentences", "voices", "fresh_sentences", "fresh_voices"):
+            if f"{split}_greedy_wer_95" in r:
+                print(f"{name:>14} {split.replace('_', ' '):>15}: " + ", ".join(
+                    f"{how} {100 * r[f'{split}_{how}_wer']:.2f} % [{100 * r[f'{split}_{how}_wer_95'][0]:.2f}-"
+                    f"{100 * r[f'{split}_{how}_wer_95'][1]:.2f}]" for how in ("greedy", "lm") if f"{split}_{how}_wer" in r)
+                      + (f" ({r['fresh_n'][split]} clips)" if split in r.get("fresh_n", {}) else ""))
     print("targets: held-out sentences <= 5 % greedy, <= 3 % with beam + LM; held-out voices <= 15 %")
     if args.json:
         with open(args.json, "w") as f:

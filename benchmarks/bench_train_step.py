@@ -22,7 +22,8 @@ lesson runner sets ``PASSIVE`` and the benchmarks do not.
 ``--quick``: the default policy, one process, only.  ``--profile``: each process also profiles up to ten steps
 (torch's profiler) and prints where the time goes: the operators that do the FLOPs (matrix products and
 convolutions), each other operator, and the *ceiling*, the step's FLOPs over the FLOP operators' time alone as a %
-of the peak: what no removal of other work can beat.  ``--clock cpu`` (with ``--threads 1``) times
+of the peak: what no removal of other work can beat; then, as a check free of the profiler's overhead per call,
+the same steps timed without it and every product they made replayed alone (same shapes, same counts).  ``--clock cpu`` (with ``--threads 1``) times
 steps and the sgemm peak by the thread's CPU time instead of the wall clock: on a machine shared
 with busier processes the wall clock measures the waiting, CPU time the work.
 
@@ -111,12 +112,17 @@ def where_the_time_goes(model, batches, flops: int, opt, peak: float, clock) -> 
     """Child, ``--profile``: the steps again under torch's profiler; prints the time per step of the operators that
     do the FLOPs, of the compiled kernels' own loops and of the rest, and the ceiling: the step's FLOP rate if every
     other operator took no time (``flops``, the minibatches' count, over the FLOP operators' time alone), as a % of
-    the sgemm peak."""
+    the sgemm peak.  Then the same products replayed alone without the profiler, against the same steps timed
+    without it: the ceiling again, free of the profiler's overhead per call."""
     from torch.profiler import ProfilerActivity, profile
 
     from reference.training import train_step
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    t0 = clock()
+    for b in batches:
+        train_step(model, b, opt)
+    plain = (clock() - t0) / len(batches)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         t0 = clock()
         for b in batches:
             train_step(model, b, opt)
@@ -132,6 +138,48 @@ def where_the_time_goes(model, batches, flops: int, opt, peak: float, clock) -> 
           f"{100 * flops / len(batches) / flop_s / 1e9 / peak:.0f} % of sgemm peak", file=sys.stderr)
     print("# the rest, ms per step: " + ", ".join(f"{k.replace('aten::', '')} {1000 * v:.1f}" for v, k in rest[:10]),
           file=sys.stderr, flush=True)
+    alone = replay_products(prof, model, clock) / len(batches)
+    rate = flops / len(batches) / alone / 1e9
+    print(f"# without the profiler: these steps {1000 * plain:.0f} ms, {100 * flops / len(batches) / plain / 1e9 / peak:.0f} % "
+          f"of sgemm peak; their products replayed alone (same shapes and counts) {1000 * alone:.0f} ms "
+          f"({100 * alone / plain:.0f} %) at {rate:.0f} GFLOP/s: a ceiling of {100 * rate / peak:.0f} % of sgemm peak",
+          file=sys.stderr, flush=True)
+
+
+def replay_products(prof, model, clock) -> float:
+    """Seconds that the profiled steps' matrix products and convolutions take when run again alone: every call
+    the profiler recorded, with its shapes, on random data, timed by ``clock`` without the profiler's overhead
+    per call (which the profiled ceiling includes).  A check of that ceiling, not a faster step."""
+    import torch
+    import torch.nn.functional as F
+
+    calls = {}
+    for e in prof.events():
+        if e.name in ("aten::mm", "aten::addmm", "aten::mkldnn_convolution", "aten::convolution_backward"):
+            key = (e.name, tuple(tuple(s) for s in e.input_shapes))
+            calls[key] = calls.get(key, 0) + 1
+    convs = {tuple(m.weight.shape): m for m in model.modules() if isinstance(m, torch.nn.Conv2d)}
+    total = 0.0
+    for (name, shapes), n in calls.items():
+        t = [torch.randn(*shape) if shape else None for shape in shapes[:3]]
+        if name == "aten::mm":
+            call = lambda: torch.mm(t[0], t[1])  # noqa: E731
+        elif name == "aten::addmm":
+            call = lambda: torch.addmm(t[0], t[1], t[2])  # noqa: E731
+        elif name == "aten::mkldnn_convolution":
+            conv = convs[shapes[1]]
+            call = lambda: F.conv2d(t[0], t[1], None, conv.stride, conv.padding)  # noqa: E731
+        else:                                        # the weight's gradient only: the features need none
+            conv = convs[shapes[2]]
+            call = lambda: torch.ops.aten.convolution_backward(  # noqa: E731
+                t[0], t[1], t[2], None, conv.stride, conv.padding, conv.dilation, False, (0, 0), conv.groups,
+                (False, True, False))
+        call()
+        t0 = clock()
+        for _ in range(n):
+            call()
+        total += clock() - t0
+    return total
 
 
 def run(env_extra: dict, copies: int, args) -> list[tuple[float, ...]]:
