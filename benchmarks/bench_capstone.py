@@ -31,7 +31,7 @@ a split cannot tell 3.0 % from 3.6 % with the LM.  ``--fresh N`` also measures o
 training voices and by the held-out voices (the corpus drawn with another seed, less the sentences the splits
 hold), where the interval is narrower:
 
-    python benchmarks/bench_capstone.py --runs spec-augment --load DIR --fresh 2000   # ~1 minute for a loaded model
+    python benchmarks/bench_capstone.py --runs spec-augment --load models/espeak-ds2.pt --fresh 2000   # ~1 minute
 
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
@@ -137,6 +137,11 @@ def fresh_splits(cache: str, n: int, seen) -> dict:
     return fresh
 
 
+def loaded(load: str, run: str) -> Path:
+    """``--load``: a folder of ``--save``'s checkpoints (``DIR/<run>.pt``), or one checkpoint file of the run."""
+    return Path(load) if load.endswith(".pt") else Path(load) / f"{run}.pt"
+
+
 def command_line() -> str:
     """This run's command, as a checkpoint records it; prefixed by ``DS2_GRU_KERNEL=1`` when the compiled kernels
     trained it (the budgets are seconds: the kernels change how many steps a run takes)."""
@@ -170,7 +175,8 @@ def main():
                    help="also measure on N more new sentences per voice set (the corpus drawn with seed "
                         f"{FRESH_SEED}, less any sentence of the splits): figures with narrower intervals")
     p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
-    p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save instead of training")
+    p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save (or LOAD itself, a .pt file of the one "
+                        "run named) instead of training")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--record", action="store_true",
                    help="with --load: write the results, alpha and beta into each loaded checkpoint's extra")
@@ -185,6 +191,12 @@ def main():
     global search, oov_prefix_logp
     search, oov_prefix_logp = SEARCHES[args.search], args.oov_prefix_logp
     header(f"capstone: eSpeak NG speech, {args.seconds:.0f} s of training per run; beam search: {args.search}", args.threads)
+    names = list(RUNS) if args.runs == "all" else args.runs.split(",")
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        p.error(f"unknown runs {unknown}; expected some of {list(RUNS)} or 'all'")
+    if args.load and args.load.endswith(".pt") and len(names) != 1:
+        p.error(f"--load {args.load} is one checkpoint: name one run with --runs, got {names}")
     recipe = PRESETS["espeak"]
     t0 = time.perf_counter()
     train, valid, extra = load_data(recipe, 0, args.cache, progress=False)
@@ -194,16 +206,12 @@ def main():
           f"{len(voices)} held-out voices (loaded in {time.perf_counter() - t0:.1f} s)")
     lm = NGramLM.train([s.transcript for s in train], order=3)
     fresh = fresh_splits(args.cache, args.fresh, train + dev + valid + voices) if args.fresh else {}
-    names = list(RUNS) if args.runs == "all" else args.runs.split(",")
-    unknown = sorted(set(names) - set(RUNS))
-    if unknown:
-        p.error(f"unknown runs {unknown}; expected some of {list(RUNS)} or 'all'")
     results = {}
     for name in names:
         model_kw, fit_kw = RUNS[name]
         enc = make_encoder(model_kw.get("outputs", "chars"))      # chars (29 symbols) or bigrams (758)
         if args.load:
-            model, enc, state = load_model(Path(args.load) / f"{name}.pt")
+            model, enc, state = load_model(loaded(args.load, name))
             hist = History.from_dict(state["history"])
         else:
             torch.manual_seed(args.seed)
@@ -250,7 +258,7 @@ def main():
             state["extra"] = {**state.get("extra", {}), "results": row, "alpha": row.get("alpha"), "beta": row.get("beta"),
                               "oov_prefix_logp": args.oov_prefix_logp,
                               "measured_by": command_line()}
-            write_checkpoint(state, Path(args.load) / f"{name}.pt")
+            write_checkpoint(state, loaded(args.load, name))
         if args.save and not args.load:
             save_checkpoint(Path(args.save) / f"{name}.pt", model, enc, step=row["steps"], history=hist.to_dict(),
                             extra={"recipe": {**recipe, "model": {**recipe["model"], **model_kw}, "seconds": args.seconds,
