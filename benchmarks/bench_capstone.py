@@ -33,6 +33,10 @@ hold), where the interval is narrower:
 
     python benchmarks/bench_capstone.py --runs spec-augment --load models/espeak-ds2.pt --fresh 2000   # ~1 minute
 
+The 200 held-back clips are too few to choose between such models too: ``--dev-fresh N`` tunes alpha and beta on N
+new sentences by the training voices (the corpus of yet another seed, sharing no sentence with any other set)
+instead, and the dev WERs (printed either way) are what a choice between runs should read, never the test splits.
+
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
 """
@@ -122,18 +126,19 @@ oov_prefix_logp = None    # --oov-prefix-logp: DS2's plain search unless asked (
 
 
 FRESH_SEED = 11   # --fresh: the corpus of another seed (0 draws the splits), so other sentences
+DEV_SEED = 13     # --dev-fresh: yet another seed, so a dev set that no measurement shares
 
 
-def fresh_splits(cache: str, n: int, seen) -> dict:
-    """``--fresh``: n more new sentences by the training voices and by the held-out voices (the corpus of seed
-    ``FRESH_SEED``), less any sentence that the splits already hold (short ones recur)."""
+def fresh_splits(cache: str, n: int, seen, seed: int = FRESH_SEED, prefix: str = "fresh") -> dict:
+    """``--fresh``: n more new sentences by the training voices and by the held-out voices (the corpus of
+    ``seed``), less any sentence that ``seen`` already holds (short ones recur)."""
     from reference.corpus import build_corpus
 
     known = {s.transcript for s in seen}
-    splits = build_corpus(cache, n_train=10, n_test=n, seed=FRESH_SEED, progress=True)
-    fresh = {f"fresh_{name}": [s for s in splits[f"test_{name}"] if s.transcript not in known]
+    splits = build_corpus(cache, n_train=10, n_test=n, seed=seed, progress=True)
+    fresh = {f"{prefix}_{name}": [s for s in splits[f"test_{name}"] if s.transcript not in known]
              for name in ("sentences", "voices")}
-    print("fresh: " + ", ".join(f"{len(v)} {k[6:]} (of {n})" for k, v in fresh.items()))
+    print(f"{prefix}: " + ", ".join(f"{len(v)} {k[len(prefix) + 1:]} (of {n})" for k, v in fresh.items()))
     return fresh
 
 
@@ -174,6 +179,11 @@ def main():
     p.add_argument("--fresh", type=int, default=0, metavar="N",
                    help="also measure on N more new sentences per voice set (the corpus drawn with seed "
                         f"{FRESH_SEED}, less any sentence of the splits): figures with narrower intervals")
+    p.add_argument("--dev-fresh", type=int, default=0, metavar="N",
+                   help="tune alpha and beta on N new sentences by the training voices (the corpus drawn with seed "
+                        f"{DEV_SEED}, less the splits' and --fresh's sentences; needs --fresh) instead of the 200 "
+                        "held-back clips, "
+                        "which are too few to choose between close models; the dev WERs are reported either way")
     p.add_argument("--save", help="write each run's checkpoint to SAVE/<run>.pt")
     p.add_argument("--load", help="evaluate the checkpoints LOAD/<run>.pt written by --save (or LOAD itself, a .pt file of the one "
                         "run named) instead of training")
@@ -186,6 +196,8 @@ def main():
     p.add_argument("--eval-every", type=int, default=0,
                    help="also measure held-out-sentence WER every N steps and print the learning curve")
     args = p.parse_args()
+    if args.dev_fresh and not args.fresh:
+        p.error("--dev-fresh needs --fresh: the dev set is drawn to share no sentence with the fresh ones")
     if args.record and not args.load:
         p.error("--record writes into the checkpoints of --load DIR: give --load")
     global search, oov_prefix_logp
@@ -206,6 +218,9 @@ def main():
           f"{len(voices)} held-out voices (loaded in {time.perf_counter() - t0:.1f} s)")
     lm = NGramLM.train([s.transcript for s in train], order=3)
     fresh = fresh_splits(args.cache, args.fresh, train + dev + valid + voices) if args.fresh else {}
+    if args.dev_fresh:                                 # a larger dev set, sharing no sentence with any other set
+        dev = fresh_splits(args.cache, args.dev_fresh, train + dev + valid + voices + sum(fresh.values(), []),
+                           seed=DEV_SEED, prefix="dev")["dev_sentences"]
     results = {}
     for name in names:
         model_kw, fit_kw = RUNS[name]
@@ -244,6 +259,9 @@ def main():
         if args.beam and name in LM_RUNS:
             dev_posts, dev_refs, _ = posteriors(model, dev, enc)
             alpha, beta = tune_alpha_beta(dev_posts, dev_refs, enc, args.beam, lm)
+            row["dev_n"] = len(dev)                     # what a choice between runs reads: dev, never test
+            for how, hyps in (("greedy", decode(dev_posts, enc)), ("lm", decode(dev_posts, enc, args.beam, lm, alpha, beta))):
+                row[f"dev_{how}_wer"], row[f"dev_{how}_wer_95"] = word_error_rate(dev_refs, hyps), wer_interval(dev_refs, hyps)
             row["alpha"], row["beta"] = alpha, beta
             for split, (lp, refs, speakers) in posts.items():
                 t1 = time.perf_counter()
@@ -283,12 +301,13 @@ def main():
         print(f"{name:>14} {r['steps']:>6} {r['steps_per_s']:>8.2f} {100 * r['sentences_greedy_wer']:>10.2f} {lm_s:>7} "
               f"{100 * r['voices_greedy_wer']:>11.2f} {lm_v:>7} {100 * r['sentences_greedy_cer']:>10.2f} {ms:>8}")
     for name, r in results.items():                     # 95 % bootstrap intervals over the utterances
-        for split in ("sentences", "voices", "fresh_sentences", "fresh_voices"):
+        for split in ("dev", "sentences", "voices", "fresh_sentences", "fresh_voices"):
             if f"{split}_greedy_wer_95" in r:
                 print(f"{name:>14} {split.replace('_', ' '):>15}: " + ", ".join(
                     f"{how} {100 * r[f'{split}_{how}_wer']:.2f} % [{100 * r[f'{split}_{how}_wer_95'][0]:.2f}-"
                     f"{100 * r[f'{split}_{how}_wer_95'][1]:.2f}]" for how in ("greedy", "lm") if f"{split}_{how}_wer" in r)
-                      + (f" ({r['fresh_n'][split]} clips)" if split in r.get("fresh_n", {}) else ""))
+                      + (f" ({r['fresh_n'][split]} clips)" if split in r.get("fresh_n", {}) else "")
+                      + (f" ({r['dev_n']} clips, alpha and beta tuned here)" if split == "dev" else ""))
     print("targets: held-out sentences <= 5 % greedy, <= 3 % with beam + LM; held-out voices <= 15 %")
     if args.json:
         with open(args.json, "w") as f:
