@@ -147,12 +147,14 @@ def loaded(load: str, run: str) -> Path:
     return Path(load) if load.endswith(".pt") else Path(load) / f"{run}.pt"
 
 
-def command_line() -> str:
-    """This run's command, as a checkpoint records it; prefixed by ``DS2_GRU_KERNEL=1`` when the compiled kernels
-    trained it (the budgets are seconds: the kernels change how many steps a run takes)."""
+def command_line(trained: bool) -> str:
+    """This run's command, as a checkpoint records it.  A command that ``trained`` the model is prefixed by
+    ``DS2_GRU_KERNEL=1`` when the compiled kernels did (the budgets are seconds: the kernels change how many steps a
+    run takes); training has loaded them by then.  Evaluation never uses them, so a measuring command has no prefix
+    (and never builds the kernels just to say so)."""
     from reference import _gru_kernel
 
-    kernel = "DS2_GRU_KERNEL=1 " if _gru_kernel.load() is not None else ""
+    kernel = "DS2_GRU_KERNEL=1 " if trained and _gru_kernel.load() is not None else ""
     return f"{kernel}python benchmarks/bench_capstone.py " + " ".join(sys.argv[1:])
 
 
@@ -275,7 +277,7 @@ def main():
         if args.load and args.record:
             state["extra"] = {**state.get("extra", {}), "results": row, "alpha": row.get("alpha"), "beta": row.get("beta"),
                               "oov_prefix_logp": args.oov_prefix_logp,
-                              "measured_by": command_line()}
+                              "measured_by": command_line(trained=False)}
             write_checkpoint(state, loaded(args.load, name))
         if args.save and not args.load:
             save_checkpoint(Path(args.save) / f"{name}.pt", model, enc, step=row["steps"], history=hist.to_dict(),
@@ -284,7 +286,7 @@ def main():
                                               "threads": args.threads,
                                               **{k: v if isinstance(v, (bool, int, float, str)) else repr(v)
                                                  for k, v in fit_kw.items()}},
-                                   "command": command_line(),
+                                   "command": command_line(trained=True),
                                    "results": row, "alpha": row.get("alpha"), "beta": row.get("beta")})
         print(f"{name:>14}: " + ", ".join(
             f"{k} (" + ", ".join(f"{s} {w}" if isinstance(w, int) else f"{s} {100 * w:.1f} %" for s, w in v.items()) + ")"
