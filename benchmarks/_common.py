@@ -47,12 +47,11 @@ def wer_interval(refs, hyps, level: float = 0.95, reps: int = 2000, seed: int = 
     """
     import numpy as np
 
-    from reference.metrics import edit_distance
+    from reference.metrics import word_errors
 
     if len(refs) != len(hyps) or not refs:
         raise ValueError(f"need as many hypotheses as references, at least one: got {len(refs)} and {len(hyps)}")
-    errors = np.array([edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)], dtype=np.float64)
-    words = np.array([len(r.split()) for r in refs], dtype=np.float64)
+    errors, words = np.array(word_errors(refs, hyps), dtype=np.float64).T
     if words.sum() == 0:
         raise ValueError("the references have no words")
     pick = np.random.default_rng(seed).integers(0, len(refs), size=(reps, len(refs)))

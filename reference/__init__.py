@@ -8,7 +8,7 @@ Modules, one concept each (paper sections in their docstrings):
 ``synthetic``   learnable synthetic speech for demos and tests
 ``data``        samples, padded batches, SortaGrad
 ``ctc``         CTC collapse, greedy decoding, the from-scratch CTC loss
-``metrics``     edit distance, WER, CER
+``metrics``     edit distance, WER (and its per-utterance counts), CER
 ``layers``      clipped ReLU, masked convs, GRU, sequence-wise BatchNorm, row conv
 ``model``       :class:`DeepSpeech2` and its config
 ``training``    :func:`train_step`, :func:`evaluate`, :func:`fit`

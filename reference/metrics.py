@@ -66,14 +66,22 @@ def _as_lists(refs, hyps) -> tuple[list[str], list[str]]:
     return refs, hyps
 
 
+def word_errors(refs, hyps) -> list[tuple[int, int]]:
+    """Per utterance, (word edit distance, reference words): the two counts that corpus WER sums.
+
+    A bootstrap over utterances (benchmarks/_common.wer_interval) resamples these pairs.
+    """
+    refs, hyps = _as_lists(refs, hyps)
+    return [(edit_distance(r.split(), h.split()), len(r.split())) for r, h in zip(refs, hyps)]
+
+
 def word_error_rate(refs, hyps) -> float:
     """Corpus-level WER: total word edit distance / total reference words."""
-    refs, hyps = _as_lists(refs, hyps)
-    ref_words = [r.split() for r in refs]
-    total = sum(len(w) for w in ref_words)
+    counts = word_errors(refs, hyps)
+    total = sum(words for _, words in counts)
     if total == 0:
         raise ValueError("the references contain no words: WER is undefined")
-    return sum(edit_distance(r, h.split()) for r, h in zip(ref_words, hyps)) / total
+    return sum(errors for errors, _ in counts) / total
 
 
 def char_error_rate(refs, hyps) -> float:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reference import CharEncoder, char_error_rate, edit_distance, word_error_rate
-from reference.metrics import edit_operations
+from reference.metrics import edit_operations, word_errors
 
 
 def test_alphabet_layout():
@@ -60,6 +60,9 @@ def test_wer_cer_match_jiwer_at_corpus_level():
         hyps.append(" ".join(h))
     assert word_error_rate(refs, hyps) == pytest.approx(jiwer.wer(refs, hyps), abs=1e-12)
     assert char_error_rate(refs, hyps) == pytest.approx(jiwer.cer(refs, hyps), abs=1e-12)
+    out = [jiwer.process_words(r, h) for r, h in zip(refs, hyps)]      # per utterance, as a bootstrap needs
+    assert word_errors(refs, hyps) == [(o.substitutions + o.deletions + o.insertions, o.hits + o.substitutions + o.deletions)
+                                       for o in out]
 
 
 def test_corpus_level_is_not_the_mean_of_utterances():
