@@ -72,15 +72,17 @@ asterisk: $(STAMP)  ## a human voice: Debian's Asterisk prompts (apt-get downloa
 voices: $(STAMP)  ## many synthesized voices (eSpeak NG, Flite; Pico and RHVoice from Debian non-free) saying WordNet's examples (apt-get download) -> OUT (default data/voices)
 	$(PY) -m reference.prepare voices $(if $(filter command line,$(origin OUT)),$(OUT),data/voices)
 
-# The recipe of models/espeak-ds2.pt, the capstone model: three rounds of model soups.  Round 1: bench_capstone's
+# The recipe of models/espeak-ds2.pt, the capstone model: four rounds of model soups.  Round 1: bench_capstone's
 # spec-augment run (the espeak preset + SpecAugment) for 3000 s on one thread, two runs that go on from it for 2400 s
 # each (lr 2e-3 and 4e-3, side by side, one thread each), and the mean of the three.  Rounds 2 and 3: two runs from
 # the last mean (lr 1e-3 and 2e-3; 2400 s, then 1800 s; with the compiled GRU and BatchNorm kernels:
-# DS2_GRU_KERNEL=1), and the mean of that soup and the two.  Each soup is measured and recorded by --load --record
-# (the results, and the alpha and beta that reference.transcribe takes as defaults).  About 175 minutes on 2 cores;
-# the budgets are seconds, so a faster machine takes more steps.
+# DS2_GRU_KERNEL=1), and the mean of that soup and the two.  Round 4: the same with a paper run (no SpecAugment; a
+# later --runs replaces CAPSTONE's) at lr 1e-3 and a spec-augment run at 5e-4, 2400 s each.  Each soup is measured
+# and recorded by --load --record (the results, and the alpha and beta that reference.transcribe takes as defaults);
+# the last one tunes alpha and beta on 1,642 new sentences (--dev-fresh; docs/figures.md: 200 clips mis-rank these
+# models).  About 220 minutes on 2 cores; the budgets are seconds, so a faster machine takes more steps.
 CAPSTONE = $(PY) benchmarks/bench_capstone.py --runs spec-augment --threads 1 --eval-every 1000
-espeak-model: $(STAMP)  ## train models/espeak-ds2.pt: three rounds of capstone runs averaged (about 175 minutes)
+espeak-model: $(STAMP)  ## train models/espeak-ds2.pt: four rounds of capstone runs averaged (about 220 minutes)
 	$(CAPSTONE) --seconds 3000 --save runs/capstone-s0
 	$(PY) -m tools.export_model runs/capstone-s0/spec-augment.pt runs/capstone-s0.pt
 	$(CAPSTONE) --init runs/capstone-s0.pt --lr 2e-3 --seed 1 --seconds 2400 --save runs/capstone-c1 & one=$$!; \
@@ -101,7 +103,13 @@ espeak-model: $(STAMP)  ## train models/espeak-ds2.pt: three rounds of capstone 
 	$(PY) -m tools.export_model runs/capstone-soup2/spec-augment.pt runs/capstone-soup3/spec-augment.pt \
 	    --average-with runs/capstone-c5/spec-augment.pt runs/capstone-c6/spec-augment.pt
 	$(PY) benchmarks/bench_capstone.py --runs spec-augment --load runs/capstone-soup3 --record
-	cp runs/capstone-soup3/spec-augment.pt models/espeak-ds2.pt
+	DS2_GRU_KERNEL=1 $(CAPSTONE) --runs paper --init runs/capstone-soup3/spec-augment.pt --lr 1e-3 --seed 7 --seconds 2400 --save runs/capstone-c7 & one=$$!; \
+	DS2_GRU_KERNEL=1 $(CAPSTONE) --init runs/capstone-soup3/spec-augment.pt --lr 5e-4 --seed 8 --seconds 2400 --save runs/capstone-c8 & two=$$!; \
+	wait $$one && wait $$two
+	$(PY) -m tools.export_model runs/capstone-soup3/spec-augment.pt runs/capstone-soup4/spec-augment.pt \
+	    --average-with runs/capstone-c7/paper.pt runs/capstone-c8/spec-augment.pt
+	$(PY) benchmarks/bench_capstone.py --runs spec-augment --load runs/capstone-soup4 --record --fresh 2000 --dev-fresh 2000
+	cp runs/capstone-soup4/spec-augment.pt models/espeak-ds2.pt
 
 # The recipe of models/voices-ds2.pt: trained on data/voices only (it has never heard a person), in three
 # stages: 6000 steps from scratch on the eSpeak and Flite clips, then 4000 more from that export at half the

@@ -258,12 +258,14 @@ def main():
             row[f"{split}_greedy_wer_95"] = wer_interval(refs, hyps)
             if split == "voices":
                 row["per_voice_greedy_wer"] = per_speaker_wer(refs, hyps, speakers)
+        dev_posts, dev_refs, _ = posteriors(model, dev, enc)
+        row["dev_n"] = len(dev)                         # what a choice between runs reads: dev, never test
+        hyps = decode(dev_posts, enc)
+        row["dev_greedy_wer"], row["dev_greedy_wer_95"] = word_error_rate(dev_refs, hyps), wer_interval(dev_refs, hyps)
         if args.beam and name in LM_RUNS:
-            dev_posts, dev_refs, _ = posteriors(model, dev, enc)
             alpha, beta = tune_alpha_beta(dev_posts, dev_refs, enc, args.beam, lm)
-            row["dev_n"] = len(dev)                     # what a choice between runs reads: dev, never test
-            for how, hyps in (("greedy", decode(dev_posts, enc)), ("lm", decode(dev_posts, enc, args.beam, lm, alpha, beta))):
-                row[f"dev_{how}_wer"], row[f"dev_{how}_wer_95"] = word_error_rate(dev_refs, hyps), wer_interval(dev_refs, hyps)
+            hyps = decode(dev_posts, enc, args.beam, lm, alpha, beta)
+            row["dev_lm_wer"], row["dev_lm_wer_95"] = word_error_rate(dev_refs, hyps), wer_interval(dev_refs, hyps)
             row["alpha"], row["beta"] = alpha, beta
             for split, (lp, refs, speakers) in posts.items():
                 t1 = time.perf_counter()
@@ -309,7 +311,8 @@ def main():
                     f"{how} {100 * r[f'{split}_{how}_wer']:.2f} % [{100 * r[f'{split}_{how}_wer_95'][0]:.2f}-"
                     f"{100 * r[f'{split}_{how}_wer_95'][1]:.2f}]" for how in ("greedy", "lm") if f"{split}_{how}_wer" in r)
                       + (f" ({r['fresh_n'][split]} clips)" if split in r.get("fresh_n", {}) else "")
-                      + (f" ({r['dev_n']} clips, alpha and beta tuned here)" if split == "dev" else ""))
+                      + (f" ({r['dev_n']} clips{', alpha and beta tuned here' if 'alpha' in r else ''})"
+                         if split == "dev" else ""))
     print("targets: held-out sentences <= 5 % greedy, <= 3 % with beam + LM; held-out voices <= 15 %")
     if args.json:
         with open(args.json, "w") as f:
