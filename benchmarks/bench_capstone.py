@@ -35,7 +35,12 @@ hold), where the interval is narrower:
 
 The 200 held-back clips are too few to choose between such models too: ``--dev-fresh N`` tunes alpha and beta on N
 new sentences by the training voices (the corpus of yet another seed, sharing no sentence with any other set)
-instead, and the dev WERs (printed either way) are what a choice between runs should read, never the test splits.
+instead, and the dev WERs (printed either way, greedy even with ``--beam 0``) are what a choice between runs should
+read, never the test splits.  ``--fresh-seed S`` draws the fresh sets from another seed: a check on sentences that
+no choice has read.
+
+    python benchmarks/bench_capstone.py --runs spec-augment --load CHECKPOINT --fresh 2000 --dev-fresh 2000 --beam 0   # choose (20 s)
+    python benchmarks/bench_capstone.py --runs spec-augment --load models/espeak-ds2.pt --fresh 2000 --fresh-seed 12 --dev-fresh 2000
 
 ``--runs all`` takes about 45 minutes (7 runs).  Held-out voices are reported per voice too:
 two are new speakers of training accents, two are accents no training voice has.
@@ -179,8 +184,11 @@ def main():
                         "(times alpha; reference.decoding, pyctcdecode's -10); default: DS2's plain search")
     p.add_argument("--cache", default="data_cache")
     p.add_argument("--fresh", type=int, default=0, metavar="N",
-                   help="also measure on N more new sentences per voice set (the corpus drawn with seed "
-                        f"{FRESH_SEED}, less any sentence of the splits): figures with narrower intervals")
+                   help="also measure on N more new sentences per voice set (the corpus drawn with --fresh-seed, "
+                        "less any sentence of the splits): figures with narrower intervals")
+    p.add_argument("--fresh-seed", type=int, default=FRESH_SEED, metavar="S",
+                   help=f"the corpus seed of --fresh's sentences (default {FRESH_SEED}; another seed, another set: a "
+                        f"check on sentences that no choice has read; not 0, which draws the splits, nor {DEV_SEED})")
     p.add_argument("--dev-fresh", type=int, default=0, metavar="N",
                    help="tune alpha and beta on N new sentences by the training voices (the corpus drawn with seed "
                         f"{DEV_SEED}, less the splits' and --fresh's sentences; needs --fresh) instead of the 200 "
@@ -200,6 +208,9 @@ def main():
     args = p.parse_args()
     if args.dev_fresh and not args.fresh:
         p.error("--dev-fresh needs --fresh: the dev set is drawn to share no sentence with the fresh ones")
+    if args.fresh_seed in (0, DEV_SEED):
+        p.error(f"--fresh-seed {args.fresh_seed} draws " + ("the splits' sentences" if args.fresh_seed == 0 else
+                "--dev-fresh's") + ": give another seed")
     if args.record and not args.load:
         p.error("--record writes into the checkpoints of --load DIR: give --load")
     global search, oov_prefix_logp
@@ -219,7 +230,7 @@ def main():
     print(f"corpus: {len(train)} train, {len(dev)} dev, {len(valid)} held-out sentences, "
           f"{len(voices)} held-out voices (loaded in {time.perf_counter() - t0:.1f} s)")
     lm = NGramLM.train([s.transcript for s in train], order=3)
-    fresh = fresh_splits(args.cache, args.fresh, train + dev + valid + voices) if args.fresh else {}
+    fresh = fresh_splits(args.cache, args.fresh, train + dev + valid + voices, seed=args.fresh_seed) if args.fresh else {}
     if args.dev_fresh:                                 # a larger dev set, sharing no sentence with any other set
         dev = fresh_splits(args.cache, args.dev_fresh, train + dev + valid + voices + sum(fresh.values(), []),
                            seed=DEV_SEED, prefix="dev")["dev_sentences"]
