@@ -85,12 +85,14 @@ ALPHAS, BETAS = [0.3, 0.5, 0.8, 1.2], [1.0, 3.0, 5.0, 7.0]      # the starting g
 
 
 def tune_alpha_beta(posts, refs, enc, beam, lm, alphas=ALPHAS, betas=BETAS, rounds=3):
-    """The (alpha, beta) of lowest dev WER on a grid that grows while the best is on its upper edge."""
-    alphas, betas, scores = list(alphas), list(betas), {}
+    """The (alpha, beta) of lowest dev WER on a grid that grows while the best is on its upper edge, and the
+    transcripts they gave (the dev figures need no second search)."""
+    alphas, betas, scores, hyps = list(alphas), list(betas), {}, {}
     for _ in range(rounds + 1):
         for ab in ((a, b) for a in alphas for b in betas):
             if ab not in scores:
-                scores[ab] = word_error_rate(refs, decode(posts, enc, beam, lm, *ab))
+                hyps[ab] = decode(posts, enc, beam, lm, *ab)
+                scores[ab] = word_error_rate(refs, hyps[ab])
         alpha, beta = min(scores, key=lambda ab: (scores[ab], ab))
         if alpha < alphas[-1] and beta < betas[-1]:
             break
@@ -98,7 +100,7 @@ def tune_alpha_beta(posts, refs, enc, beam, lm, alphas=ALPHAS, betas=BETAS, roun
             alphas.append(round(alphas[-1] * 1.5, 3))
         if beta == betas[-1]:
             betas.append(betas[-1] + 3.0)
-    return alpha, beta
+    return alpha, beta, hyps[alpha, beta]
 
 
 @torch.no_grad()
@@ -274,8 +276,7 @@ def main():
         hyps = decode(dev_posts, enc)
         row["dev_greedy_wer"], row["dev_greedy_wer_95"] = word_error_rate(dev_refs, hyps), wer_interval(dev_refs, hyps)
         if args.beam and name in LM_RUNS:
-            alpha, beta = tune_alpha_beta(dev_posts, dev_refs, enc, args.beam, lm)
-            hyps = decode(dev_posts, enc, args.beam, lm, alpha, beta)
+            alpha, beta, hyps = tune_alpha_beta(dev_posts, dev_refs, enc, args.beam, lm)
             row["dev_lm_wer"], row["dev_lm_wer_95"] = word_error_rate(dev_refs, hyps), wer_interval(dev_refs, hyps)
             row["alpha"], row["beta"] = alpha, beta
             for split, (lp, refs, speakers) in posts.items():
